@@ -1,0 +1,112 @@
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::inputs::InputDocument;
+use crate::target::{EtcdAccess, NodeAccess};
+
+/// Whether the grader looks at a running cluster or at files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Static,
+}
+
+/// Parameters a lab or the CLI gives the checks (which namespace is the lab's, which Secret to read).
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    /// The namespace the lab's workloads live in (network policies, mTLS, pod security).
+    pub namespace: Option<String>,
+    /// A Secret to read from etcd as `namespace/name`; without it the grader writes its own canary.
+    pub secret: Option<String>,
+    /// Free-form parameters a lab step sets (e.g. `group=developer-read`).
+    pub extra: HashMap<String, String>,
+}
+
+/// What one grading run can reach, plus a cache so each input is collected once for all checks.
+pub struct Context {
+    pub mode: Mode,
+    pub kube: Option<kube::Client>,
+    pub node: Option<Arc<dyn NodeAccess>>,
+    pub etcd: Option<Arc<dyn EtcdAccess>>,
+    /// Static mode: every document from the given files, with file and line.
+    pub documents: Vec<InputDocument>,
+    pub params: Params,
+    cache: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("mode", &self.mode)
+            .field("kube", &self.kube.is_some())
+            .field("node", &self.node.as_ref().map(|node| node.describe()))
+            .field("etcd", &self.etcd.as_ref().map(|etcd| etcd.describe()))
+            .field("documents", &self.documents.len())
+            .finish()
+    }
+}
+
+impl Context {
+    pub fn live(kube: Option<kube::Client>) -> Self {
+        Self::new(Mode::Live, kube, Vec::new())
+    }
+
+    pub fn from_documents(documents: Vec<InputDocument>) -> Self {
+        Self::new(Mode::Static, None, documents)
+    }
+
+    fn new(mode: Mode, kube: Option<kube::Client>, documents: Vec<InputDocument>) -> Self {
+        Self {
+            mode,
+            kube,
+            node: None,
+            etcd: None,
+            documents,
+            params: Params::default(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_node(mut self, node: Arc<dyn NodeAccess>) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    pub fn with_etcd(mut self, etcd: Arc<dyn EtcdAccess>) -> Self {
+        self.etcd = Some(etcd);
+        self
+    }
+
+    pub fn with_params(mut self, params: Params) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Collects an input once per run: the first caller runs `collect`, the others wait for and
+    /// share its value. The input is identified by its type, so each input gets a newtype.
+    pub async fn input<T, F, Fut>(&self, collect: F) -> Arc<T>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let cell = {
+            let mut cache = self.cache.lock().await;
+            let slot = cache
+                .entry(TypeId::of::<OnceCell<Arc<T>>>())
+                .or_insert_with(|| Arc::new(OnceCell::<Arc<T>>::new()));
+            Arc::clone(slot)
+        };
+        let Ok(cell) = cell.downcast::<OnceCell<Arc<T>>>() else {
+            unreachable!("the cache is keyed by the cell's own type")
+        };
+        Arc::clone(
+            cell.get_or_init(|| async { Arc::new(collect().await) })
+                .await,
+        )
+    }
+}

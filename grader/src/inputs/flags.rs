@@ -1,0 +1,1 @@
+//! Command-line flags read exactly as the Kubernetes components parse them (spf13/pflag).

@@ -1,0 +1,1 @@
+//! Static pod manifests (kube-apiserver, etcd) and the flags in their `command` and `args`.

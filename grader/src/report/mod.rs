@@ -1,0 +1,1 @@
+//! Output formats: text, JSON, JUnit and SARIF.

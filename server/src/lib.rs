@@ -1,0 +1,1 @@
+//! The hardlab server: the learner's web app, labs, disposable clusters, terminal and access proxy.

@@ -1,0 +1,1 @@
+//! Test support for hardlab: real control planes, Docker and databases.
