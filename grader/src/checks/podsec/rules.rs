@@ -1,0 +1,277 @@
+//! The per-workload pod security rules. Each returns, for one workload, what is wrong with it,
+//! naming the container and the field; an empty list means the workload passes.
+
+use serde_json::Value;
+
+use super::workload::{Container, ContainerKind, Workload, is_false, is_true};
+
+/// The effective value of a securityContext field: the container's, else the pod's, with the path
+/// where it was set.
+fn effective<'a>(
+    workload: &Workload<'a>,
+    container: &Container<'a>,
+    field: &str,
+) -> Option<(&'a Value, String)> {
+    if let Some(value) = container.security(field) {
+        return Some((value, container.field(&format!("securityContext.{field}"))));
+    }
+    workload
+        .pod_security(field)
+        .map(|value| (value, workload.field(&format!("securityContext.{field}"))))
+}
+
+pub fn run_as_non_root(workload: &Workload) -> Vec<String> {
+    let mut problems = Vec::new();
+    for container in workload.containers() {
+        let user = effective(workload, &container, "runAsUser");
+        let non_root = effective(workload, &container, "runAsNonRoot");
+        match (&user, &non_root) {
+            (Some((uid, path)), _) if uid.as_i64() == Some(0) => problems.push(format!(
+                "{}: runs as root: {path} is 0",
+                container.describe()
+            )),
+            // A non-zero UID overrides the image's USER, so the process cannot be root.
+            (Some((uid, _)), _) if uid.as_i64().is_some_and(|uid| uid > 0) => {}
+            (_, Some((flag, _))) if is_true(Some(flag)) => {}
+            (_, Some((_, path))) => problems.push(format!(
+                "{}: {path} is false and no non-zero runAsUser is set",
+                container.describe()
+            )),
+            _ => problems.push(format!(
+                "{}: neither {} nor {} sets runAsNonRoot: true or a non-zero runAsUser",
+                container.describe(),
+                container.field("securityContext"),
+                workload.field("securityContext")
+            )),
+        }
+    }
+    problems
+}
+
+pub fn no_privilege_escalation(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        .filter_map(|container| {
+            let value = container.security("allowPrivilegeEscalation");
+            let path = container.field("securityContext.allowPrivilegeEscalation");
+            if is_false(value) {
+                None
+            } else if is_true(value) {
+                Some(format!("{}: {path} is true", container.describe()))
+            } else {
+                Some(format!(
+                    "{}: {path} is not set (it defaults to true)",
+                    container.describe()
+                ))
+            }
+        })
+        .collect()
+}
+
+pub fn drops_all_capabilities(container: &Container) -> bool {
+    container
+        .security("capabilities")
+        .and_then(|caps| caps.get("drop"))
+        .and_then(Value::as_array)
+        .is_some_and(|drop| drop.iter().any(|cap| cap.as_str() == Some("ALL")))
+}
+
+pub fn capabilities_dropped(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        .filter(|container| !drops_all_capabilities(container))
+        .map(|container| {
+            format!(
+                "{}: {} does not include ALL",
+                container.describe(),
+                container.field("securityContext.capabilities.drop")
+            )
+        })
+        .collect()
+}
+
+pub fn no_privileged(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        .filter(|container| is_true(container.security("privileged")))
+        .map(|container| {
+            format!(
+                "{}: {} is true",
+                container.describe(),
+                container.field("securityContext.privileged")
+            )
+        })
+        .collect()
+}
+
+pub fn no_host_namespaces(workload: &Workload) -> Vec<String> {
+    ["hostPID", "hostIPC", "hostNetwork"]
+        .into_iter()
+        .filter(|field| is_true(workload.spec.get(*field)))
+        .map(|field| format!("pod: {} is true", workload.field(field)))
+        .collect()
+}
+
+pub fn no_host_path(workload: &Workload) -> Vec<String> {
+    let Some(volumes) = workload.spec.get("volumes").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, volume)| {
+            let host_path = volume.get("hostPath")?;
+            Some(format!(
+                "volume {:?}: {} mounts the node's {}",
+                volume.get("name").and_then(Value::as_str).unwrap_or("?"),
+                workload.field(&format!("volumes[{index}].hostPath")),
+                host_path
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no path)")
+            ))
+        })
+        .collect()
+}
+
+/// The seccomp profile type a container runs with, and where it was set. The legacy annotations
+/// (before 1.19, removed in 1.27) count where no field is set.
+pub fn seccomp_type(workload: &Workload, container: &Container) -> Option<(String, String)> {
+    if let Some((profile, path)) = effective(workload, container, "seccompProfile")
+        && let Some(kind) = profile.get("type").and_then(Value::as_str)
+    {
+        return Some((kind.to_owned(), format!("{path}.type")));
+    }
+    let container_key = format!(
+        "container.seccomp.security.alpha.kubernetes.io/{}",
+        container.name
+    );
+    for key in [
+        container_key.as_str(),
+        "seccomp.security.alpha.kubernetes.io/pod",
+    ] {
+        if let Some(value) = workload.annotation(key) {
+            let kind = match value {
+                "runtime/default" | "docker/default" => "RuntimeDefault",
+                "unconfined" => "Unconfined",
+                local if local.starts_with("localhost/") => "Localhost",
+                _ => "Unknown",
+            };
+            return Some((kind.to_owned(), format!("annotation {key}")));
+        }
+    }
+    None
+}
+
+pub fn seccomp_profile(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        .filter_map(|container| match seccomp_type(workload, container) {
+            Some((kind, _)) if kind == "RuntimeDefault" || kind == "Localhost" => None,
+            Some((kind, path)) => Some(format!("{}: {path} is {kind}", container.describe())),
+            None => Some(format!(
+                "{}: no seccompProfile at {} or {}",
+                container.describe(),
+                container.field("securityContext.seccompProfile"),
+                workload.field("securityContext.seccompProfile")
+            )),
+        })
+        .collect()
+}
+
+pub fn read_only_root_fs(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        .filter(|container| !is_true(container.security("readOnlyRootFilesystem")))
+        .map(|container| {
+            format!(
+                "{}: {} is not true",
+                container.describe(),
+                container.field("securityContext.readOnlyRootFilesystem")
+            )
+        })
+        .collect()
+}
+
+pub fn resource_limits(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        // Ephemeral containers may not declare resources.
+        .filter(|container| container.kind != ContainerKind::Ephemeral)
+        .filter_map(|container| {
+            let limits = container
+                .value
+                .get("resources")
+                .and_then(|r| r.get("limits"));
+            let missing: Vec<&str> = ["cpu", "memory"]
+                .into_iter()
+                .filter(|resource| limits.and_then(|l| l.get(*resource)).is_none())
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "{}: {} has no {}",
+                    container.describe(),
+                    container.field("resources.limits"),
+                    missing.join(" or ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// Why an image reference is not pinned, or `None` when it names a digest or a fixed tag.
+pub fn unpinned_reason(image: &str) -> Option<&'static str> {
+    if image.contains("@sha256:") {
+        return None;
+    }
+    // The tag follows the last ':' after the last '/', which keeps a registry port out of it.
+    let last_segment = image.rsplit('/').next().unwrap_or(image);
+    match last_segment.split_once(':') {
+        None => Some("has no tag (it means latest)"),
+        Some((_, "latest")) => Some("uses the latest tag"),
+        Some((_, "")) => Some("has an empty tag"),
+        Some(_) => None,
+    }
+}
+
+pub fn image_pinned(workload: &Workload) -> Vec<String> {
+    workload
+        .containers()
+        .iter()
+        .filter_map(|container| {
+            let image = container.value.get("image").and_then(Value::as_str);
+            let path = container.field("image");
+            match image {
+                None => Some(format!("{}: {path} is not set", container.describe())),
+                Some(image) => unpinned_reason(image)
+                    .map(|reason| format!("{}: {path} {image:?} {reason}", container.describe())),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpinned_reason;
+
+    #[test]
+    fn image_references_are_pinned_by_digest_or_fixed_tag() {
+        assert_eq!(
+            unpinned_reason("nginx"),
+            Some("has no tag (it means latest)")
+        );
+        assert_eq!(unpinned_reason("nginx:latest"), Some("uses the latest tag"));
+        assert_eq!(
+            unpinned_reason("registry:5000/team/app"),
+            Some("has no tag (it means latest)")
+        );
+        assert_eq!(unpinned_reason("registry:5000/team/app:1.2"), None);
+        assert_eq!(unpinned_reason("nginx@sha256:abcd"), None);
+    }
+}
