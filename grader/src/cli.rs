@@ -1,6 +1,519 @@
 //! The `hardlab-grade` command line.
+//!
+//! Exit codes (the contract CI depends on):
+//! - 0: every check that ran passed (warnings and skips allowed);
+//! - 1: at least one check reported `fail`, or `error` (its input could not be read, e.g. the
+//!   kubeconfig lacks the rights: the cluster was not shown to be hardened), or `warn` with
+//!   `--fail-on warn`;
+//! - 2: the grader could not grade at all: bad arguments or input files, an unknown check or lab
+//!   ID, an unreachable cluster.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::context::Params;
+use crate::inputs::documents;
+use crate::report::{self, FailOn, Report, text::Color};
+use crate::{Context, Error, Result, RunOptions, catalog, run_checks};
+
+const EXIT_CODES: &str = "Exit codes: 0 nothing failed (warnings allowed); 1 a check failed, or \
+could not read its input (error, e.g. forbidden), or warned with --fail-on warn; 2 could not grade \
+(bad input, unknown check or lab ID, unreachable cluster).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hardlab-grade",
+    version,
+    about = "Grades the hardening of a Kubernetes cluster: etcd and Secrets, network policies, mTLS, access, pod security",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// One variant per subcommand; each is dispatched in [`execute`].
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Grade a running cluster through its API server, and its node and etcd when given.
+    Live(LiveArgs),
+    /// Grade manifests and control-plane files (files, directories, `-` for stdin).
+    Static(StaticArgs),
+    /// List the check catalog (`--format text|json|markdown`).
+    Checks,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format; `markdown` is for `checks` only.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// How long to wait for the cluster (connecting and each request): `10`, `10s`, `500ms`, `1m`.
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// The lowest status that fails the run (exit 1); warnings never fail unless this is `warn`.
+    #[arg(long, global = true, value_enum, default_value_t = FailOnArg::Fail)]
+    pub fail_on: FailOnArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Junit,
+    Sarif,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOnArg {
+    Warn,
+    Fail,
+}
+
+/// Which checks to run; with neither, all of them.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Run this lab's checks (repeatable): etcd-secrets, network-policies, pod-mtls,
+    /// secure-access, pod-security, access-proxy.
+    #[arg(long = "lab", value_name = "ID")]
+    pub labs: Vec<String>,
+    /// Run this check (repeatable); see `hardlab-grade checks`.
+    #[arg(long = "check", value_name = "ID")]
+    pub checks: Vec<String>,
+    /// The namespace the lab's workloads live in.
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "P")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, value_name = "C")]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub selection: Selection,
+    /// How to read the control-plane node's files: `docker:NAME` (docker exec into a kind or
+    /// minikube node container), `local[:DIR]` (this machine; DIR laid out like /etc/kubernetes,
+    /// the default), or `api` (exec into the static pods through the API).
+    #[arg(long, value_name = "SPEC", value_parser = parse_node)]
+    pub node: Option<NodeSpec>,
+    /// Read etcd directly at this URL instead of through the node.
+    #[arg(long, value_name = "URL")]
+    pub etcd: Option<String>,
+    /// CA certificate for --etcd.
+    #[arg(long, value_name = "F", requires = "etcd")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for --etcd.
+    #[arg(long, value_name = "F", requires = "etcd")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key for --etcd.
+    #[arg(long, value_name = "F", requires = "etcd")]
+    pub etcd_key: Option<PathBuf>,
+    /// A Secret to read from etcd as NS/NAME; without it the grader writes (and deletes) a canary.
+    #[arg(long, value_name = "NS/NAME", value_parser = parse_secret)]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StaticArgs {
+    /// Files, directories (read recursively) or `-` for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// Where the control-plane node's files are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeSpec {
+    Docker(String),
+    Local(PathBuf),
+    Api,
+}
+
+fn parse_node(spec: &str) -> std::result::Result<NodeSpec, String> {
+    match spec.split_once(':') {
+        None if spec == "local" => Ok(NodeSpec::Local(PathBuf::from("/etc/kubernetes"))),
+        None if spec == "api" => Ok(NodeSpec::Api),
+        Some(("local", dir)) if !dir.is_empty() => Ok(NodeSpec::Local(PathBuf::from(dir))),
+        Some(("docker", name)) if !name.is_empty() => Ok(NodeSpec::Docker(name.to_owned())),
+        _ => Err(format!(
+            "{spec:?} is not docker:NAME, local, local:DIR or api"
+        )),
+    }
+}
+
+fn parse_secret(spec: &str) -> std::result::Result<String, String> {
+    match spec.split_once('/') {
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok(spec.to_owned())
+        }
+        _ => Err(format!("{spec:?} is not NAMESPACE/NAME")),
+    }
+}
+
+/// `10`, `10s`, `1.5s`, `500ms`, `2m`.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(index) => text.split_at(index),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s or 500ms"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("{text:?}: the timeout must be positive"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 /// Runs the CLI and returns the process exit code (0 all passed, 1 findings, 2 could not grade).
 pub fn main() -> i32 {
-    2
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version are "errors" to clap with exit code 0; usage errors exit 2.
+            let _ = error.print();
+            return error.exit_code();
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hardlab-grade: cannot start the async runtime: {error}");
+            return 2;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("hardlab-grade: {error}");
+            2
+        }
+    }
+}
+
+/// Runs one parsed command line; `Err` means "could not grade" (exit 2).
+pub async fn execute(cli: Cli) -> Result<i32> {
+    let output = &cli.output;
+    match cli.command {
+        Command::Checks => {
+            let checks = catalog::all();
+            let rendered = match output.format {
+                Format::Text => report::catalog::text(&checks),
+                Format::Json => report::catalog::json(&checks),
+                Format::Markdown => report::catalog::markdown(&checks),
+                Format::Junit | Format::Sarif => {
+                    return Err(Error::Usage(
+                        "`checks` prints text, json or markdown".into(),
+                    ));
+                }
+            };
+            write_output(output, &rendered)?;
+            Ok(0)
+        }
+        Command::Live(args) => {
+            reject_markdown(output.format)?;
+            let report = grade_live(&args, output).await?;
+            finish(output, &report)
+        }
+        Command::Static(args) => {
+            reject_markdown(output.format)?;
+            let report = grade_static(&args, output).await?;
+            finish(output, &report)
+        }
+    }
+}
+
+fn reject_markdown(format: Format) -> Result<()> {
+    if format == Format::Markdown {
+        return Err(Error::Usage(
+            "markdown is for `checks`; reports are text, json, junit or sarif".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn fail_on(output: &OutputArgs) -> FailOn {
+    match output.fail_on {
+        FailOnArg::Warn => FailOn::Warn,
+        FailOnArg::Fail => FailOn::Fail,
+    }
+}
+
+fn run_options(selection: &Selection) -> RunOptions {
+    RunOptions {
+        labs: selection.labs.clone(),
+        checks: selection.checks.clone(),
+    }
+}
+
+async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> {
+    // Unknown IDs are refused before any file is read.
+    let checks = run_options(&args.selection).select()?;
+    let read = documents::read_paths(&args.paths)?;
+    for note in &read.notes {
+        eprintln!("note: {note}");
+    }
+    let target = args
+        .paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if read.documents.is_empty() {
+        return Err(Error::invalid(
+            target,
+            "no Kubernetes objects found (documents need a `kind`)",
+        ));
+    }
+    let ctx = Context::from_documents(read.documents).with_params(Params {
+        namespace: args.selection.namespace.clone(),
+        ..Params::default()
+    });
+    let results = run_checks(&ctx, &checks).await;
+    Ok(Report {
+        target,
+        mode: "static".into(),
+        results,
+        fail_on: fail_on(output),
+    })
+}
+
+async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
+    let checks = run_options(&args.selection).select()?;
+    let cluster = connect(args, output.timeout).await?;
+    let mut ctx = Context::live(Some(cluster.client.clone())).with_params(Params {
+        namespace: args.selection.namespace.clone(),
+        secret: args.secret.clone(),
+        ..Params::default()
+    });
+    if let Some(node) = &args.node {
+        ctx = ctx.with_node(node_access(node, &cluster.client).await?);
+    }
+    if let Some(url) = &args.etcd {
+        ctx = ctx.with_etcd(etcd_access(url, args)?);
+    }
+    let results = run_checks(&ctx, &checks).await;
+    Ok(Report {
+        target: cluster.describe,
+        mode: "live".into(),
+        results,
+        fail_on: fail_on(output),
+    })
+}
+
+async fn node_access(
+    spec: &NodeSpec,
+    client: &kube::Client,
+) -> Result<std::sync::Arc<dyn crate::target::NodeAccess>> {
+    let _ = client;
+    Err(Error::Usage(format!(
+        "--node {spec:?}: node access is not available in this build yet"
+    )))
+}
+
+fn etcd_access(url: &str, args: &LiveArgs) -> Result<std::sync::Arc<dyn crate::target::EtcdAccess>> {
+    let _ = args;
+    Err(Error::Usage(format!(
+        "--etcd {url}: direct etcd access is not available in this build yet"
+    )))
+}
+
+/// A client whose API server answered, and how to name it in reports.
+struct Cluster {
+    client: kube::Client,
+    describe: String,
+}
+
+/// Loads the kubeconfig and proves the API server answers within the timeout, so an unreachable
+/// cluster is "could not grade" (exit 2) rather than a page of `error` results.
+async fn connect(args: &LiveArgs, timeout: Duration) -> Result<Cluster> {
+    let (kubeconfig, source) = load_kubeconfig(args.kubeconfig.as_deref())?;
+    let context_name = args
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())
+        .unwrap_or_default();
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|error| Error::Usage(format!("kubeconfig {source}: {error}")))?;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    let describe = format!(
+        "{} (context {context_name:?} from {source})",
+        config.cluster_url
+    );
+    let tried = format!("the API server at {describe}");
+    let client = kube::Client::try_from(config).map_err(|error| Error::Unreachable {
+        what: tried.clone(),
+        message: error.to_string(),
+    })?;
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Err(_) => Err(Error::Unreachable {
+            what: tried,
+            message: format!("no answer within {timeout:?} (GET /version)"),
+        }),
+        // Reachable, but the credentials were refused: no check could run with them.
+        Ok(Err(kube::Error::Api(status))) if status.code == 401 => Err(Error::Unreachable {
+            what: tried,
+            message: format!("the credentials were refused (401 {})", status.message),
+        }),
+        // Some clusters hide /version from ordinary users; that still proves the server answers.
+        Ok(Err(kube::Error::Api(status))) if status.code == 403 => Ok(Cluster { client, describe }),
+        Ok(Err(error)) => Err(Error::Unreachable {
+            what: tried,
+            message: format!("GET /version: {error}"),
+        }),
+        Ok(Ok(_)) => Ok(Cluster { client, describe }),
+    }
+}
+
+/// The kubeconfig from `--kubeconfig`, else `KUBECONFIG` (a path list, merged as kubectl does),
+/// else `~/.kube/config`; with a description of where it came from for messages.
+fn load_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String)> {
+    if let Some(path) = path {
+        let source = path.display().to_string();
+        let kubeconfig = Kubeconfig::read_from(path)
+            .map_err(|error| Error::Usage(format!("kubeconfig {source}: {error}")))?;
+        return Ok((kubeconfig, source));
+    }
+    if let Some(paths) = std::env::var_os("KUBECONFIG").filter(|paths| !paths.is_empty()) {
+        let source = format!("KUBECONFIG={}", paths.to_string_lossy());
+        return match Kubeconfig::from_env() {
+            Ok(Some(kubeconfig)) => Ok((kubeconfig, source)),
+            Ok(None) => Err(Error::Usage(format!("{source}: no kubeconfig found"))),
+            Err(error) => Err(Error::Usage(format!("{source}: {error}"))),
+        };
+    }
+    let Some(home) = std::env::var_os("HOME").filter(|home| !home.is_empty()) else {
+        return Err(Error::Usage(
+            "no kubeconfig: pass --kubeconfig or set KUBECONFIG (HOME is not set either)".into(),
+        ));
+    };
+    let path = PathBuf::from(home).join(".kube").join("config");
+    if !path.exists() {
+        return Err(Error::Usage(format!(
+            "no kubeconfig: tried --kubeconfig (not given), KUBECONFIG (not set) and {}",
+            path.display()
+        )));
+    }
+    let source = path.display().to_string();
+    let kubeconfig = Kubeconfig::read_from(&path)
+        .map_err(|error| Error::Usage(format!("kubeconfig {source}: {error}")))?;
+    Ok((kubeconfig, source))
+}
+
+/// Renders the report, writes it, and turns it into the exit code.
+fn finish(output: &OutputArgs, report: &Report) -> Result<i32> {
+    let rendered = match output.format {
+        Format::Text => report::text::render(report, color(output)),
+        Format::Json => report::json::render(report),
+        Format::Junit => report::junit::render(report),
+        Format::Sarif => report::sarif::render(report),
+        Format::Markdown => {
+            return Err(Error::Usage("markdown is for `checks`".into()));
+        }
+    };
+    write_output(output, &rendered)?;
+    Ok(if report.failed() { 1 } else { 0 })
+}
+
+/// Color only for a terminal, and never when `NO_COLOR` is set to anything (no-color.org).
+fn color(output: &OutputArgs) -> Color {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    if output.output.is_none() && !no_color && std::io::stdout().is_terminal() {
+        Color::Always
+    } else {
+        Color::Never
+    }
+}
+
+fn write_output(output: &OutputArgs, rendered: &str) -> Result<()> {
+    match &output.output {
+        Some(path) => std::fs::write(path, rendered).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        }),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(rendered.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|source| Error::Io {
+                    path: PathBuf::from("<stdout>"),
+                    source,
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_specs_parse_as_the_contract_spells_them() {
+        assert_eq!(
+            parse_node("docker:kind-control-plane"),
+            Ok(NodeSpec::Docker("kind-control-plane".into()))
+        );
+        assert_eq!(
+            parse_node("local"),
+            Ok(NodeSpec::Local("/etc/kubernetes".into()))
+        );
+        assert_eq!(
+            parse_node("local:/tmp/k"),
+            Ok(NodeSpec::Local("/tmp/k".into()))
+        );
+        assert_eq!(parse_node("api"), Ok(NodeSpec::Api));
+        assert!(parse_node("docker:").is_err());
+        assert!(parse_node("ssh:host").is_err());
+    }
+
+    #[test]
+    fn durations_accept_seconds_milliseconds_and_minutes() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn a_secret_must_be_namespace_slash_name() {
+        assert!(parse_secret("default/secret1").is_ok());
+        assert!(parse_secret("secret1").is_err());
+        assert!(parse_secret("a/b/c").is_err());
+    }
 }

@@ -1,0 +1,176 @@
+//! JUnit XML as CI systems read it (Jenkins, GitLab, GitHub test reporters): one `<testsuite>`
+//! per lab, one `<testcase>` per check. `fail` becomes `<failure>`, `error` becomes `<error>`,
+//! `skip` becomes `<skipped>`. A warning is a passing test case whose `<system-out>` says so,
+//! unless `--fail-on warn` made warnings fail the run, in which case it is a `<failure>` too.
+
+use std::fmt::Write;
+
+use super::{FailOn, Report, TOOL, xml_escape};
+use crate::model::{CheckResult, Status};
+
+pub fn render(report: &Report) -> String {
+    let mut labs: Vec<&str> = Vec::new();
+    for result in &report.results {
+        if !labs.contains(&result.lab.as_str()) {
+            labs.push(&result.lab);
+        }
+    }
+    let totals = Counts::of(report.results.iter(), report.fail_on);
+    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        xml,
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
+        xml_escape(TOOL),
+        totals.tests,
+        totals.failures,
+        totals.errors,
+        totals.skipped,
+        seconds(totals.millis),
+    );
+    for lab in labs {
+        let results: Vec<&CheckResult> = report
+            .results
+            .iter()
+            .filter(|result| result.lab == lab)
+            .collect();
+        let counts = Counts::of(results.iter().copied(), report.fail_on);
+        let _ = writeln!(
+            xml,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
+            xml_escape(lab),
+            counts.tests,
+            counts.failures,
+            counts.errors,
+            counts.skipped,
+            seconds(counts.millis),
+        );
+        let _ = writeln!(
+            xml,
+            "    <properties><property name=\"target\" value=\"{}\"/></properties>",
+            xml_escape(&report.target)
+        );
+        for result in results {
+            write_case(&mut xml, result, report.fail_on);
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    xml.push_str("</testsuites>\n");
+    xml
+}
+
+fn write_case(xml: &mut String, result: &CheckResult, fail_on: FailOn) {
+    let _ = write!(
+        xml,
+        "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"{}\"",
+        xml_escape(TOOL),
+        xml_escape(&result.lab),
+        xml_escape(&format!("{}: {}", result.check, result.title)),
+        seconds(result.duration_ms),
+    );
+    let details = details(result);
+    let element = match result.status {
+        Status::Fail => Some(("failure", "fail")),
+        Status::Warn if fail_on == FailOn::Warn => Some(("failure", "warn")),
+        Status::Error => Some(("error", "error")),
+        _ => None,
+    };
+    match (element, result.status) {
+        (Some((element, kind)), _) => {
+            let _ = writeln!(
+                xml,
+                ">\n      <{element} type=\"{kind}\" message=\"{}\">{}</{element}>\n    </testcase>",
+                xml_escape(&result.message),
+                xml_escape(&details),
+            );
+        }
+        (None, Status::Skip) => {
+            let _ = writeln!(
+                xml,
+                ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                xml_escape(&result.message)
+            );
+        }
+        (None, _) => {
+            let _ = writeln!(
+                xml,
+                ">\n      <system-out>{}</system-out>\n    </testcase>",
+                xml_escape(&details)
+            );
+        }
+    }
+}
+
+/// The body of a failure or the output of a passing case: status, message, evidence, remedy.
+fn details(result: &CheckResult) -> String {
+    let mut text = format!(
+        "{} ({} severity): {}\n",
+        result.status.as_str().to_uppercase(),
+        result.severity.as_str(),
+        result.message
+    );
+    for location in &result.locations {
+        match (&location.object, location.line) {
+            (Some(object), 0) => text.push_str(&format!("at {object}\n")),
+            (object, line) => text.push_str(&format!(
+                "at {}:{line}{}\n",
+                location.file,
+                object
+                    .as_ref()
+                    .map(|object| format!(" ({object})"))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+    if let Some(evidence) = &result.evidence {
+        text.push_str("evidence:\n");
+        text.push_str(evidence);
+        text.push('\n');
+    }
+    if matches!(result.status, Status::Fail | Status::Warn | Status::Error) {
+        text.push_str("remediation: ");
+        text.push_str(&result.remediation);
+        text.push('\n');
+    }
+    if !result.references.is_empty() {
+        text.push_str("references: ");
+        text.push_str(&result.references.join(", "));
+        text.push('\n');
+    }
+    text
+}
+
+struct Counts {
+    tests: usize,
+    failures: usize,
+    errors: usize,
+    skipped: usize,
+    millis: u64,
+}
+
+impl Counts {
+    fn of<'a>(results: impl Iterator<Item = &'a CheckResult>, fail_on: FailOn) -> Self {
+        let mut counts = Counts {
+            tests: 0,
+            failures: 0,
+            errors: 0,
+            skipped: 0,
+            millis: 0,
+        };
+        for result in results {
+            counts.tests += 1;
+            counts.millis += result.duration_ms;
+            match result.status {
+                Status::Fail => counts.failures += 1,
+                Status::Warn if fail_on == FailOn::Warn => counts.failures += 1,
+                Status::Error => counts.errors += 1,
+                Status::Skip => counts.skipped += 1,
+                Status::Pass | Status::Warn => {}
+            }
+        }
+        counts
+    }
+}
+
+fn seconds(millis: u64) -> String {
+    format!("{}.{:03}", millis / 1000, millis % 1000)
+}

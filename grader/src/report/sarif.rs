@@ -1,0 +1,191 @@
+//! SARIF 2.1.0 for code-scanning tools (GitHub, GitLab, IDEs). Rule IDs are the check IDs, so they
+//! are stable across versions. Only findings (`fail`, and `warn`) become results; a check that could
+//! not run (`error`) becomes a tool execution notification, which is what SARIF has for "the tool
+//! could not decide", instead of an alert about the user's code.
+
+use serde_json::{Value, json};
+
+use super::{FailOn, Report, TOOL, VERSION};
+use crate::model::{CheckResult, Location, Severity, Status};
+
+const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+const INFORMATION_URI: &str = "https://example.invalid/hardlab/docs/checks.md";
+
+pub fn render(report: &Report) -> String {
+    let rules: Vec<Value> = report.results.iter().map(rule).collect();
+    let results: Vec<Value> = report
+        .results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| matches!(result.status, Status::Fail | Status::Warn))
+        .map(|(index, result)| finding(index, result, report.fail_on))
+        .collect();
+    let notifications: Vec<Value> = report
+        .results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| result.status == Status::Error)
+        .map(|(index, result)| {
+            json!({
+                "level": "error",
+                "message": { "text": format!("{}: could not be checked: {}", result.check, result.message) },
+                "associatedRule": { "id": result.check, "index": index },
+            })
+        })
+        .collect();
+    let sarif = json!({
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": TOOL,
+                    "version": VERSION,
+                    "semanticVersion": VERSION,
+                    "informationUri": INFORMATION_URI,
+                    "rules": rules,
+                }
+            },
+            "invocations": [{
+                "executionSuccessful": true,
+                "toolExecutionNotifications": notifications,
+            }],
+            "properties": { "target": report.target, "mode": report.mode },
+            "results": results,
+        }]
+    });
+    let mut text = serde_json::to_string_pretty(&sarif).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn rule(result: &CheckResult) -> Value {
+    let mut help = result.remediation.clone();
+    let mut markdown = result.remediation.clone();
+    if !result.references.is_empty() {
+        help.push_str("\nReferences: ");
+        help.push_str(&result.references.join(", "));
+        markdown.push_str("\n\nReferences:\n");
+        for reference in &result.references {
+            markdown.push_str(&format!("- {reference}\n"));
+        }
+    }
+    json!({
+        "id": result.check,
+        "name": rule_name(&result.check),
+        "shortDescription": { "text": result.title },
+        "fullDescription": { "text": format!("{} (lab {}, step {})", result.title, result.lab, result.step) },
+        "help": { "text": help, "markdown": markdown },
+        "defaultConfiguration": { "level": severity_level(result.severity) },
+        "properties": {
+            "lab": result.lab,
+            "step": result.step,
+            "severity": result.severity.as_str(),
+            "tags": ["security", "kubernetes", result.lab],
+            // GitHub code scanning ranks alerts by this number (0.1-10, as CVSS).
+            "security-severity": security_severity(result.severity),
+        },
+    })
+}
+
+fn finding(rule_index: usize, result: &CheckResult, fail_on: FailOn) -> Value {
+    let level = match result.status {
+        Status::Warn if fail_on == FailOn::Warn => "error",
+        Status::Warn => "warning",
+        _ => severity_level(result.severity),
+    };
+    let mut text = result.message.clone();
+    if let Some(evidence) = &result.evidence {
+        text.push_str("\nEvidence:\n");
+        text.push_str(evidence);
+    }
+    let locations: Vec<Value> = result.locations.iter().filter_map(location).collect();
+    let mut value = json!({
+        "ruleId": result.check,
+        "ruleIndex": rule_index,
+        "kind": "fail",
+        "level": level,
+        "message": { "text": text },
+        "properties": { "status": result.status.as_str() },
+    });
+    if !locations.is_empty()
+        && let Some(map) = value.as_object_mut()
+    {
+        map.insert("locations".into(), Value::Array(locations));
+    }
+    value
+}
+
+fn location(location: &Location) -> Option<Value> {
+    let logical = location.object.as_ref().map(|object| {
+        json!([{ "fullyQualifiedName": object, "kind": "resource" }])
+    });
+    match (location.file.is_empty(), logical) {
+        (false, logical) => {
+            let mut value = json!({
+                "physicalLocation": {
+                    "artifactLocation": { "uri": file_uri(&location.file) },
+                    "region": { "startLine": location.line.max(1) },
+                }
+            });
+            if let (Some(logical), Some(map)) = (logical, value.as_object_mut()) {
+                map.insert("logicalLocations".into(), logical);
+            }
+            Some(value)
+        }
+        (true, Some(logical)) => Some(json!({ "logicalLocations": logical })),
+        (true, None) => None,
+    }
+}
+
+/// A URI reference for a path: relative paths stay relative (SARIF viewers resolve them against
+/// the checkout), absolute ones become `file://` URIs; anything outside the unreserved set is
+/// percent-encoded.
+fn file_uri(path: &str) -> String {
+    let path = path.replace('\\', "/");
+    let mut encoded = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                encoded.push(char::from(byte));
+            }
+            other => encoded.push_str(&format!("%{other:02X}")),
+        }
+    }
+    if path.starts_with('/') {
+        format!("file://{encoded}")
+    } else {
+        encoded
+    }
+}
+
+/// `etcd.encryption-provider` → `EtcdEncryptionProvider`: SARIF's `name` is an identifier.
+fn rule_name(check: &str) -> String {
+    check
+        .split(['.', '-', '_'])
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+fn severity_level(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low => "note",
+    }
+}
+
+fn security_severity(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+    }
+}
