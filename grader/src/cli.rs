@@ -335,7 +335,10 @@ async fn node_access(
     )))
 }
 
-fn etcd_access(url: &str, args: &LiveArgs) -> Result<std::sync::Arc<dyn crate::target::EtcdAccess>> {
+fn etcd_access(
+    url: &str,
+    args: &LiveArgs,
+) -> Result<std::sync::Arc<dyn crate::target::EtcdAccess>> {
     let _ = args;
     Err(Error::Usage(format!(
         "--etcd {url}: direct etcd access is not available in this build yet"
@@ -390,10 +393,26 @@ async fn connect(args: &LiveArgs, timeout: Duration) -> Result<Cluster> {
         Ok(Err(kube::Error::Api(status))) if status.code == 403 => Ok(Cluster { client, describe }),
         Ok(Err(error)) => Err(Error::Unreachable {
             what: tried,
-            message: format!("GET /version: {error}"),
+            message: format!("GET /version: {}", with_causes(&error)),
         }),
         Ok(Ok(_)) => Ok(Cluster { client, describe }),
     }
+}
+
+/// An error and its causes: kube's own message ("client error (Connect)") hides the useful part
+/// ("Connection refused") in its sources.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(": ");
+            message.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 /// The kubeconfig from `--kubeconfig`, else `KUBECONFIG` (a path list, merged as kubectl does),

@@ -142,9 +142,9 @@ pub fn parse_text(file: &str, text: &str) -> Result<Vec<InputDocument>> {
             continue;
         };
         let value: Value = serde_yaml::from_str(&chunk.text).map_err(|error| {
-            let line = error
-                .location()
-                .map_or(content_line, |location| chunk.first_line + location.line() - 1);
+            let line = error.location().map_or(content_line, |location| {
+                chunk.first_line + location.line() - 1
+            });
             Error::invalid(format!("{file}:{line}"), yaml_message(&error))
         })?;
         match value {
@@ -322,7 +322,8 @@ mod tests {
 
     #[test]
     fn json_is_one_document_and_a_list_kind_stays_whole() {
-        let text = "\n{\"kind\": \"List\", \"items\": [{\"kind\": \"Pod\"}, {\"kind\": \"Service\"}]}";
+        let text =
+            "\n{\"kind\": \"List\", \"items\": [{\"kind\": \"Pod\"}, {\"kind\": \"Service\"}]}";
         let documents = parse_text("list.json", text).unwrap();
         assert_eq!(documents.len(), 1);
         assert_eq!(documents[0].line, 2);

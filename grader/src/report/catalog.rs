@@ -107,7 +107,7 @@ pub fn markdown(checks: &[CheckDef]) -> String {
                 meta.step,
                 meta.severity.as_str()
             );
-            let _ = writeln!(out, "- Remediation: {}", meta.remediation.trim());
+            let _ = writeln!(out, "- Remediation: {}", one_line(meta.remediation));
             if !meta.references.is_empty() {
                 let _ = writeln!(out, "- References: {}", meta.references.join("; "));
             }
@@ -126,4 +126,9 @@ fn anchor(id: &str) -> String {
 
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Multi-line remediation text on one Markdown list item.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

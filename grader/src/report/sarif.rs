@@ -117,9 +117,10 @@ fn finding(rule_index: usize, result: &CheckResult, fail_on: FailOn) -> Value {
 }
 
 fn location(location: &Location) -> Option<Value> {
-    let logical = location.object.as_ref().map(|object| {
-        json!([{ "fullyQualifiedName": object, "kind": "resource" }])
-    });
+    let logical = location
+        .object
+        .as_ref()
+        .map(|object| json!([{ "fullyQualifiedName": object, "kind": "resource" }]));
     match (location.file.is_empty(), logical) {
         (false, logical) => {
             let mut value = json!({
