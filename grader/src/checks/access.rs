@@ -1,7 +1,534 @@
-//! Lab 4: secure access.
+//! Lab 4: secure access. API server authentication and authorization flags (from its static pod
+//! manifest) confirmed by live probes, and RBAC least privilege: decided by `SubjectAccessReview`
+//! on a live cluster, re-derived from the RBAC objects in static mode.
 
-use crate::catalog::CheckDef;
+mod rbac;
+mod review;
+
+use std::collections::BTreeMap;
+
+use futures::FutureExt;
+
+use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::context::Mode;
+use crate::inputs::objects::{KubeObject, objects};
+use crate::model::{Location, Outcome, Severity};
+use crate::{Context, Result};
+
+use rbac::{Binding, Subject, SubjectKind};
+use review::Access;
+
+/// The group `access.developer-read-grant` checks unless the lab step names another.
+pub const DEFAULT_DEVELOPER_GROUP: &str = "developer-read";
+
+const NSA_AUTH: &str = "NSA/CISA Kubernetes Hardening Guide v1.2: Authentication and authorization";
+const RBAC_GOOD_PRACTICES: &str =
+    "https://kubernetes.io/docs/concepts/security/rbac-good-practices/";
+
+fn meta(
+    id: &'static str,
+    title: &'static str,
+    step: &'static str,
+    severity: Severity,
+    remediation: &'static str,
+    references: &'static [&'static str],
+) -> CheckMeta {
+    CheckMeta {
+        id,
+        title,
+        lab: Lab::SecureAccess,
+        step,
+        severity,
+        remediation,
+        references,
+    }
+}
 
 pub fn checks() -> Vec<CheckDef> {
+    let mut checks = flag_checks();
+    checks.extend(rbac_checks());
+    checks
+}
+
+fn flag_checks() -> Vec<CheckDef> {
     Vec::new()
+}
+
+fn rbac_checks() -> Vec<CheckDef> {
+    vec![
+        CheckDef {
+            meta: meta(
+                "access.no-anonymous-grants",
+                "Anonymous requests get nothing beyond the defaults",
+                "rbac-least-privilege",
+                Severity::Critical,
+                "Delete the RoleBindings and ClusterRoleBindings whose subjects include User `system:anonymous` or \
+                 Group `system:unauthenticated` (kubeadm's `system:public-info-viewer` and kube-public `cluster-info` \
+                 bindings are the only defaults).",
+                &[
+                    "CIS Kubernetes Benchmark 5.1.1",
+                    NSA_AUTH,
+                    "https://kubernetes.io/docs/reference/access-authn-authz/rbac/#discovery-roles",
+                ],
+            ),
+            run: |ctx| no_anonymous_grants(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.secrets-readers",
+                "Only system components can read Secrets in every namespace",
+                "rbac-least-privilege",
+                Severity::High,
+                "Remove get/list/watch on `secrets` from ClusterRoles bound to people, groups or application \
+                 service accounts; grant Secret access per namespace with a Role, for named Secrets where possible.",
+                &[
+                    "CIS Kubernetes Benchmark 5.1.2",
+                    NSA_AUTH,
+                    RBAC_GOOD_PRACTICES,
+                ],
+            ),
+            run: |ctx| secrets_readers(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.cluster-admin-bindings",
+                "No person or application is bound to cluster-admin",
+                "rbac-least-privilege",
+                Severity::High,
+                "Replace bindings to `cluster-admin` (or to roles with `*` verbs on `*` resources) with roles that \
+                 grant what the subject needs; keep break-glass admin on `system:masters` certificates.",
+                &[
+                    "CIS Kubernetes Benchmark 5.1.1",
+                    NSA_AUTH,
+                    RBAC_GOOD_PRACTICES,
+                ],
+            ),
+            run: |ctx| cluster_admin_bindings(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.no-wildcard-roles",
+                "Bound roles name their verbs and resources",
+                "rbac-least-privilege",
+                Severity::Medium,
+                "Replace `*` in `verbs` and `resources` of roles bound to people or applications with the verbs and \
+                 resources they use; a wildcard also grants whatever future versions or CRDs add.",
+                &[
+                    "CIS Kubernetes Benchmark 5.1.3",
+                    NSA_AUTH,
+                    RBAC_GOOD_PRACTICES,
+                ],
+            ),
+            run: |ctx| no_wildcard_roles(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.developer-read-grant",
+                "The developer group can read pods and their logs, and nothing more",
+                "developer-grant",
+                Severity::Medium,
+                "Create a Role in the lab namespace with `get`, `list`, `watch` on `pods` and `get` on `pods/log`, \
+                 and a RoleBinding of it to the group (`kubectl create role` / `kubectl create rolebinding --group`); \
+                 do not use the `view` ClusterRole, which also shows services.",
+                &[
+                    NSA_AUTH,
+                    "https://kubernetes.io/docs/reference/access-authn-authz/rbac/",
+                    "https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access",
+                ],
+            ),
+            run: |ctx| developer_read_grant(ctx).boxed(),
+        },
+    ]
+}
+
+/// `ClusterRoleBinding/ops (rbac.yaml:12)`, or the object ID live.
+fn describe(object: &KubeObject) -> String {
+    match &object.location {
+        Some(location) if !location.file.is_empty() => {
+            format!("{} ({}:{})", object.id(), location.file, location.line)
+        }
+        _ => object.id(),
+    }
+}
+
+/// Problems found, each with the object it concerns when there is one, turned into an outcome.
+#[derive(Debug, Default)]
+struct Findings {
+    lines: Vec<String>,
+    locations: Vec<Location>,
+}
+
+impl Findings {
+    fn add(&mut self, object: Option<&KubeObject>, line: String) {
+        if let Some(object) = object {
+            let location = object.finding_location();
+            if !self.locations.contains(&location) {
+                self.locations.push(location);
+            }
+        }
+        self.lines.push(line);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn into_fail(self, summary: &str) -> Outcome {
+        let first = self.lines.first().cloned().unwrap_or_default();
+        Outcome::fail(format!("{summary}: {first}"))
+            .with_evidence(self.lines.join("\n"))
+            .with_locations(self.locations)
+    }
+}
+
+/// The live client when the run is live; `None` in static mode.
+fn live_client(ctx: &Context) -> Option<&kube::Client> {
+    match ctx.mode {
+        Mode::Live => ctx.kube.as_ref(),
+        Mode::Static => None,
+    }
+}
+
+/// Whether the static analysis has RBAC objects to work on.
+fn has_rbac_objects(objects: &[KubeObject]) -> bool {
+    objects.iter().any(|object| {
+        matches!(
+            object.kind.as_str(),
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+        )
+    })
+}
+
+/// Bindings every kubeadm cluster has that let anonymous requests read what a client needs
+/// before it can authenticate: health and version, and the kube-public `cluster-info`.
+fn is_default_anonymous_binding(binding: &Binding) -> bool {
+    (binding.role_kind == "ClusterRole" && binding.role_name == "system:public-info-viewer")
+        || (binding.role_kind == "Role"
+            && binding.role_name == "kubeadm:bootstrap-signer-clusterinfo"
+            && binding.namespace.as_deref() == Some("kube-public"))
+}
+
+/// What an anonymous request must never be allowed, asked of the authorizer live.
+const SENSITIVE: &[(&str, &str, &str)] = &[
+    ("get", "", "secrets"),
+    ("list", "", "secrets"),
+    ("list", "", "pods"),
+    ("create", "", "pods"),
+    ("create", "", "pods/exec"),
+    ("list", "", "configmaps"),
+    ("list", "", "serviceaccounts"),
+    ("list", "", "namespaces"),
+    ("list", "", "nodes"),
+    ("create", "apps", "deployments"),
+    ("create", "rbac.authorization.k8s.io", "clusterrolebindings"),
+    ("impersonate", "", "users"),
+    ("*", "*", "*"),
+];
+
+async fn no_anonymous_grants(ctx: &Context) -> Result<Outcome> {
+    let objects = objects(ctx).await?;
+    let mut findings = Findings::default();
+    for binding in rbac::bindings(&objects) {
+        if is_default_anonymous_binding(&binding) {
+            continue;
+        }
+        for subject in binding.subjects.iter().filter(|s| s.is_anonymous()) {
+            findings.add(
+                Some(binding.object),
+                format!(
+                    "{} binds {subject} to {}",
+                    describe(binding.object),
+                    binding.describe_role()
+                ),
+            );
+        }
+    }
+    let mut asked = 0;
+    if let Some(client) = live_client(ctx) {
+        let mut namespaces = vec![None];
+        if let Some(lab) = &ctx.params.namespace {
+            namespaces.push(Some(lab.as_str()));
+        }
+        for namespace in namespaces {
+            for (verb, group, resource) in SENSITIVE {
+                let access = Access {
+                    verb,
+                    group,
+                    resource,
+                    namespace,
+                };
+                asked += 1;
+                let anonymous = Subject {
+                    kind: SubjectKind::User,
+                    name: "system:anonymous".into(),
+                    namespace: None,
+                };
+                if review::allowed(client, &anonymous, access).await? {
+                    findings.add(
+                        None,
+                        format!("the API server allows an anonymous request to {access}"),
+                    );
+                }
+            }
+        }
+    } else if !has_rbac_objects(&objects) {
+        return Ok(Outcome::skip("the inputs hold no RBAC objects"));
+    }
+    if findings.is_empty() {
+        let how = if asked > 0 {
+            format!("{asked} access reviews as system:anonymous were denied and ")
+        } else {
+            String::new()
+        };
+        return Ok(Outcome::pass(format!(
+            "{how}no binding grants system:anonymous or system:unauthenticated more than the defaults"
+        )));
+    }
+    Ok(findings.into_fail("anonymous requests get more than the defaults"))
+}
+
+/// Subjects that may matter for cluster-wide grants: every non-system subject of a
+/// ClusterRoleBinding, plus the groups that stand for everyone.
+fn cluster_wide_candidates<'a>(
+    bindings: &'a [Binding<'a>],
+) -> BTreeMap<Subject, Vec<&'a Binding<'a>>> {
+    let mut candidates: BTreeMap<Subject, Vec<&Binding>> = BTreeMap::new();
+    for group in [
+        "system:authenticated",
+        "system:unauthenticated",
+        "system:serviceaccounts",
+    ] {
+        candidates.entry(Subject::group(group)).or_default();
+    }
+    for binding in bindings.iter().filter(|b| b.namespace.is_none()) {
+        for subject in binding.subjects.iter().filter(|s| !s.is_system()) {
+            candidates.entry(subject.clone()).or_default().push(binding);
+        }
+    }
+    candidates
+}
+
+async fn secrets_readers(ctx: &Context) -> Result<Outcome> {
+    let objects = objects(ctx).await?;
+    let bindings = rbac::bindings(&objects);
+    let client = live_client(ctx);
+    if client.is_none() && !has_rbac_objects(&objects) {
+        return Ok(Outcome::skip("the inputs hold no RBAC objects"));
+    }
+    let candidates = cluster_wide_candidates(&bindings);
+    let mut findings = Findings::default();
+    for (subject, via) in &candidates {
+        let mut verbs = Vec::new();
+        for verb in ["get", "list", "watch"] {
+            let can = match client {
+                Some(client) => {
+                    let access = Access {
+                        verb,
+                        group: "",
+                        resource: "secrets",
+                        namespace: None,
+                    };
+                    review::allowed(client, subject, access).await?
+                }
+                None => via
+                    .iter()
+                    .any(|binding| binding.allows(verb, "", "secrets")),
+            };
+            if can {
+                verbs.push(verb);
+            }
+        }
+        if verbs.is_empty() {
+            continue;
+        }
+        let granting: Vec<&&Binding> = via
+            .iter()
+            .filter(|binding| verbs.iter().any(|verb| binding.allows(verb, "", "secrets")))
+            .collect();
+        let how = if granting.is_empty() {
+            "(granted by the authorizer)".to_owned()
+        } else {
+            granting
+                .iter()
+                .map(|b| format!("via {} to {}", describe(b.object), b.describe_role()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let object = granting.first().map(|b| b.object);
+        findings.add(
+            object,
+            format!(
+                "{subject} can {} secrets in every namespace {how}",
+                verbs.join(", ")
+            ),
+        );
+    }
+    if findings.is_empty() {
+        let how = if client.is_some() {
+            "access reviews"
+        } else {
+            "the RBAC objects"
+        };
+        return Ok(Outcome::pass(format!(
+            "by {how}, none of the {} subjects bound cluster-wide (nor everyone) can read Secrets in every namespace",
+            candidates.len() - 3
+        )));
+    }
+    Ok(findings.into_fail("Secrets are readable cluster-wide by non-system subjects"))
+}
+
+async fn cluster_admin_bindings(ctx: &Context) -> Result<Outcome> {
+    let objects = objects(ctx).await?;
+    if !has_rbac_objects(&objects) {
+        return Ok(Outcome::skip("the inputs hold no RBAC objects"));
+    }
+    let mut findings = Findings::default();
+    for binding in rbac::bindings(&objects)
+        .iter()
+        .filter(|b| b.is_cluster_admin())
+    {
+        let scope = match &binding.namespace {
+            Some(ns) => format!(" in namespace {ns}"),
+            None => " in every namespace".to_owned(),
+        };
+        for subject in binding.subjects.iter().filter(|s| !s.is_system()) {
+            findings.add(
+                Some(binding.object),
+                format!(
+                    "{} binds {subject} to {} (full access{scope})",
+                    describe(binding.object),
+                    binding.describe_role()
+                ),
+            );
+        }
+    }
+    if findings.is_empty() {
+        return Ok(Outcome::pass(
+            "only system subjects are bound to cluster-admin or to roles with * on *",
+        ));
+    }
+    Ok(findings.into_fail("non-system subjects have full access"))
+}
+
+async fn no_wildcard_roles(ctx: &Context) -> Result<Outcome> {
+    let objects = objects(ctx).await?;
+    if !has_rbac_objects(&objects) {
+        return Ok(Outcome::skip("the inputs hold no RBAC objects"));
+    }
+    let mut findings = Findings::default();
+    let mut judged = 0;
+    for binding in rbac::bindings(&objects) {
+        let people: Vec<String> = binding
+            .subjects
+            .iter()
+            .filter(|s| !s.is_system())
+            .map(ToString::to_string)
+            .collect();
+        if people.is_empty() {
+            continue;
+        }
+        judged += 1;
+        for rule in binding.rules.iter().filter(|rule| rule.has_wildcard()) {
+            let role = binding.role.unwrap_or(binding.object);
+            findings.add(
+                Some(role),
+                format!(
+                    "{} has the rule {} and is bound to {} by {}",
+                    binding.describe_role(),
+                    rule.describe(),
+                    people.join(", "),
+                    describe(binding.object)
+                ),
+            );
+        }
+    }
+    if findings.is_empty() {
+        return Ok(Outcome::pass(format!(
+            "none of the {judged} bindings to non-system subjects grants a role with * in verbs or resources"
+        )));
+    }
+    Ok(findings.into_fail("bound roles use wildcards"))
+}
+
+/// What the developer group must and must not be able to do in the lab namespace.
+const DEVELOPER_EXPECTATIONS: &[(&str, &str, bool)] = &[
+    ("get", "pods", true),
+    ("list", "pods", true),
+    ("watch", "pods", true),
+    ("get", "pods/log", true),
+    ("list", "services", false),
+];
+
+async fn developer_read_grant(ctx: &Context) -> Result<Outcome> {
+    let Some(namespace) = ctx.params.namespace.as_deref() else {
+        return Ok(Outcome::skip(
+            "no lab namespace was given (--namespace), so there is no grant to check",
+        ));
+    };
+    let group = ctx
+        .params
+        .extra
+        .get("group")
+        .map_or(DEFAULT_DEVELOPER_GROUP, String::as_str);
+    let subject = Subject::group(group);
+    let objects = objects(ctx).await?;
+    let client = live_client(ctx);
+    if client.is_none() && !has_rbac_objects(&objects) {
+        return Ok(Outcome::skip("the inputs hold no RBAC objects"));
+    }
+    let bindings = rbac::bindings(&objects);
+    let applicable: Vec<&Binding> = bindings
+        .iter()
+        .filter(|b| b.namespace.is_none() || b.namespace.as_deref() == Some(namespace))
+        .filter(|b| b.subjects.contains(&subject))
+        .collect();
+    let mut findings = Findings::default();
+    let mut granted = Vec::new();
+    for (verb, resource, expected) in DEVELOPER_EXPECTATIONS {
+        let access = Access {
+            verb,
+            group: "",
+            resource,
+            namespace: Some(namespace),
+        };
+        let can = match client {
+            Some(client) => review::allowed(client, &subject, access).await?,
+            None => applicable.iter().any(|b| b.allows(verb, "", resource)),
+        };
+        if can == *expected {
+            if can {
+                granted.push(access.to_string());
+            }
+            continue;
+        }
+        let by: Vec<&KubeObject> = applicable
+            .iter()
+            .filter(|b| b.allows(verb, "", resource))
+            .map(|b| b.object)
+            .collect();
+        let line = if can {
+            let via: Vec<String> = by.iter().map(|o| describe(o)).collect();
+            format!(
+                "group {group} can {access} but must not (granted by {})",
+                via.join(", ")
+            )
+        } else {
+            format!("group {group} cannot {access}")
+        };
+        findings.add(by.first().copied(), line);
+    }
+    if findings.is_empty() {
+        return Ok(Outcome::pass(format!(
+            "group {group} can {} and cannot list services",
+            granted.join(", ")
+        )));
+    }
+    if applicable.is_empty() {
+        findings.lines.push(format!(
+            "no RoleBinding in {namespace} nor ClusterRoleBinding names Group {group}"
+        ));
+    }
+    Ok(findings.into_fail(&format!(
+        "group {group} does not have exactly read access to pods in {namespace}"
+    )))
 }
