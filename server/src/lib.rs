@@ -1,1 +1,3 @@
 //! The hardlab server: the learner's web app, labs, disposable clusters, terminal and access proxy.
+
+pub mod kms;
