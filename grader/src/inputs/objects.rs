@@ -129,6 +129,21 @@ const LIVE_KINDS: &[(&str, &str, &str, &str, bool)] = &[
         "peerauthentications",
         true,
     ),
+    ("policy.linkerd.io", "v1beta1", "Server", "servers", true),
+    (
+        "policy.linkerd.io",
+        "v1alpha1",
+        "AuthorizationPolicy",
+        "authorizationpolicies",
+        true,
+    ),
+    (
+        "policy.linkerd.io",
+        "v1alpha1",
+        "MeshTLSAuthentication",
+        "meshtlsauthentications",
+        true,
+    ),
 ];
 
 #[derive(Debug)]
@@ -184,7 +199,7 @@ fn from_documents(ctx: &Context) -> Vec<KubeObject> {
             Some(items) if is_list => {
                 objects.extend(items.iter().filter_map(|item| {
                     KubeObject::from_value(item.clone(), Some(location.clone()))
-                }))
+                }));
             }
             _ => objects.extend(KubeObject::from_value(
                 document.value.clone(),
