@@ -1,3 +1,5 @@
 //! The hardlab server: the learner's web app, labs, disposable clusters, terminal and access proxy.
 
 pub mod kms;
+
+pub mod proxy;

@@ -1,0 +1,38 @@
+//! The identity-aware access proxy (lab 6): a user CA and login with password plus TOTP,
+//! short-lived client certificates, roles that map hardlab users to Kubernetes users and groups
+//! per cluster label, the impersonating Kubernetes proxy, a hash-chained audit log and exec
+//! session recordings.
+
+pub mod audit;
+pub mod ca;
+pub mod kube;
+pub mod recording;
+pub mod request_info;
+pub mod roles;
+pub mod store;
+pub mod totp;
+
+/// Why a proxy operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A certificate or key could not be made, read or used.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// The caller sent something unusable (a bad CSR, a malformed secret).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Wrong password or TOTP code; deliberately the same words for both.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A role or cluster definition is invalid.
+    #[error("{0}")]
+    Config(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal: {0}")]
+    Internal(String),
+}
