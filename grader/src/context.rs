@@ -26,10 +26,32 @@ pub struct Params {
     pub extra: HashMap<String, String>,
 }
 
+/// Where the API server listens and which CA to trust, without any credentials: for probes that
+/// must stay unauthenticated, such as the anonymous `GET /api` of `access.anonymous-auth-disabled`.
+#[derive(Debug, Clone)]
+pub struct ApiEndpoint {
+    pub url: String,
+    /// DER certificates to trust (the kubeconfig's certificate authority).
+    pub root_certs: Vec<Vec<u8>>,
+    pub accept_invalid_certs: bool,
+}
+
+impl ApiEndpoint {
+    pub fn from_config(config: &kube::Config) -> Self {
+        Self {
+            url: config.cluster_url.to_string().trim_end_matches('/').to_owned(),
+            root_certs: config.root_cert.clone().unwrap_or_default(),
+            accept_invalid_certs: config.accept_invalid_certs,
+        }
+    }
+}
+
 /// What one grading run can reach, plus a cache so each input is collected once for all checks.
 pub struct Context {
     pub mode: Mode,
     pub kube: Option<kube::Client>,
+    /// The API server's address for unauthenticated probes (live mode, when known).
+    pub endpoint: Option<ApiEndpoint>,
     pub node: Option<Arc<dyn NodeAccess>>,
     pub etcd: Option<Arc<dyn EtcdAccess>>,
     /// Static mode: every document from the given files, with file and line.
@@ -63,6 +85,7 @@ impl Context {
         Self {
             mode,
             kube,
+            endpoint: None,
             node: None,
             etcd: None,
             documents,
@@ -78,6 +101,11 @@ impl Context {
 
     pub fn with_etcd(mut self, etcd: Arc<dyn EtcdAccess>) -> Self {
         self.etcd = Some(etcd);
+        self
+    }
+
+    pub fn with_endpoint(mut self, endpoint: ApiEndpoint) -> Self {
+        self.endpoint = Some(endpoint);
         self
     }
 
