@@ -39,7 +39,11 @@ pub struct ApiEndpoint {
 impl ApiEndpoint {
     pub fn from_config(config: &kube::Config) -> Self {
         Self {
-            url: config.cluster_url.to_string().trim_end_matches('/').to_owned(),
+            url: config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_owned(),
             root_certs: config.root_cert.clone().unwrap_or_default(),
             accept_invalid_certs: config.accept_invalid_certs,
         }
