@@ -28,7 +28,7 @@ impl KmsService {
         Self { key: Arc::new(key) }
     }
 
-    fn status(&self, _request: StatusRequest) -> Result<StatusResponse, Status> {
+    fn status(&self, _request: &StatusRequest) -> Result<StatusResponse, Status> {
         // Healthy means the key really works, not just that the process is up.
         let probe = b"hardlab kms healthz";
         let healthz = match self
@@ -47,7 +47,7 @@ impl KmsService {
         })
     }
 
-    fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse, Status> {
+    fn encrypt(&self, request: &EncryptRequest) -> Result<EncryptResponse, Status> {
         if request.plaintext.is_empty() {
             return Err(Status::invalid_argument("plaintext is empty"));
         }
@@ -63,7 +63,7 @@ impl KmsService {
         })
     }
 
-    fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse, Status> {
+    fn decrypt(&self, request: &DecryptRequest) -> Result<DecryptResponse, Status> {
         if !request.key_id.is_empty() && request.key_id != self.key.key_id() {
             return Err(Status::failed_precondition(format!(
                 "the ciphertext was made with key {:?}; this plugin holds {:?}",
@@ -87,7 +87,7 @@ impl NamedService for KmsService {
 /// One unary method: the service and which of its functions answers.
 struct Method<Req, Resp> {
     service: KmsService,
-    handle: fn(&KmsService, Req) -> Result<Resp, Status>,
+    handle: fn(&KmsService, &Req) -> Result<Resp, Status>,
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> UnaryService<Req> for Method<Req, Resp> {
@@ -95,13 +95,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> UnaryService<Req> for Method<Req
     type Future = std::future::Ready<Result<Response<Resp>, Status>>;
 
     fn call(&mut self, request: Request<Req>) -> Self::Future {
-        std::future::ready((self.handle)(&self.service, request.into_inner()).map(Response::new))
+        std::future::ready((self.handle)(&self.service, request.get_ref()).map(Response::new))
     }
 }
 
 async fn unary<Req, Resp>(
     service: KmsService,
-    handle: fn(&KmsService, Req) -> Result<Resp, Status>,
+    handle: fn(&KmsService, &Req) -> Result<Resp, Status>,
     request: http::Request<Body>,
 ) -> http::Response<Body>
 where
