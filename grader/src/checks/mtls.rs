@@ -1,7 +1,683 @@
-//! Lab 3: pod-to-pod mTLS.
+//! Lab 3: pod-to-pod mTLS. Either mesh may satisfy it: Istio (PeerAuthentication STRICT and a
+//! sidecar on every workload) or Linkerd (a proxy on every workload and an inbound policy that
+//! refuses unauthenticated clients). Live, where pods run, a plaintext request from an unmeshed
+//! pod to a meshed service must fail.
 
-use crate::catalog::CheckDef;
+mod plaintext;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::FutureExt;
+use serde_json::Value;
+
+use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::checks::podsec::SYSTEM_NAMESPACES;
+use crate::context::Mode;
+use crate::inputs::objects::{KubeObject, objects};
+use crate::model::{Location, Outcome, Severity};
+use crate::{Context, Result};
+
+/// Istio's root namespace: a PeerAuthentication there without a selector is mesh-wide.
+pub const ISTIO_ROOT_NAMESPACE: &str = "istio-system";
+/// Namespaces of the meshes themselves, never judged as workloads.
+const MESH_NAMESPACES: &[&str] = &["istio-system", "linkerd", "linkerd-viz", "linkerd-jaeger"];
+const LINKERD_INBOUND: &str = "config.linkerd.io/default-inbound-policy";
+/// Linkerd default inbound policies that refuse clients without a mesh identity.
+const LINKERD_AUTHENTICATED: &[&str] = &["all-authenticated", "cluster-authenticated", "deny"];
+pub const NOT_RUN: &str = "not run: needs a full cluster with a mesh";
+
+const ISTIO_PA_URL: &str =
+    "https://istio.io/latest/docs/reference/config/security/peer_authentication/";
+const LINKERD_URL: &str = "https://linkerd.io/2/reference/authorization-policy/";
+const NSA: &str = "NSA/CISA Kubernetes Hardening Guide v1.2: Network separation and hardening (encrypt traffic between pods)";
+
+fn meta(
+    id: &'static str,
+    title: &'static str,
+    step: &'static str,
+    severity: Severity,
+    remediation: &'static str,
+    references: &'static [&'static str],
+) -> CheckMeta {
+    CheckMeta {
+        id,
+        title,
+        lab: Lab::PodMtls,
+        step,
+        severity,
+        remediation,
+        references,
+    }
+}
 
 pub fn checks() -> Vec<CheckDef> {
-    Vec::new()
+    vec![
+        CheckDef {
+            meta: meta(
+                "mtls.strict-mode",
+                "Pod-to-pod traffic must be mutual TLS (Istio STRICT or Linkerd authenticated-only)",
+                "enforce-mtls",
+                Severity::High,
+                "Istio: apply a PeerAuthentication named default in istio-system (mesh-wide) or in the namespace with \
+                 `mtls.mode: STRICT` and no PERMISSIVE or DISABLE `portLevelMtls` or workload-level overrides. \
+                 Linkerd: annotate the namespace with `config.linkerd.io/default-inbound-policy: all-authenticated`, or \
+                 add a Server and an AuthorizationPolicy requiring a MeshTLSAuthentication.",
+                &[
+                    NSA,
+                    ISTIO_PA_URL,
+                    "https://istio.io/latest/docs/tasks/security/authentication/mtls-migration/",
+                    LINKERD_URL,
+                ],
+            ),
+            run: |ctx| strict_mode(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "mtls.workloads-meshed",
+                "Every workload in scope runs with a mesh proxy",
+                "inject-sidecars",
+                Severity::High,
+                "Label the namespace `istio-injection=enabled` (or `istio.io/rev`) or annotate it `linkerd.io/inject: \
+                 enabled`, remove `sidecar.istio.io/inject: \"false\"` and `linkerd.io/inject: disabled` from workloads, \
+                 and restart the pods so the proxy is injected.",
+                &[
+                    NSA,
+                    "istioctl analyze IST0102 NamespaceNotInjected, IST0103 PodMissingProxy",
+                    "https://istio.io/latest/docs/setup/additional-setup/sidecar-injection/",
+                    "https://linkerd.io/2/features/proxy-injection/",
+                ],
+            ),
+            run: |ctx| workloads_meshed(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "mtls.plaintext-refused",
+                "A plaintext request from an unmeshed pod to a meshed service fails",
+                "verify",
+                Severity::High,
+                "Enforce STRICT (Istio) or an authenticated-only inbound policy (Linkerd); PERMISSIVE accepts plaintext.",
+                &[NSA, ISTIO_PA_URL, LINKERD_URL],
+            ),
+            run: |ctx| plaintext::plaintext_refused(ctx).boxed(),
+        },
+    ]
+}
+
+/// One pod spec in scope: a Pod, or (static mode) a workload's pod template.
+#[derive(Debug, Clone)]
+pub struct MeshWorkload {
+    pub namespace: String,
+    /// `Kind/namespace/name`.
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub containers: Vec<String>,
+    /// A live Pod (judged by what runs), not a template (judged by what injection will do).
+    pub is_live_pod: bool,
+    pub phase: Option<String>,
+    pub location: Location,
+}
+
+const TEMPLATES: &[(&str, &[&str])] = &[
+    ("Deployment", &["spec", "template"]),
+    ("StatefulSet", &["spec", "template"]),
+    ("DaemonSet", &["spec", "template"]),
+    ("Job", &["spec", "template"]),
+    ("CronJob", &["spec", "jobTemplate", "spec", "template"]),
+];
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The namespaces judged: the lab's, or every namespace with workloads except the system and
+/// mesh ones.
+fn in_scope(namespace: &str, ctx: &Context) -> bool {
+    match &ctx.params.namespace {
+        Some(lab) => lab == namespace,
+        None => !SYSTEM_NAMESPACES.contains(&namespace) && !MESH_NAMESPACES.contains(&namespace),
+    }
+}
+
+fn namespace_of<'a>(object: &'a KubeObject, ctx: &'a Context) -> &'a str {
+    object
+        .namespace
+        .as_deref()
+        .or(ctx.params.namespace.as_deref())
+        .unwrap_or("default")
+}
+
+/// The workloads in scope: live Pods in live mode; Pods and workload templates in static mode.
+pub fn workloads(objects: &[KubeObject], ctx: &Context) -> Vec<MeshWorkload> {
+    let mut found = Vec::new();
+    for object in objects {
+        let namespace = namespace_of(object, ctx);
+        if !in_scope(namespace, ctx) {
+            continue;
+        }
+        let template = if object.kind == "Pod" {
+            Some(&object.value)
+        } else if ctx.mode == Mode::Static {
+            TEMPLATES
+                .iter()
+                .find(|(kind, _)| *kind == object.kind)
+                .and_then(|(_, path)| path.iter().try_fold(&object.value, |v, key| v.get(key)))
+        } else {
+            None
+        };
+        let Some(template) = template else { continue };
+        let metadata = template.get("metadata");
+        let spec = template.get("spec");
+        let containers = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|list| spec?.get(list)?.as_array())
+            .flatten()
+            .filter_map(|c| c.get("name")?.as_str().map(str::to_owned))
+            .collect();
+        found.push(MeshWorkload {
+            namespace: namespace.to_owned(),
+            id: format!("{}/{namespace}/{}", object.kind, object.name),
+            name: object.name.clone(),
+            labels: string_map(metadata.and_then(|m| m.get("labels"))),
+            annotations: string_map(metadata.and_then(|m| m.get("annotations"))),
+            containers,
+            is_live_pod: object.kind == "Pod" && ctx.mode == Mode::Live,
+            phase: template
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            location: object.finding_location(),
+        });
+    }
+    found
+}
+
+/// A namespace's labels and annotations.
+type NamespaceMeta = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// Namespace name to (labels, annotations); namespaces without an object have neither.
+fn namespaces(objects: &[KubeObject]) -> BTreeMap<String, NamespaceMeta> {
+    objects
+        .iter()
+        .filter(|object| object.kind == "Namespace")
+        .map(|object| {
+            (
+                object.name.clone(),
+                (
+                    string_map(object.value.pointer("/metadata/labels")),
+                    string_map(object.value.pointer("/metadata/annotations")),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Which mesh (if any) puts a proxy next to a workload, or why none does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Meshing {
+    Istio(&'static str),
+    Linkerd(&'static str),
+    None(String),
+}
+
+pub fn meshing(
+    workload: &MeshWorkload,
+    namespace_labels: &BTreeMap<String, String>,
+    namespace_annotations: &BTreeMap<String, String>,
+) -> Meshing {
+    let has = |name: &str| workload.containers.iter().any(|c| c == name);
+    if has("istio-proxy") || workload.annotations.contains_key("sidecar.istio.io/status") {
+        return Meshing::Istio("has the istio-proxy sidecar");
+    }
+    if has("linkerd-proxy") {
+        return Meshing::Linkerd("has the linkerd-proxy");
+    }
+    let istio_opt_out = workload
+        .labels
+        .get("sidecar.istio.io/inject")
+        .map(String::as_str)
+        == Some("false")
+        || workload
+            .annotations
+            .get("sidecar.istio.io/inject")
+            .map(String::as_str)
+            == Some("false");
+    let linkerd_opt_out = workload
+        .annotations
+        .get("linkerd.io/inject")
+        .map(String::as_str)
+        == Some("disabled");
+    let istio_namespace = namespace_labels.get("istio-injection").map(String::as_str)
+        == Some("enabled")
+        || (namespace_labels.contains_key("istio.io/rev")
+            && namespace_labels.get("istio-injection").map(String::as_str) != Some("disabled"));
+    let istio_pod = workload
+        .labels
+        .get("sidecar.istio.io/inject")
+        .map(String::as_str)
+        == Some("true");
+    let linkerd_namespace = namespace_annotations
+        .get("linkerd.io/inject")
+        .map(String::as_str)
+        == Some("enabled");
+    let linkerd_pod = workload
+        .annotations
+        .get("linkerd.io/inject")
+        .map(String::as_str)
+        == Some("enabled");
+    let istio_injected = (istio_namespace || istio_pod) && !istio_opt_out;
+    let linkerd_injected = (linkerd_namespace || linkerd_pod) && !linkerd_opt_out;
+    if workload.is_live_pod {
+        // A running pod gets its proxy only when created; injection enabled later needs a restart.
+        if istio_injected || linkerd_injected {
+            return Meshing::None(
+                "injection is enabled but the pod has no proxy container: it was created before; restart it"
+                    .into(),
+            );
+        }
+    } else if istio_injected {
+        return Meshing::Istio("will get the istio-proxy sidecar (injection enabled)");
+    } else if linkerd_injected {
+        return Meshing::Linkerd("will get the linkerd-proxy (linkerd.io/inject: enabled)");
+    }
+    if istio_opt_out && (istio_namespace || istio_pod) {
+        return Meshing::None("opts out with sidecar.istio.io/inject: \"false\"".into());
+    }
+    if linkerd_opt_out && (linkerd_namespace || linkerd_pod) {
+        return Meshing::None("opts out with linkerd.io/inject: disabled".into());
+    }
+    Meshing::None(format!(
+        "has no mesh proxy and namespace {} enables no injection",
+        workload.namespace
+    ))
+}
+
+async fn workloads_meshed(ctx: &Context) -> Result<Outcome> {
+    let objects = objects(ctx).await?;
+    let workloads = workloads(&objects, ctx);
+    if workloads.is_empty() {
+        return Ok(Outcome::skip(format!(
+            "no workloads in {}",
+            scope_name(ctx)
+        )));
+    }
+    let namespaces = namespaces(&objects);
+    let empty = (BTreeMap::new(), BTreeMap::new());
+    let mut unmeshed = Vec::new();
+    let mut locations = Vec::new();
+    let mut meshes = BTreeSet::new();
+    for workload in &workloads {
+        let (labels, annotations) = namespaces.get(&workload.namespace).unwrap_or(&empty);
+        match meshing(workload, labels, annotations) {
+            Meshing::Istio(_) => {
+                meshes.insert("Istio");
+            }
+            Meshing::Linkerd(_) => {
+                meshes.insert("Linkerd");
+            }
+            Meshing::None(reason) => {
+                unmeshed.push(format!("{}: {reason}", workload.id));
+                locations.push(workload.location.clone());
+            }
+        }
+    }
+    if !unmeshed.is_empty() {
+        return Ok(Outcome::fail(format!(
+            "{} of {} workloads in {} are not meshed: {}",
+            unmeshed.len(),
+            workloads.len(),
+            scope_name(ctx),
+            unmeshed.join("; ")
+        ))
+        .with_evidence(unmeshed.join("\n"))
+        .with_locations(locations));
+    }
+    Ok(Outcome::pass(format!(
+        "all {} workloads in {} are meshed ({})",
+        workloads.len(),
+        scope_name(ctx),
+        meshes.into_iter().collect::<Vec<_>>().join(", ")
+    )))
+}
+
+fn scope_name(ctx: &Context) -> String {
+    match &ctx.params.namespace {
+        Some(namespace) => format!("namespace {namespace}"),
+        None => "the non-system namespaces".into(),
+    }
+}
+
+/// A PeerAuthentication, reduced to what decides STRICT.
+#[derive(Debug, Clone)]
+struct PeerAuthentication {
+    namespace: String,
+    name: String,
+    selector: Option<BTreeMap<String, String>>,
+    mode: Option<String>,
+    port_modes: Vec<(String, String)>,
+    location: Location,
+}
+
+impl PeerAuthentication {
+    fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn peer_authentications(objects: &[KubeObject], ctx: &Context) -> Vec<PeerAuthentication> {
+    let mut seen = BTreeSet::new();
+    let mut found = Vec::new();
+    for object in objects.iter().filter(|o| o.kind == "PeerAuthentication") {
+        let namespace = namespace_of(object, ctx).to_owned();
+        // Served under two versions, a live object is listed twice.
+        if !seen.insert((namespace.clone(), object.name.clone())) {
+            continue;
+        }
+        let spec = object.value.get("spec");
+        let selector = spec
+            .and_then(|s| s.get("selector"))
+            .map(|s| string_map(s.get("matchLabels")))
+            .filter(|labels| !labels.is_empty());
+        let mode = spec
+            .and_then(|s| s.pointer("/mtls/mode"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let port_modes = spec
+            .and_then(|s| s.get("portLevelMtls"))
+            .and_then(Value::as_object)
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|(port, setting)| {
+                        Some((port.clone(), setting.get("mode")?.as_str()?.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        found.push(PeerAuthentication {
+            namespace,
+            name: object.name.clone(),
+            selector,
+            mode,
+            port_modes,
+            location: object.finding_location(),
+        });
+    }
+    found
+}
+
+fn is_weak(mode: &str) -> bool {
+    matches!(mode, "PERMISSIVE" | "DISABLE")
+}
+
+/// `Some(problems)` when Istio is configured at all; empty problems means STRICT holds.
+fn istio_verdict(
+    policies: &[PeerAuthentication],
+    scope: &[String],
+    workloads: &[MeshWorkload],
+) -> Option<(Vec<String>, Vec<Location>, Vec<String>)> {
+    if policies.is_empty() {
+        return None;
+    }
+    let mut problems = Vec::new();
+    let mut locations = Vec::new();
+    let mut strict_by = Vec::new();
+    let mesh_wide = policies
+        .iter()
+        .find(|p| p.namespace == ISTIO_ROOT_NAMESPACE && p.selector.is_none());
+    let mesh_mode = mesh_wide
+        .and_then(|p| p.mode.clone())
+        .filter(|mode| mode != "UNSET");
+    for namespace in scope {
+        let namespace_wide = policies
+            .iter()
+            .find(|p| &p.namespace == namespace && p.selector.is_none());
+        let namespace_mode = namespace_wide
+            .and_then(|p| p.mode.clone())
+            .filter(|mode| mode != "UNSET");
+        // Istio's precedence: namespace-wide over mesh-wide; no policy at all means PERMISSIVE.
+        match (namespace_mode, &mesh_mode) {
+            (Some(mode), _) if mode == "STRICT" => {
+                strict_by.extend(namespace_wide.map(PeerAuthentication::id));
+            }
+            (Some(mode), _) => {
+                let policy = namespace_wide.map(PeerAuthentication::id).unwrap_or_default();
+                problems.push(format!("{policy} sets {mode} for namespace {namespace}"));
+                locations.extend(namespace_wide.map(|p| p.location.clone()));
+            }
+            (None, Some(mode)) if mode == "STRICT" => {
+                strict_by.extend(mesh_wide.map(PeerAuthentication::id));
+            }
+            (None, Some(mode)) => {
+                let policy = mesh_wide.map(PeerAuthentication::id).unwrap_or_default();
+                problems.push(format!("{policy} sets {mode} mesh-wide, and namespace {namespace} has no STRICT policy"));
+                locations.extend(mesh_wide.map(|p| p.location.clone()));
+            }
+            (None, None) => problems.push(format!(
+                "namespace {namespace} has no STRICT PeerAuthentication and none mesh-wide in {ISTIO_ROOT_NAMESPACE} \
+                 (Istio's default is PERMISSIVE)"
+            )),
+        }
+    }
+    if scope.is_empty() && mesh_mode.as_deref() != Some("STRICT") {
+        problems.push(format!(
+            "no workloads to judge and no mesh-wide STRICT PeerAuthentication in {ISTIO_ROOT_NAMESPACE}"
+        ));
+    } else if scope.is_empty() {
+        strict_by.extend(mesh_wide.map(PeerAuthentication::id));
+    }
+    for policy in policies {
+        let applies = policy.namespace == ISTIO_ROOT_NAMESPACE && policy.selector.is_none()
+            || scope.contains(&policy.namespace);
+        if !applies {
+            continue;
+        }
+        for (port, mode) in &policy.port_modes {
+            if is_weak(mode) {
+                problems.push(format!("{} overrides port {port} to {mode}", policy.id()));
+                locations.push(policy.location.clone());
+            }
+        }
+        if let (Some(selector), Some(mode)) = (&policy.selector, &policy.mode)
+            && is_weak(mode)
+        {
+            let selected: Vec<&str> = workloads
+                .iter()
+                .filter(|w| w.namespace == policy.namespace)
+                .filter(|w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+                .map(|w| w.id.as_str())
+                .collect();
+            let whom = if selected.is_empty() {
+                "the workloads it selects".to_owned()
+            } else {
+                selected.join(", ")
+            };
+            problems.push(format!("{} sets {mode} for {whom}", policy.id()));
+            locations.push(policy.location.clone());
+        }
+    }
+    strict_by.sort();
+    strict_by.dedup();
+    Some((problems, locations, strict_by))
+}
+
+/// Whether Linkerd refuses unauthenticated clients for a workload, and how.
+fn linkerd_policy_for(
+    workload: &MeshWorkload,
+    namespace_annotations: &BTreeMap<String, String>,
+    objects: &[KubeObject],
+    ctx: &Context,
+) -> Option<String> {
+    for (whose, annotations) in [
+        ("workload", &workload.annotations),
+        ("namespace", namespace_annotations),
+    ] {
+        if let Some(policy) = annotations.get(LINKERD_INBOUND)
+            && LINKERD_AUTHENTICATED.contains(&policy.as_str())
+        {
+            return Some(format!("{whose} annotation {LINKERD_INBOUND}: {policy}"));
+        }
+    }
+    // A Server selecting the workload, authorized only for MeshTLSAuthentication identities.
+    let in_namespace = |kind: &'static str| {
+        objects
+            .iter()
+            .filter(move |o| o.kind == kind && namespace_of(o, ctx) == workload.namespace)
+    };
+    for server in in_namespace("Server") {
+        let selector = string_map(server.value.pointer("/spec/podSelector/matchLabels"));
+        if selector.is_empty()
+            || !selector
+                .iter()
+                .all(|(k, v)| workload.labels.get(k) == Some(v))
+        {
+            continue;
+        }
+        let authorized = in_namespace("AuthorizationPolicy").any(|policy| {
+            let target = policy.value.pointer("/spec/targetRef");
+            let targets_server = target.and_then(|t| t.get("kind")).and_then(Value::as_str)
+                == Some("Server")
+                && target.and_then(|t| t.get("name")).and_then(Value::as_str)
+                    == Some(server.name.as_str());
+            let targets_namespace =
+                target.and_then(|t| t.get("kind")).and_then(Value::as_str) == Some("Namespace");
+            let mesh_tls = policy
+                .value
+                .pointer("/spec/requiredAuthenticationRefs")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r.get("kind").and_then(Value::as_str) == Some("MeshTLSAuthentication")
+                    })
+                });
+            (targets_server || targets_namespace) && mesh_tls
+        });
+        if authorized {
+            return Some(format!(
+                "Server {}/{} admits only MeshTLSAuthentication identities",
+                workload.namespace, server.name
+            ));
+        }
+    }
+    None
+}
+
+async fn strict_mode(ctx: &Context) -> Result<Outcome> {
+    let objects = objects(ctx).await?;
+    let workloads = workloads(&objects, ctx);
+    let namespace_objects = namespaces(&objects);
+    let mut scope: Vec<String> = match &ctx.params.namespace {
+        Some(namespace) => vec![namespace.clone()],
+        None => workloads.iter().map(|w| w.namespace.clone()).collect(),
+    };
+    scope.sort();
+    scope.dedup();
+
+    let policies = peer_authentications(&objects, ctx);
+    let empty = (BTreeMap::new(), BTreeMap::new());
+    let linkerd_workloads: Vec<&MeshWorkload> = workloads
+        .iter()
+        .filter(|w| {
+            let (labels, annotations) = namespace_objects.get(&w.namespace).unwrap_or(&empty);
+            matches!(meshing(w, labels, annotations), Meshing::Linkerd(_))
+        })
+        .collect();
+
+    // Linkerd: every meshed workload refuses unauthenticated clients.
+    let mut linkerd_gaps = Vec::new();
+    let mut linkerd_locations = Vec::new();
+    let mut linkerd_how = BTreeSet::new();
+    for workload in &linkerd_workloads {
+        let (_, annotations) = namespace_objects.get(&workload.namespace).unwrap_or(&empty);
+        match linkerd_policy_for(workload, annotations, &objects, ctx) {
+            Some(how) => {
+                linkerd_how.insert(how);
+            }
+            None => {
+                linkerd_gaps.push(format!(
+                    "{} is meshed by Linkerd but accepts unauthenticated clients (no {LINKERD_INBOUND}: all-authenticated, \
+                     no Server with a MeshTLSAuthentication policy)",
+                    workload.id
+                ));
+                linkerd_locations.push(workload.location.clone());
+            }
+        }
+    }
+    let unmeshed_by_linkerd = workloads.len() - linkerd_workloads.len();
+
+    match istio_verdict(&policies, &scope, &workloads) {
+        Some((problems, _, strict_by)) if problems.is_empty() => {
+            return Ok(Outcome::pass(format!(
+                "Istio mTLS is STRICT for {} ({})",
+                scope_list(&scope),
+                strict_by.join(", ")
+            )));
+        }
+        Some((problems, locations, _)) => {
+            // A fully authenticated Linkerd mesh still satisfies the requirement.
+            if linkerd_passes(&linkerd_workloads, &linkerd_gaps, unmeshed_by_linkerd) {
+                return Ok(linkerd_pass(&linkerd_how, linkerd_workloads.len()));
+            }
+            return Ok(
+                Outcome::fail(format!("Istio mTLS is not STRICT: {}", problems.join("; ")))
+                    .with_evidence(problems.join("\n"))
+                    .with_locations(locations),
+            );
+        }
+        None => {}
+    }
+    if linkerd_workloads.is_empty() {
+        return Ok(Outcome::fail(format!(
+            "no mesh found: no PeerAuthentication{} and no Linkerd-meshed workload in {}",
+            if ctx.mode == Mode::Live {
+                " (or the Istio API is not installed)"
+            } else {
+                ""
+            },
+            scope_name(ctx)
+        )));
+    }
+    if linkerd_passes(&linkerd_workloads, &linkerd_gaps, unmeshed_by_linkerd) {
+        return Ok(linkerd_pass(&linkerd_how, linkerd_workloads.len()));
+    }
+    let mut problems = linkerd_gaps;
+    if unmeshed_by_linkerd > 0 {
+        problems.push(format!(
+            "{unmeshed_by_linkerd} workload(s) in {} are not meshed by Linkerd (see mtls.workloads-meshed)",
+            scope_name(ctx)
+        ));
+    }
+    Ok(Outcome::fail(format!(
+        "Linkerd does not refuse plaintext: {}",
+        problems.join("; ")
+    ))
+    .with_evidence(problems.join("\n"))
+    .with_locations(linkerd_locations))
+}
+
+fn linkerd_passes(meshed: &[&MeshWorkload], gaps: &[String], unmeshed: usize) -> bool {
+    !meshed.is_empty() && gaps.is_empty() && unmeshed == 0
+}
+
+fn linkerd_pass(how: &BTreeSet<String>, count: usize) -> Outcome {
+    Outcome::pass(format!(
+        "Linkerd refuses unauthenticated clients for all {count} workloads ({})",
+        how.iter().cloned().collect::<Vec<_>>().join("; ")
+    ))
+}
+
+fn scope_list(scope: &[String]) -> String {
+    if scope.is_empty() {
+        "the mesh".into()
+    } else {
+        format!("namespace(s) {}", scope.join(", "))
+    }
 }
