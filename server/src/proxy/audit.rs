@@ -214,10 +214,7 @@ pub async fn list(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<AuditEvent
 }
 
 /// JSON lines, oldest first, as stored (the exact bytes the hashes cover).
-pub async fn export_json_lines(
-    pool: &AnyPool,
-    filter: &AuditFilter,
-) -> Result<String, ProxyError> {
+pub async fn export_json_lines(pool: &AnyPool, filter: &AuditFilter) -> Result<String, ProxyError> {
     let mut events = list(pool, filter).await?;
     events.reverse();
     let mut out = String::new();
@@ -250,9 +247,8 @@ pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
     .fetch_all(pool)
     .await?;
     let mut expected_prev = GENESIS_HASH.to_owned();
-    let mut expected_seq = 1;
     let mut count = 0;
-    for row in &rows {
+    for (expected_seq, row) in (1_i64..).zip(rows.iter()) {
         let seq: i64 = row.try_get(0)?;
         let event_json: String = row.try_get(8)?;
         let prev_hash: String = row.try_get(9)?;
@@ -268,7 +264,9 @@ pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
             )));
         }
         if prev_hash != expected_prev {
-            return Ok(broken("prev_hash does not match the previous event's hash".into()));
+            return Ok(broken(
+                "prev_hash does not match the previous event's hash".into(),
+            ));
         }
         if chain_hash(&prev_hash, &event_json) != hash {
             return Ok(broken("the event's contents do not match its hash".into()));
@@ -290,7 +288,6 @@ pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
             ));
         }
         expected_prev = hash;
-        expected_seq += 1;
         count += 1;
     }
     Ok(Verification {

@@ -63,9 +63,11 @@ pub struct ClientIdentity {
 impl UserCa {
     /// A new CA with an ECDSA P-256 key, valid ten years.
     pub fn generate(common_name: &str) -> Result<Self, ProxyError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_error)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -75,7 +77,7 @@ impl UserCa {
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
         params.not_after = now + Duration::days(3650);
-        let cert = params.self_signed(&key).map_err(cert_error)?;
+        let cert = params.self_signed(&key)?;
         Self::from_pem(&cert.pem(), &key.serialize_pem())
     }
 
@@ -132,7 +134,7 @@ impl UserCa {
         let spki = verified_csr_public_key(csr_pem)?;
         let mut subject = vec![(OID_COMMON_NAME, user.to_owned())];
         subject.extend(roles.iter().map(|role| (OID_ORGANIZATION, role.clone())));
-        self.sign(&spki, &subject, lifetime, Usage::Client)
+        self.sign(&spki, &subject, lifetime, &Usage::Client)
     }
 
     /// Signs the proxy's serving certificate for the given DNS names and IP addresses.
@@ -141,13 +143,13 @@ impl UserCa {
         hosts: &[String],
         lifetime: Duration,
     ) -> Result<(IssuedCert, String), ProxyError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_error)?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let subject = vec![(OID_COMMON_NAME, "hardlab access proxy".to_owned())];
         let issued = self.sign(
             &rcgen::PublicKeyData::subject_public_key_info(&key),
             &subject,
             lifetime,
-            Usage::Server(hosts.to_vec()),
+            &Usage::Server(hosts.to_vec()),
         )?;
         Ok((issued, key.serialize_pem()))
     }
@@ -157,7 +159,7 @@ impl UserCa {
         spki_der: &[u8],
         subject: &[(&[u64], String)],
         lifetime: Duration,
-        usage: Usage,
+        usage: &Usage,
     ) -> Result<IssuedCert, ProxyError> {
         let rng = SystemRandom::new();
         let mut serial = [0u8; 16];
@@ -165,7 +167,9 @@ impl UserCa {
             .map_err(|_| ProxyError::Certificate("no randomness for a serial number".into()))?;
         // A positive INTEGER that is never zero.
         serial[0] = (serial[0] & 0x7f) | 0x01;
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::now_utc());
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
         let not_before = now - BACKDATE;
         let not_after = now + lifetime;
         let (Some(not_before_asn1), Some(not_after_asn1)) = (
@@ -219,14 +223,13 @@ impl UserCa {
                         if let Some(key_id) = &self.subject_key_id {
                             write_extension(w.next(), OID_AUTHORITY_KEY_ID, false, |w| {
                                 w.write_sequence(|w| {
-                                    w.next().write_tagged_implicit(
-                                        yasna::Tag::context(0),
-                                        |w| w.write_bytes(key_id),
-                                    );
+                                    w.next().write_tagged_implicit(yasna::Tag::context(0), |w| {
+                                        w.write_bytes(key_id);
+                                    });
                                 });
                             });
                         }
-                        if let Usage::Server(hosts) = &usage {
+                        if let Usage::Server(hosts) = usage {
                             write_extension(w.next(), OID_SUBJECT_ALT_NAME, false, |w| {
                                 w.write_sequence(|w| {
                                     for host in hosts {
@@ -344,11 +347,11 @@ pub fn client_identity(cert_der: &[u8]) -> Result<ClientIdentity, ProxyError> {
 
 /// Makes a fresh key on the client and a CSR for it; the key never leaves the client.
 pub fn new_key_and_csr(user: &str) -> Result<(String, String), ProxyError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_error)?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, user);
-    let csr = params.serialize_request(&key).map_err(cert_error)?;
-    let csr_pem = csr.pem().map_err(cert_error)?;
+    let csr = params.serialize_request(&key)?;
+    let csr_pem = csr.pem()?;
     Ok((key.serialize_pem(), csr_pem))
 }
 
@@ -378,11 +381,8 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
     pem_text
 }
 
-fn cert_error(error: rcgen::Error) -> ProxyError {
-    ProxyError::Certificate(error.to_string())
-}
-
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -390,7 +390,11 @@ mod tests {
     fn a_client_certificate_carries_the_user_as_cn_and_every_role_as_an_o() {
         let ca = UserCa::generate("test user CA").unwrap();
         let (_key, csr) = new_key_and_csr("mallory-wishes").unwrap();
-        let roles = vec!["developer".to_owned(), "auditor".to_owned(), "admin".to_owned()];
+        let roles = vec![
+            "developer".to_owned(),
+            "auditor".to_owned(),
+            "admin".to_owned(),
+        ];
         let issued = ca
             .issue_client_cert(&csr, "bob", &roles, Duration::hours(12))
             .unwrap();

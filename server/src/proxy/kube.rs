@@ -208,12 +208,18 @@ pub fn server_tls_config(
     let tls_error = |what: &str, e: String| ProxyError::Certificate(format!("{what}: {e}"));
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from(pem_body(ca.cert_pem(), "CERTIFICATE")?))
+        .add(CertificateDer::from(pem_body(
+            ca.cert_pem(),
+            "CERTIFICATE",
+        )?))
         .map_err(|e| tls_error("user CA", e.to_string()))?;
     let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
         .build()
         .map_err(|e| tls_error("client verifier", e.to_string()))?;
-    let chain = vec![CertificateDer::from(pem_body(serving_cert_pem, "CERTIFICATE")?)];
+    let chain = vec![CertificateDer::from(pem_body(
+        serving_cert_pem,
+        "CERTIFICATE",
+    )?)];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pem_body(
         serving_key_pem,
         "PRIVATE KEY",
@@ -410,11 +416,8 @@ async fn handle(
         Ok(requested) => requested,
         Err(reason) => return deny(&exchange, StatusCode::FORBIDDEN, reason),
     };
-    let principals = match roles::narrow(
-        &principals,
-        requested_user.as_deref(),
-        &requested_groups,
-    ) {
+    let principals = match roles::narrow(&principals, requested_user.as_deref(), &requested_groups)
+    {
         Ok(principals) => principals,
         Err(reason) => return deny(&exchange, StatusCode::FORBIDDEN, reason),
     };
@@ -443,9 +446,11 @@ async fn handle(
         Err(error) => {
             tracing::warn!(cluster = %cluster.name, %error, "proxy: upstream request failed");
             let reason = format!("the cluster's API server could not be reached: {error}");
-            proxy
-                .audit
-                .record(exchange.event(StatusCode::BAD_GATEWAY, Decision::Upstream, &reason));
+            proxy.audit.record(exchange.event(
+                StatusCode::BAD_GATEWAY,
+                Decision::Upstream,
+                &reason,
+            ));
             return status_response(StatusCode::BAD_GATEWAY, &reason);
         }
     };
@@ -458,10 +463,7 @@ async fn handle(
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         if let Some(client_upgrade) = client_upgrade {
-            let record = matches!(
-                exchange.info.resource.as_str(),
-                "pods/exec" | "pods/attach"
-            );
+            let record = matches!(exchange.info.resource.as_str(), "pods/exec" | "pods/attach");
             let session = if record {
                 proxy.recorder.start(
                     &identity.user,
@@ -681,6 +683,7 @@ pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -711,7 +714,10 @@ mod tests {
             "x-real-ip",
             "x-remote-user",
         ] {
-            assert!(is_client_controlled(&HeaderName::from_static(name)), "{name}");
+            assert!(
+                is_client_controlled(&HeaderName::from_static(name)),
+                "{name}"
+            );
         }
         assert!(!is_client_controlled(&header::ACCEPT));
     }
@@ -721,7 +727,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
         assert!(!is_upgrade(&headers));
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert!(is_upgrade(&headers));
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod audit;
 pub mod ca;
+pub mod client;
 pub mod kube;
 pub mod recording;
 pub mod request_info;
 pub mod roles;
+pub mod service;
 pub mod store;
 pub mod totp;
 
@@ -27,6 +29,8 @@ pub enum ProxyError {
     /// A role or cluster definition is invalid.
     #[error("{0}")]
     Config(String),
+    #[error("certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("database: {0}")]

@@ -409,8 +409,9 @@ pub fn spdy_data_text(data: &[u8]) -> String {
     let mut at = 0;
     while at + 8 <= data.len() {
         let control = data[at] & 0x80 != 0;
-        let length =
-            usize::from(data[at + 5]) << 16 | usize::from(data[at + 6]) << 8 | usize::from(data[at + 7]);
+        let length = usize::from(data[at + 5]) << 16
+            | usize::from(data[at + 6]) << 8
+            | usize::from(data[at + 7]);
         let end = at + 8 + length;
         if end > data.len() {
             break;
@@ -424,6 +425,7 @@ pub fn spdy_data_text(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -95,6 +95,7 @@ pub fn request_info(method: &str, path: &str, query: Option<&str>) -> RequestInf
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -110,18 +111,67 @@ mod tests {
     #[test]
     fn paths_map_to_kubernetes_verbs_and_resources() {
         let cases = [
-            (("GET", "/api/v1/namespaces/default/pods", None), row("list", "pods", "default", "")),
-            (("GET", "/api/v1/namespaces/default/pods/web", None), row("get", "pods", "default", "web")),
-            (("GET", "/api/v1/namespaces/default/pods", Some("watch=true&resourceVersion=1")), row("watch", "pods", "default", "")),
-            (("GET", "/api/v1/watch/namespaces/default/pods", None), row("watch", "pods", "default", "")),
-            (("GET", "/api/v1/namespaces/default/services", Some("limit=500")), row("list", "services", "default", "")),
-            (("POST", "/apis/apps/v1/namespaces/shop/deployments", None), row("create", "deployments", "shop", "")),
-            (("PATCH", "/apis/apps/v1/namespaces/shop/deployments/web", None), row("patch", "deployments", "shop", "web")),
-            (("DELETE", "/api/v1/namespaces/default/pods", None), row("deletecollection", "pods", "default", "")),
-            (("GET", "/api/v1/namespaces/default/pods/web/log", Some("follow=true")), row("get", "pods/log", "default", "web")),
+            (
+                ("GET", "/api/v1/namespaces/default/pods", None),
+                row("list", "pods", "default", ""),
+            ),
+            (
+                ("GET", "/api/v1/namespaces/default/pods/web", None),
+                row("get", "pods", "default", "web"),
+            ),
+            (
+                (
+                    "GET",
+                    "/api/v1/namespaces/default/pods",
+                    Some("watch=true&resourceVersion=1"),
+                ),
+                row("watch", "pods", "default", ""),
+            ),
+            (
+                ("GET", "/api/v1/watch/namespaces/default/pods", None),
+                row("watch", "pods", "default", ""),
+            ),
+            (
+                (
+                    "GET",
+                    "/api/v1/namespaces/default/services",
+                    Some("limit=500"),
+                ),
+                row("list", "services", "default", ""),
+            ),
+            (
+                ("POST", "/apis/apps/v1/namespaces/shop/deployments", None),
+                row("create", "deployments", "shop", ""),
+            ),
+            (
+                (
+                    "PATCH",
+                    "/apis/apps/v1/namespaces/shop/deployments/web",
+                    None,
+                ),
+                row("patch", "deployments", "shop", "web"),
+            ),
+            (
+                ("DELETE", "/api/v1/namespaces/default/pods", None),
+                row("deletecollection", "pods", "default", ""),
+            ),
+            (
+                (
+                    "GET",
+                    "/api/v1/namespaces/default/pods/web/log",
+                    Some("follow=true"),
+                ),
+                row("get", "pods/log", "default", "web"),
+            ),
             (("GET", "/api/v1/nodes", None), row("list", "nodes", "", "")),
-            (("GET", "/api/v1/namespaces/kube-system", None), row("get", "namespaces", "kube-system", "kube-system")),
-            (("GET", "/api/v1/namespaces", None), row("list", "namespaces", "", "")),
+            (
+                ("GET", "/api/v1/namespaces/kube-system", None),
+                row("get", "namespaces", "kube-system", "kube-system"),
+            ),
+            (
+                ("GET", "/api/v1/namespaces", None),
+                row("list", "namespaces", "", ""),
+            ),
         ];
         for ((method, path, query), expected) in cases {
             assert_eq!(info(method, path, query), expected, "{method} {path}");
@@ -142,7 +192,14 @@ mod tests {
 
     #[test]
     fn discovery_and_other_non_resource_paths_are_not_resources() {
-        for path in ["/api", "/apis", "/api/v1", "/apis/apps/v1", "/version", "/openapi/v2"] {
+        for path in [
+            "/api",
+            "/apis",
+            "/api/v1",
+            "/apis/apps/v1",
+            "/version",
+            "/openapi/v2",
+        ] {
             let i = request_info("GET", path, None);
             assert!(!i.is_resource, "{path}");
             assert_eq!(i.verb, "get");
@@ -151,7 +208,10 @@ mod tests {
 
     #[test]
     fn the_api_group_is_written_the_teleport_way() {
-        assert_eq!(request_info("GET", "/api/v1/pods", None).api_group, "core/v1");
+        assert_eq!(
+            request_info("GET", "/api/v1/pods", None).api_group,
+            "core/v1"
+        );
         assert_eq!(
             request_info("GET", "/apis/rbac.authorization.k8s.io/v1/roles", None).api_group,
             "rbac.authorization.k8s.io/v1"

@@ -339,6 +339,7 @@ fn glob_matches(pattern: &str, value: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -370,9 +371,8 @@ mod tests {
         let developer = role(
             "{name: developer, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}",
         );
-        let prod = role(
-            "{name: prod, kubernetes_labels: {env: prod}, kubernetes_groups: [prod-read]}",
-        );
+        let prod =
+            role("{name: prod, kubernetes_labels: {env: prod}, kubernetes_groups: [prod-read]}");
         let got = principals("bob", &[&developer, &prod], &labels(&[("env", "dev")])).unwrap();
         assert_eq!(got.user, "bob");
         assert_eq!(got.groups, ["developer-read", AUTHENTICATED_GROUP]);
@@ -405,9 +405,8 @@ mod tests {
 
     #[test]
     fn several_kubernetes_users_need_an_explicit_choice() {
-        let ops = role(
-            "{name: ops, kubernetes_labels: {'*': '*'}, kubernetes_users: [ops-a, ops-b]}",
-        );
+        let ops =
+            role("{name: ops, kubernetes_labels: {'*': '*'}, kubernetes_users: [ops-a, ops-b]}");
         let base = principals("carol", &[&ops], &labels(&[])).unwrap();
         assert!(narrow(&base, None, &[]).is_err());
         assert_eq!(narrow(&base, Some("ops-b"), &[]).unwrap().user, "ops-b");
@@ -417,7 +416,10 @@ mod tests {
     fn the_certificate_lifetime_defaults_to_12h_and_is_capped_by_the_roles() {
         let short = role("{name: short, max_session_ttl: 1h30m}");
         let open = role("{name: open}");
-        assert_eq!(certificate_ttl(None, &[&open]).unwrap(), Duration::hours(12));
+        assert_eq!(
+            certificate_ttl(None, &[&open]).unwrap(),
+            Duration::hours(12)
+        );
         assert_eq!(
             certificate_ttl(None, &[&open, &short]).unwrap(),
             Duration::minutes(90)
@@ -431,11 +433,15 @@ mod tests {
     #[test]
     fn a_config_file_with_a_typo_names_the_file_and_line() {
         let text = "roles:\n  - name: dev\n    kubernetes_group: [x]\n";
-        let error = ProxyConfig::parse("proxy.yaml", text).unwrap_err().to_string();
+        let error = ProxyConfig::parse("proxy.yaml", text)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("proxy.yaml:3"), "{error}");
         assert!(error.contains("kubernetes_group"), "{error}");
         let text = "users:\n  - {name: bob, roles: [ghost]}\n";
-        let error = ProxyConfig::parse("proxy.yaml", text).unwrap_err().to_string();
+        let error = ProxyConfig::parse("proxy.yaml", text)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("ghost"), "{error}");
     }
 

@@ -195,9 +195,10 @@ pub async fn delete_cluster(pool: &AnyPool, name: &str) -> Result<(), ProxyError
 }
 
 pub async fn list_clusters(pool: &AnyPool) -> Result<Vec<ClusterSpecWithConfig>, ProxyError> {
-    let rows = sqlx::query("SELECT name, labels_json, kubeconfig FROM proxy_clusters ORDER BY name")
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT name, labels_json, kubeconfig FROM proxy_clusters ORDER BY name")
+            .fetch_all(pool)
+            .await?;
     rows.iter()
         .map(|row| {
             let name: String = row.try_get(0)?;
@@ -242,13 +243,9 @@ pub async fn import_config(pool: &AnyPool, path: &Path) -> Result<(), ProxyError
                 kubeconfig_path.display()
             ))
         })?;
-        super::kube::UpstreamCluster::from_kubeconfig(
-            &cluster.name,
-            cluster.labels.clone(),
-            &yaml,
-        )
-        .await
-        .map_err(|error| ProxyError::Config(format!("{display}: {error}")))?;
+        super::kube::UpstreamCluster::from_kubeconfig(&cluster.name, cluster.labels.clone(), &yaml)
+            .await
+            .map_err(|error| ProxyError::Config(format!("{display}: {error}")))?;
         kubeconfigs.push(yaml);
     }
     for role in &config.roles {
@@ -361,9 +358,7 @@ pub async fn issue_certificate(
     .bind(user)
     .bind(roles_json)
     .bind(now_ms())
-    .bind(
-        i64::try_from(issued.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
-    )
+    .bind(i64::try_from(issued.not_after.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
     .execute(pool)
     .await?;
     Ok(issued)

@@ -102,7 +102,9 @@ pub fn base32_encode(bytes: &[u8]) -> String {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(char::from(BASE32_ALPHABET[((buffer >> bits) & 31) as usize]));
+            out.push(char::from(
+                BASE32_ALPHABET[((buffer >> bits) & 31) as usize],
+            ));
         }
     }
     if bits > 0 {
@@ -120,10 +122,7 @@ pub fn base32_decode(text: &str) -> Result<Vec<u8>, ProxyError> {
     let mut bits = 0;
     for ch in text.chars().filter(|c| !c.is_whitespace() && *c != '=') {
         let upper = ch.to_ascii_uppercase();
-        let Some(value) = BASE32_ALPHABET
-            .iter()
-            .position(|&a| char::from(a) == upper)
-        else {
+        let Some(value) = BASE32_ALPHABET.iter().position(|&a| char::from(a) == upper) else {
             return Err(ProxyError::BadRequest(format!(
                 "TOTP secret: {ch:?} is not a base32 character"
             )));
@@ -142,6 +141,7 @@ pub fn base32_decode(text: &str) -> Result<Vec<u8>, ProxyError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
