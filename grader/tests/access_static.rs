@@ -140,3 +140,94 @@ async fn the_developer_grant_skips_without_a_lab_namespace() {
     let outcome = run("access.developer-read-grant", HARDENED).await;
     assert_eq!(outcome.status, Status::Skip);
 }
+
+const HARDENED_APISERVER: &[&str] = &["kube-apiserver-hardened.yaml"];
+const INSECURE_APISERVER: &[&str] = &["kube-apiserver-insecure.yaml"];
+const CURRENT_APISERVER: &[&str] = &["kube-apiserver-v1.31.yaml"];
+
+#[tokio::test]
+async fn the_hardened_api_server_manifest_passes_every_flag_check() {
+    for id in [
+        "access.anonymous-auth-disabled",
+        "access.insecure-port-disabled",
+        "access.authorization-rbac",
+        "access.oidc-configured",
+    ] {
+        let outcome = run(id, HARDENED_APISERVER).await;
+        assert_eq!(outcome.status, Status::Pass, "{id}: {outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn anonymous_auth_left_at_its_default_fails_with_the_manifest_location() {
+    for files in [INSECURE_APISERVER, CURRENT_APISERVER] {
+        let outcome = run("access.anonymous-auth-disabled", files).await;
+        assert_eq!(outcome.status, Status::Fail, "{files:?}");
+        assert!(
+            outcome.message.contains("--anonymous-auth (not set)"),
+            "{}",
+            outcome.message
+        );
+        assert!(outcome.locations[0].file.ends_with(files[0]));
+    }
+}
+
+#[tokio::test]
+async fn an_open_insecure_port_fails_below_1_24() {
+    let outcome = run("access.insecure-port-disabled", INSECURE_APISERVER).await;
+    assert_eq!(outcome.status, Status::Fail);
+    assert!(outcome.message.contains("v1.20"), "{}", outcome.message);
+    assert!(evidence(&outcome).contains("--insecure-port=8080"));
+    assert!(evidence(&outcome).contains("--insecure-bind-address=0.0.0.0"));
+}
+
+#[tokio::test]
+async fn from_1_24_there_is_no_insecure_port_and_the_check_says_why_it_passes() {
+    let outcome = run("access.insecure-port-disabled", CURRENT_APISERVER).await;
+    assert_eq!(outcome.status, Status::Pass);
+    assert!(outcome.message.contains("v1.31"), "{}", outcome.message);
+    assert!(outcome.message.contains("removed the insecure port"));
+}
+
+#[tokio::test]
+async fn always_allow_or_a_mode_list_without_rbac_fails() {
+    let always = run("access.authorization-rbac", INSECURE_APISERVER).await;
+    assert_eq!(always.status, Status::Fail);
+    assert!(
+        always
+            .message
+            .contains("AlwaysAllow authorizes every request")
+    );
+    let node_only = run("access.authorization-rbac", CURRENT_APISERVER).await;
+    assert_eq!(node_only.status, Status::Fail);
+    assert!(
+        node_only
+            .message
+            .contains("--authorization-mode=Node does not include RBAC")
+    );
+}
+
+#[tokio::test]
+async fn missing_oidc_is_a_warning_never_a_failure() {
+    let outcome = run("access.oidc-configured", INSECURE_APISERVER).await;
+    assert_eq!(outcome.status, Status::Warn);
+    assert!(evidence(&outcome).contains("--oidc-issuer-url (not set)"));
+}
+
+#[tokio::test]
+async fn flag_checks_skip_with_the_reason_when_no_api_server_manifest_is_given() {
+    for id in [
+        "access.anonymous-auth-disabled",
+        "access.insecure-port-disabled",
+        "access.authorization-rbac",
+        "access.oidc-configured",
+    ] {
+        let outcome = run(id, HARDENED).await;
+        assert_eq!(outcome.status, Status::Skip, "{id}: {outcome:?}");
+        assert!(
+            outcome.message.contains("kube-apiserver"),
+            "{id}: {}",
+            outcome.message
+        );
+    }
+}

@@ -2,6 +2,8 @@
 //! manifest) confirmed by live probes, and RBAC least privilege: decided by `SubjectAccessReview`
 //! on a live cluster, re-derived from the RBAC objects in static mode.
 
+mod apiserver;
+mod probe;
 mod rbac;
 mod review;
 
@@ -15,6 +17,7 @@ use crate::inputs::objects::{KubeObject, objects};
 use crate::model::{Location, Outcome, Severity};
 use crate::{Context, Result};
 
+use apiserver::{ApiServerFlags, apiserver_flags};
 use rbac::{Binding, Subject, SubjectKind};
 use review::Access;
 
@@ -51,7 +54,320 @@ pub fn checks() -> Vec<CheckDef> {
 }
 
 fn flag_checks() -> Vec<CheckDef> {
-    Vec::new()
+    vec![
+        CheckDef {
+            meta: meta(
+                "access.anonymous-auth-disabled",
+                "The API server refuses unauthenticated requests",
+                "api-server-flags",
+                Severity::High,
+                "Add `--anonymous-auth=false` to the kube-apiserver command in /etc/kubernetes/manifests/kube-apiserver.yaml; \
+                 an unauthenticated `curl -k https://SERVER/api` must then answer 401. (Health probes need \
+                 `--anonymous-auth` or an authenticated probe; kubeadm's livenessProbe uses /livez, which 401s too.)",
+                &[
+                    "CIS Kubernetes Benchmark 1.2.1",
+                    NSA_AUTH,
+                    "https://kubernetes.io/docs/reference/access-authn-authz/authentication/#anonymous-requests",
+                ],
+            ),
+            run: |ctx| anonymous_auth_disabled(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.insecure-port-disabled",
+                "The API server serves no unauthenticated plain-HTTP port",
+                "api-server-flags",
+                Severity::Critical,
+                "Below Kubernetes 1.24 set `--insecure-port=0` (and no `--insecure-bind-address`); from 1.24 the \
+                 insecure port no longer exists.",
+                &[
+                    "CIS Kubernetes Benchmark 1.2.19 (v1.6)",
+                    NSA_AUTH,
+                    "https://kubernetes.io/docs/concepts/security/controlling-access/",
+                ],
+            ),
+            run: |ctx| insecure_port_disabled(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.authorization-rbac",
+                "The API server authorizes with RBAC, never AlwaysAllow",
+                "api-server-flags",
+                Severity::Critical,
+                "Set `--authorization-mode=Node,RBAC` on the kube-apiserver (without AlwaysAllow; with no flag the \
+                 default is AlwaysAllow).",
+                &[
+                    "CIS Kubernetes Benchmark 1.2.6",
+                    "CIS Kubernetes Benchmark 1.2.8",
+                    NSA_AUTH,
+                    "https://kubernetes.io/docs/reference/access-authn-authz/authorization/",
+                ],
+            ),
+            run: |ctx| authorization_rbac(ctx).boxed(),
+        },
+        CheckDef {
+            meta: meta(
+                "access.oidc-configured",
+                "People sign in through an OIDC identity provider",
+                "oidc",
+                Severity::Low,
+                "Set `--oidc-issuer-url`, `--oidc-client-id` (and `--oidc-username-claim`, `--oidc-groups-claim`) on \
+                 the kube-apiserver, or a structured `--authentication-config` with a JWT issuer, so that people \
+                 get short-lived tokens instead of client certificates that cannot be revoked.",
+                &[
+                    "CIS Kubernetes Benchmark 3.1.1",
+                    NSA_AUTH,
+                    "https://kubernetes.io/docs/reference/access-authn-authz/authentication/#openid-connect-tokens",
+                ],
+            ),
+            run: |ctx| oidc_configured(ctx).boxed(),
+        },
+    ]
+}
+
+/// Why the flag-based part of a check did not run.
+const NO_FLAGS: &str =
+    "flags: not read (no kube-apiserver static pod manifest or mirror pod among the inputs)";
+
+/// Collects what each source (flags, live probe) says, and decides: any "bad" fails; at least one
+/// "good" with no "bad" passes; neither skips with the reasons.
+#[derive(Debug, Default)]
+struct Verdict {
+    lines: Vec<String>,
+    good: bool,
+    bad: bool,
+    locations: Vec<Location>,
+}
+
+impl Verdict {
+    fn good(&mut self, line: String) {
+        self.good = true;
+        self.lines.push(line);
+    }
+
+    fn bad(&mut self, line: String) {
+        self.bad = true;
+        self.lines.push(line);
+    }
+
+    fn note(&mut self, line: impl Into<String>) {
+        self.lines.push(line.into());
+    }
+
+    fn locate(&mut self, flags: &ApiServerFlags) {
+        if let Some(object) = &flags.object {
+            self.locations.push(object.finding_location());
+        }
+    }
+
+    fn outcome(self, pass: &str, fail: &str) -> Outcome {
+        let evidence = self.lines.join("\n");
+        let outcome = if self.bad {
+            let first = self
+                .lines
+                .iter()
+                .find(|l| !l.starts_with("flags: not read"))
+                .cloned();
+            Outcome::fail(format!("{fail}: {}", first.unwrap_or_default()))
+        } else if self.good {
+            Outcome::pass(format!("{pass} ({})", self.lines.join("; ")))
+        } else {
+            return Outcome::skip(self.lines.join("; "));
+        };
+        outcome
+            .with_evidence(evidence)
+            .with_locations(self.locations)
+    }
+}
+
+async fn anonymous_auth_disabled(ctx: &Context) -> Result<Outcome> {
+    let mut verdict = Verdict::default();
+    match apiserver_flags(ctx).await? {
+        Some(flags) => {
+            verdict.locate(&flags);
+            if flags.get("--anonymous-auth") == Some("false") {
+                verdict.good(format!("{}: --anonymous-auth=false", flags.source));
+            } else {
+                verdict.bad(format!(
+                    "{}: {} (anonymous requests are served as system:anonymous; the default is true)",
+                    flags.source,
+                    flags.show("--anonymous-auth")
+                ));
+            }
+        }
+        None => verdict.note(NO_FLAGS),
+    }
+    match (ctx.mode, &ctx.endpoint) {
+        (Mode::Live, Some(endpoint)) => match probe::anonymous_get_api(endpoint).await {
+            Ok(401) => verdict.good(format!(
+                "live: an unauthenticated GET {}/api got 401 Unauthorized",
+                endpoint.url
+            )),
+            Ok(status) => verdict.bad(format!(
+                "live: an unauthenticated GET {}/api got {status}, not 401: anonymous requests are authenticated{}",
+                endpoint.url,
+                if status == 403 { " (and then denied by RBAC)" } else { "" }
+            )),
+            Err(error) if verdict.good || verdict.bad => {
+                verdict.note(format!("live: probe failed: {error}"));
+            }
+            Err(error) => return Err(error),
+        },
+        (Mode::Live, None) => verdict.note("live: not probed (the API server address is not known to this run)"),
+        (Mode::Static, _) => {}
+    }
+    Ok(verdict.outcome(
+        "anonymous requests are refused",
+        "anonymous requests are accepted",
+    ))
+}
+
+/// The version of the API server: live from `/version`, else from the manifest's image tag.
+async fn apiserver_version(
+    ctx: &Context,
+    flags: Option<&ApiServerFlags>,
+) -> Result<Option<((u32, u32), String)>> {
+    if let Some(client) = live_client(ctx) {
+        let version = probe::live_version(client).await?;
+        return Ok(Some((version, "GET /version".into())));
+    }
+    Ok(flags
+        .and_then(|flags| flags.image.as_deref())
+        .and_then(|image| Some((probe::parse_version(image)?, format!("image {image}")))))
+}
+
+async fn insecure_port_disabled(ctx: &Context) -> Result<Outcome> {
+    let flags = apiserver_flags(ctx).await?;
+    let version = apiserver_version(ctx, flags.as_ref()).await?;
+    if let Some(((major, minor), source)) = &version
+        && (*major, *minor) >= (1, 24)
+    {
+        return Ok(Outcome::pass(format!(
+            "the API server is v{major}.{minor} ({source}): Kubernetes 1.24 removed the insecure port and \
+             its --insecure-port flag, so there is none to disable"
+        )));
+    }
+    let Some(flags) = flags else {
+        return Ok(Outcome::skip(match version {
+            Some(((major, minor), source)) => {
+                format!(
+                    "the API server is v{major}.{minor} ({source}), which has --insecure-port; {NO_FLAGS}"
+                )
+            }
+            None => format!("the version is unknown and {NO_FLAGS}"),
+        }));
+    };
+    let which = match &version {
+        Some(((major, minor), source)) => format!("v{major}.{minor} ({source})"),
+        None => "of unknown version (no readable image tag)".to_owned(),
+    };
+    let location = flags
+        .object
+        .iter()
+        .map(KubeObject::finding_location)
+        .collect();
+    let evidence = format!(
+        "{}: {}, {}",
+        flags.source,
+        flags.show("--insecure-port"),
+        flags.show("--insecure-bind-address")
+    );
+    let outcome = if flags.get("--insecure-port") == Some("0") {
+        Outcome::pass(format!("the API server {which} has --insecure-port=0"))
+    } else {
+        Outcome::fail(format!(
+            "the API server {which} does not set --insecure-port=0: {}",
+            flags.show("--insecure-port")
+        ))
+    };
+    Ok(outcome.with_evidence(evidence).with_locations(location))
+}
+
+async fn authorization_rbac(ctx: &Context) -> Result<Outcome> {
+    let mut verdict = Verdict::default();
+    match apiserver_flags(ctx).await? {
+        Some(flags) => {
+            verdict.locate(&flags);
+            // Without the flag the API server authorizes everything.
+            let modes_text = flags.get("--authorization-mode").unwrap_or("AlwaysAllow");
+            let modes: Vec<&str> = modes_text.split(',').map(str::trim).collect();
+            let shown = flags.show("--authorization-mode");
+            if modes.contains(&"AlwaysAllow") {
+                verdict.bad(format!(
+                    "{}: {shown}: AlwaysAllow authorizes every request",
+                    flags.source
+                ));
+            } else if !modes.contains(&"RBAC") {
+                verdict.bad(format!("{}: {shown} does not include RBAC", flags.source));
+            } else {
+                verdict.good(format!("{}: {shown}", flags.source));
+            }
+        }
+        None => verdict.note(NO_FLAGS),
+    }
+    if let Some(client) = live_client(ctx) {
+        let access = Access {
+            verb: "delete",
+            group: "",
+            resource: "namespaces",
+            namespace: None,
+        };
+        let nobody = Some("hardlab:grader:user-without-bindings".to_owned());
+        if review::allowed_for(client, nobody, Vec::new(), access).await? {
+            verdict.bad(
+                "live: a user without any binding may delete namespaces: AlwaysAllow is in effect"
+                    .into(),
+            );
+        } else {
+            let groups = client.list_api_groups().await?;
+            if groups
+                .groups
+                .iter()
+                .any(|group| group.name == "rbac.authorization.k8s.io")
+            {
+                verdict.good(
+                    "live: a user without bindings is denied and the RBAC API is served".into(),
+                );
+            } else {
+                verdict.bad("live: the rbac.authorization.k8s.io API is not served".into());
+            }
+        }
+    }
+    Ok(verdict.outcome("authorization uses RBAC", "authorization is not RBAC-only"))
+}
+
+async fn oidc_configured(ctx: &Context) -> Result<Outcome> {
+    let Some(flags) = apiserver_flags(ctx).await? else {
+        return Ok(Outcome::skip(NO_FLAGS));
+    };
+    let location = flags
+        .object
+        .iter()
+        .map(KubeObject::finding_location)
+        .collect();
+    let shown = [
+        "--oidc-issuer-url",
+        "--oidc-client-id",
+        "--oidc-username-claim",
+        "--oidc-groups-claim",
+        "--authentication-config",
+    ]
+    .map(|name| flags.show(name))
+    .join(", ");
+    let evidence = format!("{}: {shown}", flags.source);
+    let outcome = if flags.get("--authentication-config").is_some() {
+        Outcome::pass("structured authentication is configured (--authentication-config)")
+    } else if flags.get("--oidc-issuer-url").is_some() && flags.get("--oidc-client-id").is_some() {
+        Outcome::pass(format!(
+            "OIDC is configured: {}",
+            flags.show("--oidc-issuer-url")
+        ))
+    } else {
+        Outcome::warn(
+            "no OIDC issuer is configured: people can only use client certificates or tokens",
+        )
+    };
+    Ok(outcome.with_evidence(evidence).with_locations(location))
 }
 
 fn rbac_checks() -> Vec<CheckDef> {
