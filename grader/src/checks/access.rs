@@ -59,7 +59,7 @@ fn flag_checks() -> Vec<CheckDef> {
             meta: meta(
                 "access.anonymous-auth-disabled",
                 "The API server refuses unauthenticated requests",
-                "api-server-flags",
+                "anonymous-auth",
                 Severity::High,
                 "Add `--anonymous-auth=false` to the kube-apiserver command in /etc/kubernetes/manifests/kube-apiserver.yaml; \
                  an unauthenticated `curl -k https://SERVER/api` must then answer 401. (Health probes need \
@@ -76,7 +76,7 @@ fn flag_checks() -> Vec<CheckDef> {
             meta: meta(
                 "access.insecure-port-disabled",
                 "The API server serves no unauthenticated plain-HTTP port",
-                "api-server-flags",
+                "insecure-port",
                 Severity::Critical,
                 "Below Kubernetes 1.24 set `--insecure-port=0` (and no `--insecure-bind-address`); from 1.24 the \
                  insecure port no longer exists.",
@@ -92,7 +92,7 @@ fn flag_checks() -> Vec<CheckDef> {
             meta: meta(
                 "access.authorization-rbac",
                 "The API server authorizes with RBAC, never AlwaysAllow",
-                "api-server-flags",
+                "authorization",
                 Severity::Critical,
                 "Set `--authorization-mode=Node,RBAC` on the kube-apiserver (without AlwaysAllow; with no flag the \
                  default is AlwaysAllow).",
