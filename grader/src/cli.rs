@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::context::Params;
+use crate::context::{ApiEndpoint, Params};
 use crate::inputs::documents;
 use crate::report::{self, FailOn, Report, text::Color};
 use crate::{Context, Error, Result, RunOptions, catalog, run_checks};
@@ -47,6 +47,9 @@ pub enum Command {
     Static(StaticArgs),
     /// List the check catalog (`--format text|json|markdown`).
     Checks,
+    /// Print the network policy reachability matrix of a cluster or of manifests
+    /// (`--format text|json`).
+    Matrix(MatrixArgs),
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +96,19 @@ pub struct Selection {
     /// The namespace the lab's workloads live in.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
+    /// A parameter a lab step sets for its checks (repeatable), e.g. `group=developer-read`.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+impl Selection {
+    fn params(&self, secret: Option<String>) -> Params {
+        Params {
+            namespace: self.namespace.clone(),
+            secret,
+            extra: self.params.iter().cloned().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +152,23 @@ pub struct StaticArgs {
     pub selection: Selection,
 }
 
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// Manifest files or directories (`-` for stdin); without any, the live cluster.
+    #[arg(value_name = "PATH", conflicts_with_all = ["kubeconfig", "context"])]
+    pub paths: Vec<PathBuf>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "P")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, value_name = "C")]
+    pub context: Option<String>,
+    /// Only pods in this namespace and connections to or from them (also the namespace of
+    /// manifests that name none).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
 /// Where the control-plane node's files are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeSpec {
@@ -153,6 +186,13 @@ fn parse_node(spec: &str) -> std::result::Result<NodeSpec, String> {
         _ => Err(format!(
             "{spec:?} is not docker:NAME, local, local:DIR or api"
         )),
+    }
+}
+
+fn parse_param(spec: &str) -> std::result::Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{spec:?} is not KEY=VALUE")),
     }
 }
 
@@ -244,7 +284,42 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             let report = grade_static(&args, output).await?;
             finish(output, &report)
         }
+        Command::Matrix(args) => {
+            let rendered = network_matrix(args, output).await?;
+            write_output(output, &rendered)?;
+            Ok(0)
+        }
     }
+}
+
+async fn network_matrix(args: MatrixArgs, output: &OutputArgs) -> Result<String> {
+    if !matches!(output.format, Format::Text | Format::Json) {
+        return Err(Error::Usage("`matrix` prints text or json".into()));
+    }
+    let params = Params {
+        namespace: args.namespace.clone(),
+        ..Params::default()
+    };
+    let ctx = if args.paths.is_empty() {
+        let cluster = connect(
+            args.kubeconfig.as_deref(),
+            args.context.as_deref(),
+            output.timeout,
+        )
+        .await?;
+        Context::live(Some(cluster.client)).with_params(params)
+    } else {
+        let read = documents::read_paths(&args.paths)?;
+        for note in &read.notes {
+            eprintln!("note: {note}");
+        }
+        Context::from_documents(read.documents).with_params(params)
+    };
+    let matrix = crate::checks::netpol::matrix(&ctx, args.namespace.as_deref()).await?;
+    Ok(match output.format {
+        Format::Json => matrix.to_json(),
+        _ => matrix.to_text(),
+    })
 }
 
 fn reject_markdown(format: Format) -> Result<()> {
@@ -289,10 +364,7 @@ async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> 
             "no Kubernetes objects found (documents need a `kind`)",
         ));
     }
-    let ctx = Context::from_documents(read.documents).with_params(Params {
-        namespace: args.selection.namespace.clone(),
-        ..Params::default()
-    });
+    let ctx = Context::from_documents(read.documents).with_params(args.selection.params(None));
     let results = run_checks(&ctx, &checks).await;
     Ok(Report {
         target,
@@ -304,12 +376,15 @@ async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> 
 
 async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
     let checks = run_options(&args.selection).select()?;
-    let cluster = connect(args, output.timeout).await?;
-    let mut ctx = Context::live(Some(cluster.client.clone())).with_params(Params {
-        namespace: args.selection.namespace.clone(),
-        secret: args.secret.clone(),
-        ..Params::default()
-    });
+    let cluster = connect(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+        output.timeout,
+    )
+    .await?;
+    let mut ctx = Context::live(Some(cluster.client.clone()))
+        .with_endpoint(cluster.endpoint.clone())
+        .with_params(args.selection.params(args.secret.clone()));
     if let Some(node) = &args.node {
         ctx = ctx.with_node(node_access(node, &cluster.client).await?);
     }
@@ -348,20 +423,25 @@ fn etcd_access(
 /// A client whose API server answered, and how to name it in reports.
 struct Cluster {
     client: kube::Client,
+    /// Where the API server listens, for the checks' unauthenticated probes.
+    endpoint: ApiEndpoint,
     describe: String,
 }
 
 /// Loads the kubeconfig and proves the API server answers within the timeout, so an unreachable
 /// cluster is "could not grade" (exit 2) rather than a page of `error` results.
-async fn connect(args: &LiveArgs, timeout: Duration) -> Result<Cluster> {
-    let (kubeconfig, source) = load_kubeconfig(args.kubeconfig.as_deref())?;
-    let context_name = args
-        .context
-        .clone()
+async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    timeout: Duration,
+) -> Result<Cluster> {
+    let (kubeconfig, source) = load_kubeconfig(kubeconfig)?;
+    let context_name = context
+        .map(str::to_owned)
         .or_else(|| kubeconfig.current_context.clone())
         .unwrap_or_default();
     let options = KubeConfigOptions {
-        context: args.context.clone(),
+        context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
     };
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
@@ -375,6 +455,7 @@ async fn connect(args: &LiveArgs, timeout: Duration) -> Result<Cluster> {
         config.cluster_url
     );
     let tried = format!("the API server at {describe}");
+    let endpoint = ApiEndpoint::from_config(&config);
     let client = kube::Client::try_from(config).map_err(|error| Error::Unreachable {
         what: tried.clone(),
         message: error.to_string(),
@@ -390,12 +471,20 @@ async fn connect(args: &LiveArgs, timeout: Duration) -> Result<Cluster> {
             message: format!("the credentials were refused (401 {})", status.message),
         }),
         // Some clusters hide /version from ordinary users; that still proves the server answers.
-        Ok(Err(kube::Error::Api(status))) if status.code == 403 => Ok(Cluster { client, describe }),
+        Ok(Err(kube::Error::Api(status))) if status.code == 403 => Ok(Cluster {
+            client,
+            endpoint,
+            describe,
+        }),
         Ok(Err(error)) => Err(Error::Unreachable {
             what: tried,
             message: format!("GET /version: {}", with_causes(&error)),
         }),
-        Ok(Ok(_)) => Ok(Cluster { client, describe }),
+        Ok(Ok(_)) => Ok(Cluster {
+            client,
+            endpoint,
+            describe,
+        }),
     }
 }
 
@@ -527,6 +616,17 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn params_are_key_equals_value() {
+        assert_eq!(
+            parse_param("group=developer-read"),
+            Ok(("group".into(), "developer-read".into()))
+        );
+        assert_eq!(parse_param("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_param("=x").is_err());
+        assert!(parse_param("novalue").is_err());
     }
 
     #[test]
