@@ -528,9 +528,11 @@ fn linkerd_policy_for(
     }
     // A Server selecting the workload, authorized only for MeshTLSAuthentication identities.
     let in_namespace = |kind: &'static str| {
-        objects
-            .iter()
-            .filter(move |o| o.kind == kind && namespace_of(o, ctx) == workload.namespace)
+        objects.iter().filter(move |o| {
+            o.kind == kind
+                && o.api_version.starts_with("policy.linkerd.io/")
+                && namespace_of(o, ctx) == workload.namespace
+        })
     };
     for server in in_namespace("Server") {
         let selector = string_map(server.value.pointer("/spec/podSelector/matchLabels"));
