@@ -1,0 +1,897 @@
+//! The Docker provider: one labelled bridge network, one `/var` volume and one control-plane node
+//! container per cluster, created through the Docker API the way kind runs them
+//! (`providers/docker/provision.go`), plus a named volume and a memory limit as minikube does.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
+use bollard::models::{
+    ContainerCreateBody, ExecConfig, HostConfig, HostConfigCgroupnsModeEnum, NetworkCreateRequest,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::kind::{self, KubeVersion, KubeadmInputs, NodeCommand};
+use super::{
+    Bootstrap, ClusterProvider, ClusterSpec, Error, ExecOutput, NodeInfo, Ownership, Phase,
+    PhaseSink, Result, labels, network_name, node_container_name, volume_name,
+};
+
+pub const API_SERVER_PORT: &str = "6443/tcp";
+pub const DEFAULT_INSTANCE: &str = "hardlab";
+
+/// Turns a bollard error into ours: no answer at all means the engine is unreachable.
+pub(crate) fn docker_error(action: &str) -> impl Fn(bollard::errors::Error) -> Error + '_ {
+    move |error| match error {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => Error::Docker {
+            action: action.to_owned(),
+            message,
+        },
+        other => Error::DockerUnreachable(other.to_string()),
+    }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// The labels on everything created for one cluster by the server instance `instance`.
+pub fn resource_labels(instance: &str, spec: &ClusterSpec) -> HashMap<String, String> {
+    let ownership = &spec.ownership;
+    HashMap::from([
+        (labels::MANAGED.to_owned(), instance.to_owned()),
+        (labels::CLUSTER.to_owned(), spec.name.clone()),
+        (labels::OWNER.to_owned(), ownership.owner.clone()),
+        (labels::LAB.to_owned(), ownership.lab.clone()),
+        (labels::SESSION.to_owned(), ownership.session.clone()),
+        (labels::EXPIRY.to_owned(), ownership.expiry_ms.to_string()),
+    ])
+}
+
+/// kind's network, one per cluster so clusters cannot reach each other.
+pub fn network_request(instance: &str, spec: &ClusterSpec) -> NetworkCreateRequest {
+    NetworkCreateRequest {
+        name: network_name(&spec.name),
+        driver: Some("bridge".to_owned()),
+        options: Some(HashMap::from([(
+            "com.docker.network.bridge.enable_ip_masquerade".to_owned(),
+            "true".to_owned(),
+        )])),
+        labels: Some(resource_labels(instance, spec)),
+        ..Default::default()
+    }
+}
+
+pub fn volume_request(instance: &str, spec: &ClusterSpec) -> VolumeCreateRequest {
+    VolumeCreateRequest {
+        name: Some(volume_name(&spec.name)),
+        labels: Some(resource_labels(instance, spec)),
+        ..Default::default()
+    }
+}
+
+/// The node container: kind's `docker run` arguments, with the API server published on a port
+/// Docker picks on 127.0.0.1, a named `/var` volume (so it can be found and removed by label) and
+/// a memory limit. Without privileges the security options stay at Docker's defaults.
+pub fn container_body(instance: &str, spec: &ClusterSpec) -> ContainerCreateBody {
+    let node = node_container_name(&spec.name);
+    let mut container_labels = resource_labels(instance, spec);
+    container_labels.insert(labels::ROLE.to_owned(), "control-plane".to_owned());
+
+    let mut env = vec!["KUBECONFIG=/etc/kubernetes/admin.conf".to_owned()];
+    if spec.bootstrap == Bootstrap::SelfStarting && !spec.apiserver_flags.is_empty() {
+        let flags: Vec<String> = spec
+            .apiserver_flags
+            .iter()
+            .map(|(name, value)| format!("--{name}={value}"))
+            .collect();
+        env.push(format!("HARDLAB_APISERVER_FLAGS={}", flags.join("\n")));
+    }
+
+    let mut binds = vec![format!("{}:/var", volume_name(&spec.name))];
+    if spec.bootstrap == Bootstrap::Kind {
+        binds.push("/lib/modules:/lib/modules:ro".to_owned());
+    }
+    for mount in &spec.apiserver_mounts {
+        binds.push(format!(
+            "{}:{}{}",
+            mount.host_path,
+            mount.node_path,
+            if mount.read_only { ":ro" } else { "" }
+        ));
+    }
+    let security_opt = spec.privileged.then(|| {
+        vec![
+            "seccomp=unconfined".to_owned(),
+            "apparmor=unconfined".to_owned(),
+        ]
+    });
+
+    ContainerCreateBody {
+        hostname: Some(node),
+        image: Some(spec.image.clone()),
+        tty: Some(true),
+        env: Some(env),
+        labels: Some(container_labels),
+        exposed_ports: Some(vec![API_SERVER_PORT.to_owned()]),
+        host_config: Some(HostConfig {
+            privileged: Some(spec.privileged),
+            security_opt,
+            tmpfs: Some(HashMap::from([
+                ("/tmp".to_owned(), String::new()),
+                ("/run".to_owned(), String::new()),
+            ])),
+            binds: Some(binds),
+            network_mode: Some(network_name(&spec.name)),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                maximum_retry_count: Some(1),
+            }),
+            init: Some(false),
+            cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+            port_bindings: Some(HashMap::from([(
+                API_SERVER_PORT.to_owned(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".to_owned()),
+                    host_port: Some(String::new()),
+                }]),
+            )])),
+            memory: spec.memory_bytes,
+            memory_swap: spec.memory_bytes,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ownership_from(container_labels: &HashMap<String, String>) -> Ownership {
+    let get = |key: &str| container_labels.get(key).cloned().unwrap_or_default();
+    Ownership {
+        owner: get(labels::OWNER),
+        lab: get(labels::LAB),
+        session: get(labels::SESSION),
+        expiry_ms: get(labels::EXPIRY).parse().unwrap_or(0),
+    }
+}
+
+fn managed_filter(instance: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={instance}", labels::MANAGED)],
+    )])
+}
+
+/// Clusters through the Docker Engine API.
+#[derive(Clone)]
+pub struct DockerProvider {
+    docker: Docker,
+    /// The value of `io.hardlab.managed` on everything this provider creates: servers sharing a
+    /// Docker host with different instance names leave each other's clusters alone.
+    instance: String,
+    /// How long a new cluster may take to answer `/readyz`.
+    pub ready_timeout: Duration,
+}
+
+impl DockerProvider {
+    /// Connects as the docker CLI would (`DOCKER_HOST` or the local socket) and settles on the
+    /// engine's API version (1.41 for Debian's Docker 20.10).
+    pub async fn connect() -> Result<Self> {
+        let docker = Docker::connect_with_local_defaults().map_err(docker_error("connecting"))?;
+        Self::negotiated(docker).await
+    }
+
+    /// Connects to the engine at a unix socket path.
+    pub async fn connect_to_socket(path: &str) -> Result<Self> {
+        let docker = Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)
+            .map_err(docker_error("connecting"))?;
+        Self::negotiated(docker).await
+    }
+
+    async fn negotiated(docker: Docker) -> Result<Self> {
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| Error::DockerUnreachable(e.to_string()))?;
+        Ok(DockerProvider {
+            docker,
+            instance: DEFAULT_INSTANCE.to_owned(),
+            ready_timeout: Duration::from_secs(180),
+        })
+    }
+
+    /// The same engine, managing only the clusters labelled with `instance`.
+    pub fn with_instance(mut self, instance: &str) -> Self {
+        instance.clone_into(&mut self.instance);
+        self
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    async fn image_labels(&self, image: &str) -> Result<(Bootstrap, bool)> {
+        let inspected = self.docker.inspect_image(image).await.map_err(|e| {
+            if is_not_found(&e) {
+                Error::ImageMissing(image.to_owned())
+            } else {
+                docker_error("inspecting the image")(e)
+            }
+        })?;
+        let image_labels = inspected.config.and_then(|c| c.labels).unwrap_or_default();
+        let bootstrap = Bootstrap::from_label(
+            image_labels
+                .get(labels::IMAGE_BOOTSTRAP)
+                .map(String::as_str),
+        );
+        let privileged = image_labels
+            .get(labels::IMAGE_PRIVILEGED)
+            .map(String::as_str)
+            != Some("false");
+        Ok((bootstrap, privileged))
+    }
+
+    /// Makes sure the image is present: kind inspects it and pulls it when missing.
+    async fn ensure_image(&self, image: &str) -> Result<()> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(docker_error("inspecting the image")(e)),
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = pull.next().await {
+            if let Err(error) = step {
+                tracing::warn!(image, %error, "pulling the node image failed");
+                return Err(Error::ImageMissing(image.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a command in a container; `privileged` as kind's `docker exec --privileged`.
+    pub async fn exec_in(
+        &self,
+        container: &str,
+        argv: &[String],
+        stdin: Option<Vec<u8>>,
+        privileged: bool,
+    ) -> Result<ExecOutput> {
+        let created = self
+            .docker
+            .create_exec(
+                container,
+                ExecConfig {
+                    attach_stdin: Some(stdin.is_some()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    privileged: Some(privileged),
+                    cmd: Some(argv.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    Error::NotFound(container.to_owned())
+                } else {
+                    docker_error("running a command")(e)
+                }
+            })?;
+        let mut result = ExecOutput::default();
+        match self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(docker_error("running a command"))?
+        {
+            StartExecResults::Attached {
+                mut output,
+                mut input,
+            } => {
+                // Fed from a task so a command that talks before it has read all of stdin cannot block us.
+                let writer = tokio::spawn(async move {
+                    if let Some(bytes) = stdin {
+                        let _ = input.write_all(&bytes).await;
+                    }
+                    let _ = input.shutdown().await;
+                });
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(docker_error("reading a command's output"))? {
+                        LogOutput::StdErr { message } => result.stderr.extend_from_slice(&message),
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            result.stdout.extend_from_slice(&message);
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+                writer.abort();
+            }
+            StartExecResults::Detached => {}
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(docker_error("inspecting a command"))?;
+        result.exit_code = inspected.exit_code.unwrap_or(-1);
+        Ok(result)
+    }
+
+    async fn run_checked(
+        &self,
+        container: &str,
+        command: &NodeCommand,
+        privileged: bool,
+    ) -> Result<ExecOutput> {
+        let output = self
+            .exec_in(
+                container,
+                &command.argv,
+                command.stdin.clone().map(String::into_bytes),
+                privileged,
+            )
+            .await?;
+        if output.exit_code != 0 {
+            return Err(Error::CommandFailed {
+                command: command.argv.join(" "),
+                code: output.exit_code,
+                output: output.short_output(),
+            });
+        }
+        Ok(output)
+    }
+
+    async fn inspect_node(&self, cluster: &str) -> Result<NodeInfo> {
+        let container = node_container_name(cluster);
+        let inspected = self
+            .docker
+            .inspect_container(&container, None)
+            .await
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    Error::NotFound(cluster.to_owned())
+                } else {
+                    docker_error("inspecting the node")(e)
+                }
+            })?;
+        let container_labels = inspected
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let api_port = inspected
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.as_ref())
+            .and_then(|ports| ports.get(API_SERVER_PORT).cloned().flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
+        Ok(NodeInfo {
+            cluster: cluster.to_owned(),
+            container,
+            running: inspected
+                .state
+                .as_ref()
+                .and_then(|s| s.running)
+                .unwrap_or(false),
+            api_port,
+            ownership: ownership_from(&container_labels),
+        })
+    }
+
+    async fn node_ip(&self, cluster: &str) -> Result<String> {
+        let inspected = self
+            .docker
+            .inspect_container(&node_container_name(cluster), None)
+            .await
+            .map_err(docker_error("inspecting the node"))?;
+        inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|networks| networks.get(&network_name(cluster)).cloned())
+            .and_then(|endpoint| endpoint.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| Error::NotReady("the node has no address on its network".to_owned()))
+    }
+
+    /// kind waits for systemd in the node to reach multi-user before it runs anything.
+    async fn wait_for_systemd(&self, container: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let options = LogsOptionsBuilder::default()
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let mut logs = self.docker.logs(container, Some(options));
+            let mut text = String::new();
+            while let Some(chunk) = logs.next().await {
+                if let Ok(chunk) = chunk {
+                    text.push_str(&chunk.to_string());
+                }
+            }
+            if text.contains("detected cgroup v1")
+                || (text.contains("Reached target") && text.contains("Multi-User System"))
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(Error::NotReady(
+            "systemd in the node did not reach multi-user within 30 s".to_owned(),
+        ))
+    }
+
+    async fn wait_for_api_server(&self, container: &str) -> Result<()> {
+        let deadline = Instant::now() + self.ready_timeout;
+        let mut last = String::from("no answer yet");
+        while Instant::now() < deadline {
+            let output = self
+                .exec_in(container, &kind::readyz_command(), None, false)
+                .await?;
+            if output.exit_code == 0 {
+                return Ok(());
+            }
+            last = output.short_output();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Err(Error::NotReady(format!(
+            "the API server did not answer /readyz within {} s (last answer: {last})",
+            self.ready_timeout.as_secs()
+        )))
+    }
+
+    async fn bootstrap_kind(
+        &self,
+        spec: &ClusterSpec,
+        container: &str,
+        progress: PhaseSink<'_>,
+    ) -> Result<()> {
+        self.wait_for_systemd(container).await?;
+        progress(Phase::WritingConfiguration);
+        let version_text = self
+            .run_checked(
+                container,
+                &NodeCommand {
+                    phase: Phase::WritingConfiguration,
+                    argv: vec!["cat".into(), "/kind/version".into()],
+                    stdin: None,
+                },
+                spec.privileged,
+            )
+            .await?
+            .stdout_text();
+        let version = KubeVersion::parse(&version_text).ok_or_else(|| {
+            Error::NotReady(format!("/kind/version in the image says {version_text:?}"))
+        })?;
+        let node_ip = self.node_ip(&spec.name).await?;
+        let config = kind::kubeadm_config(&KubeadmInputs {
+            version,
+            cluster_name: &spec.name,
+            node_name: container,
+            node_ip: &node_ip,
+            apiserver_flags: &spec.apiserver_flags,
+            apiserver_mounts: &spec.apiserver_mounts,
+        });
+        let mut current = Phase::WritingConfiguration;
+        for command in kind::init_commands(&config, version) {
+            if command.phase != current {
+                current = command.phase;
+                progress(current);
+            }
+            self.run_checked(container, &command, spec.privileged)
+                .await?;
+        }
+        progress(Phase::InstallingCni);
+        let cat = |path: &str| NodeCommand {
+            phase: Phase::InstallingCni,
+            argv: vec!["cat".into(), path.into()],
+            stdin: None,
+        };
+        let cni = self
+            .run_checked(container, &cat(kind::CNI_MANIFEST), spec.privileged)
+            .await?
+            .stdout_text();
+        self.run_checked(container, &kind::cni_command(&cni), spec.privileged)
+            .await?;
+        progress(Phase::InstallingStorage);
+        let storage = self
+            .exec_in(
+                container,
+                &cat(kind::STORAGE_MANIFEST).argv,
+                None,
+                spec.privileged,
+            )
+            .await?;
+        let storage = (storage.exit_code == 0).then(|| storage.stdout_text());
+        self.run_checked(
+            container,
+            &kind::storage_command(storage.as_deref()),
+            spec.privileged,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn create_inner(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<NodeInfo> {
+        let container = node_container_name(&spec.name);
+        self.docker
+            .create_network(network_request(&self.instance, spec))
+            .await
+            .map_err(docker_error("creating the network"))?;
+        self.docker
+            .create_volume(volume_request(&self.instance, spec))
+            .await
+            .map_err(docker_error("creating the /var volume"))?;
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&container)
+            .build();
+        self.docker
+            .create_container(Some(options), container_body(&self.instance, spec))
+            .await
+            .map_err(docker_error("creating the node container"))?;
+        self.docker
+            .start_container(&container, None)
+            .await
+            .map_err(docker_error("starting the node container"))?;
+
+        match spec.bootstrap {
+            Bootstrap::Kind => self.bootstrap_kind(spec, &container, progress).await?,
+            Bootstrap::SelfStarting => progress(Phase::StartingControlPlane),
+        }
+        progress(Phase::WaitingForApiServer);
+        self.wait_for_api_server(&container).await?;
+        progress(Phase::ExportingKubeconfig);
+        self.kubeconfig(&spec.name).await?;
+        self.inspect_node(&spec.name).await
+    }
+}
+
+#[async_trait]
+impl ClusterProvider for DockerProvider {
+    async fn remove_strays(&self, keep: &HashSet<String>) -> Result<Vec<String>> {
+        let mut strays: HashSet<String> = HashSet::new();
+        for node in self.list_own().await? {
+            if !keep.contains(&node.cluster) {
+                strays.insert(node.cluster);
+            }
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&managed_filter(&self.instance))
+                    .build(),
+            ))
+            .await
+            .map_err(docker_error("listing networks"))?;
+        for network in networks {
+            if let Some(cluster) = network.labels.and_then(|l| l.get(labels::CLUSTER).cloned())
+                && !keep.contains(&cluster)
+            {
+                strays.insert(cluster);
+            }
+        }
+        let volumes = self
+            .docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::default()
+                    .filters(&managed_filter(&self.instance))
+                    .build(),
+            ))
+            .await
+            .map_err(docker_error("listing volumes"))?;
+        for volume in volumes.volumes.unwrap_or_default() {
+            if let Some(cluster) = volume.labels.get(labels::CLUSTER)
+                && !keep.contains(cluster)
+            {
+                strays.insert(cluster.clone());
+            }
+        }
+        let mut removed: Vec<String> = strays.into_iter().collect();
+        removed.sort();
+        for cluster in &removed {
+            self.delete(cluster).await?;
+        }
+        Ok(removed)
+    }
+
+    async fn create(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<NodeInfo> {
+        super::validate_name(&spec.name)?;
+        progress(Phase::PreparingNode);
+        self.health().await?;
+        match self
+            .docker
+            .inspect_container(&node_container_name(&spec.name), None)
+            .await
+        {
+            Ok(_) => return Err(Error::AlreadyExists(spec.name.clone())),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(docker_error("looking for the node")(e)),
+        }
+        self.ensure_image(&spec.image).await?;
+        match self.create_inner(spec, progress).await {
+            Ok(node) => Ok(node),
+            Err(error) => {
+                tracing::warn!(cluster = %spec.name, %error, "cluster creation failed; removing what was created");
+                if let Err(cleanup) = self.delete(&spec.name).await {
+                    tracing::error!(cluster = %spec.name, error = %cleanup, "could not remove a failed cluster");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn delete(&self, cluster: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .docker
+            .remove_container(&node_container_name(cluster), Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(docker_error("removing the node container")(e)),
+        }
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        match self
+            .docker
+            .remove_volume(&volume_name(cluster), Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(docker_error("removing the /var volume")(e)),
+        }
+        match self.docker.remove_network(&network_name(cluster)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(docker_error("removing the network")(e)),
+        }
+        Ok(())
+    }
+
+    async fn list_own(&self) -> Result<Vec<NodeInfo>> {
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&managed_filter(&self.instance))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(docker_error("listing containers"))?;
+        let mut nodes = Vec::new();
+        for summary in containers {
+            let container_labels = summary.labels.unwrap_or_default();
+            let Some(cluster) = container_labels.get(labels::CLUSTER).cloned() else {
+                continue;
+            };
+            let api_port = summary
+                .ports
+                .unwrap_or_default()
+                .into_iter()
+                .find(|p| p.private_port == 6443)
+                .and_then(|p| p.public_port);
+            nodes.push(NodeInfo {
+                container: node_container_name(&cluster),
+                cluster,
+                running: summary
+                    .state
+                    .map(|s| s.to_string() == "running")
+                    .unwrap_or(false),
+                api_port,
+                ownership: ownership_from(&container_labels),
+            });
+        }
+        nodes.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+        Ok(nodes)
+    }
+
+    async fn exec(
+        &self,
+        cluster: &str,
+        command: &[String],
+        stdin: Option<Vec<u8>>,
+    ) -> Result<ExecOutput> {
+        self.exec_in(&node_container_name(cluster), command, stdin, false)
+            .await
+    }
+
+    async fn kubeconfig(&self, cluster: &str) -> Result<String> {
+        let node = self.inspect_node(cluster).await?;
+        let port = node
+            .api_port
+            .ok_or_else(|| Error::Kubeconfig("the API server port is not published".to_owned()))?;
+        let output = self
+            .exec_in(
+                &node.container,
+                &["cat".to_owned(), kind::ADMIN_KUBECONFIG.to_owned()],
+                None,
+                false,
+            )
+            .await?;
+        if output.exit_code != 0 {
+            return Err(Error::Kubeconfig(format!(
+                "cannot read {}: {}",
+                kind::ADMIN_KUBECONFIG,
+                output.short_output()
+            )));
+        }
+        super::kubeconfig::rewrite(&output.stdout_text(), cluster, port)
+    }
+
+    async fn image_defaults(&self, image: &str) -> Result<(Bootstrap, bool)> {
+        self.image_labels(image).await
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::DockerUnreachable(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn spec(bootstrap: Bootstrap, privileged: bool) -> ClusterSpec {
+        ClusterSpec {
+            name: "c-1".to_owned(),
+            image: "kindest/node:v1.36.1".to_owned(),
+            bootstrap,
+            privileged,
+            memory_bytes: Some(2 << 30),
+            ownership: Ownership {
+                owner: "u1".to_owned(),
+                lab: "etcd-secrets".to_owned(),
+                session: "s1".to_owned(),
+                expiry_ms: 1_700_000_000_000,
+            },
+            apiserver_flags: BTreeMap::from([("anonymous-auth".to_owned(), "false".to_owned())]),
+            apiserver_mounts: vec![],
+        }
+    }
+
+    #[test]
+    fn a_kind_node_is_run_with_kinds_arguments_on_its_own_network() {
+        let body = container_body("hardlab", &spec(Bootstrap::Kind, true));
+        let host = body.host_config.clone().unwrap();
+        assert_eq!(body.hostname.as_deref(), Some("hardlab-c-1-control-plane"));
+        assert_eq!(body.image.as_deref(), Some("kindest/node:v1.36.1"));
+        assert_eq!(body.tty, Some(true));
+        assert_eq!(
+            body.env,
+            Some(vec!["KUBECONFIG=/etc/kubernetes/admin.conf".to_owned()])
+        );
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(
+            host.security_opt,
+            Some(vec![
+                "seccomp=unconfined".to_owned(),
+                "apparmor=unconfined".to_owned()
+            ])
+        );
+        let tmpfs = host.tmpfs.unwrap();
+        assert_eq!(
+            tmpfs.keys().collect::<std::collections::BTreeSet<_>>(),
+            ["/run", "/tmp"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .iter()
+                .collect()
+        );
+        assert_eq!(
+            host.binds,
+            Some(vec![
+                "hardlab-c-1-var:/var".to_owned(),
+                "/lib/modules:/lib/modules:ro".to_owned()
+            ])
+        );
+        assert_eq!(host.network_mode.as_deref(), Some("hardlab-c-1"));
+        let restart = host.restart_policy.unwrap();
+        assert_eq!(restart.name, Some(RestartPolicyNameEnum::ON_FAILURE));
+        assert_eq!(restart.maximum_retry_count, Some(1));
+        assert_eq!(host.init, Some(false));
+        assert_eq!(
+            host.cgroupns_mode,
+            Some(HostConfigCgroupnsModeEnum::PRIVATE)
+        );
+        let binding = &host.port_bindings.unwrap()["6443/tcp"].clone().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some(""));
+        assert_eq!(host.memory, Some(2 << 30));
+        assert_eq!(host.memory_swap, Some(2 << 30));
+        let container_labels = body.labels.unwrap();
+        for (key, value) in [
+            ("io.hardlab.managed", "hardlab"),
+            ("io.hardlab.cluster", "c-1"),
+            ("io.hardlab.owner", "u1"),
+            ("io.hardlab.lab", "etcd-secrets"),
+            ("io.hardlab.session", "s1"),
+            ("io.hardlab.expiry", "1700000000000"),
+            ("io.hardlab.role", "control-plane"),
+        ] {
+            assert_eq!(
+                container_labels.get(key).map(String::as_str),
+                Some(value),
+                "label {key}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_json_sent_to_docker_has_kinds_fields() {
+        let json =
+            serde_json::to_value(container_body("hardlab", &spec(Bootstrap::Kind, true))).unwrap();
+        assert_eq!(json["HostConfig"]["Privileged"], true);
+        assert_eq!(json["HostConfig"]["CgroupnsMode"], "private");
+        assert_eq!(json["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+        assert_eq!(
+            json["HostConfig"]["PortBindings"]["6443/tcp"][0]["HostIp"],
+            "127.0.0.1"
+        );
+        assert_eq!(json["ExposedPorts"]["6443/tcp"], serde_json::json!({}));
+        assert_eq!(json["HostConfig"]["Tmpfs"]["/tmp"], "");
+    }
+
+    #[test]
+    fn an_unprivileged_self_starting_node_keeps_dockers_default_confinement_and_gets_the_labs_flags()
+     {
+        let body = container_body("hardlab", &spec(Bootstrap::SelfStarting, false));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.security_opt, None);
+        assert_eq!(host.binds, Some(vec!["hardlab-c-1-var:/var".to_owned()]));
+        assert!(
+            body.env
+                .unwrap()
+                .contains(&"HARDLAB_APISERVER_FLAGS=--anonymous-auth=false".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_network_and_volume_carry_the_clusters_labels() {
+        let network = network_request("hardlab", &spec(Bootstrap::Kind, true));
+        assert_eq!(network.name, "hardlab-c-1");
+        assert_eq!(network.driver.as_deref(), Some("bridge"));
+        assert_eq!(
+            network.options.unwrap()["com.docker.network.bridge.enable_ip_masquerade"],
+            "true"
+        );
+        assert_eq!(network.labels.unwrap()["io.hardlab.owner"], "u1");
+        let volume = volume_request("hardlab", &spec(Bootstrap::Kind, true));
+        assert_eq!(volume.name.as_deref(), Some("hardlab-c-1-var"));
+        assert_eq!(volume.labels.unwrap()["io.hardlab.cluster"], "c-1");
+    }
+}

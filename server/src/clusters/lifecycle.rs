@@ -1,0 +1,722 @@
+//! A cluster's life, persisted in the database: requested → creating (phase by phase) → ready →
+//! expiring → deleted, or failed with a reason the learner can read. Time to live with extend,
+//! idle reaping, a cap on concurrent clusters per host, a warm pool per lab, and adoption of
+//! running clusters after a server restart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use tokio::sync::{Mutex, broadcast};
+
+use super::{
+    Bootstrap, ClusterProvider, ClusterSpec, Error, Ownership, Phase, Result, now_ms, random_name,
+    validate_name,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterState {
+    Requested,
+    Creating,
+    Ready,
+    Expiring,
+    Deleted,
+    Failed,
+}
+
+impl ClusterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Requested => "requested",
+            ClusterState::Creating => "creating",
+            ClusterState::Ready => "ready",
+            ClusterState::Expiring => "expiring",
+            ClusterState::Deleted => "deleted",
+            ClusterState::Failed => "failed",
+        }
+    }
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "requested" => ClusterState::Requested,
+            "creating" => ClusterState::Creating,
+            "ready" => ClusterState::Ready,
+            "expiring" => ClusterState::Expiring,
+            "deleted" => ClusterState::Deleted,
+            _ => ClusterState::Failed,
+        }
+    }
+    /// Whether the cluster holds (or is about to hold) resources on the host.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            ClusterState::Requested
+                | ClusterState::Creating
+                | ClusterState::Ready
+                | ClusterState::Expiring
+        )
+    }
+}
+
+/// A row of the `clusters` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterRecord {
+    pub id: String,
+    pub owner_id: Option<String>,
+    pub lab_id: String,
+    pub session_id: Option<String>,
+    pub image: String,
+    pub state: ClusterState,
+    pub phase: Option<String>,
+    pub failure_reason: Option<String>,
+    pub api_port: Option<i64>,
+    pub pooled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: i64,
+    pub last_active_at: i64,
+}
+
+impl ClusterRecord {
+    fn from_row(row: &AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        Ok(ClusterRecord {
+            id: row.try_get("id")?,
+            owner_id: row.try_get("owner_id")?,
+            lab_id: row.try_get("lab_id")?,
+            session_id: row.try_get("session_id")?,
+            image: row.try_get("image")?,
+            state: ClusterState::parse(&row.try_get::<String, _>("state")?),
+            phase: row.try_get("phase")?,
+            failure_reason: row.try_get("failure_reason")?,
+            api_port: row.try_get("api_port")?,
+            pooled: row.try_get::<i64, _>("pooled")? != 0,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            expires_at: row.try_get("expires_at")?,
+            last_active_at: row.try_get("last_active_at")?,
+        })
+    }
+
+    /// The event the browser receives for this record.
+    pub fn event(&self) -> ClusterEvent {
+        let phase = self.phase.as_deref().and_then(Phase::parse);
+        ClusterEvent {
+            cluster: self.id.clone(),
+            state: self.state,
+            phase: self.phase.clone(),
+            phase_text: phase.map(|p| p.describe().to_owned()),
+            reason: self.failure_reason.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// A state change, as sent to the browser with server-sent events.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterEvent {
+    pub cluster: String,
+    pub state: ClusterState,
+    pub phase: Option<String>,
+    pub phase_text: Option<String>,
+    pub reason: Option<String>,
+    pub expires_at: i64,
+}
+
+/// What a lab asks of its cluster (from `lab.yaml`'s `cluster:` section).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabClusterRequest {
+    pub lab_id: String,
+    pub apiserver_flags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub image: String,
+    /// `None`: from the image's `io.hardlab.node.privileged` label (privileged unless it says false).
+    pub privileged: Option<bool>,
+    pub ttl: Duration,
+    /// A learner's cluster with no terminal activity for this long is removed.
+    pub idle_timeout: Duration,
+    /// Clusters (any live state, pool included) this host runs at most.
+    pub max_clusters: usize,
+    pub memory_bytes: Option<i64>,
+    /// Ready clusters kept per lab in `pool_labs`.
+    pub pool_size: usize,
+    pub pool_labs: Vec<LabClusterRequest>,
+    pub reap_interval: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            image: "hardlab/node:v1.36.1".to_owned(),
+            privileged: None,
+            ttl: Duration::from_secs(60 * 60),
+            idle_timeout: Duration::from_secs(30 * 60),
+            max_clusters: 20,
+            memory_bytes: Some(2 << 30),
+            pool_size: 0,
+            pool_labs: Vec::new(),
+            reap_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The `clusters` columns in `ClusterRecord`'s order; a macro so queries stay `&'static str`.
+macro_rules! select_clusters {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, owner_id, lab_id, session_id, image, state, phase, failure_reason, api_port, pooled, \
+             created_at, updated_at, expires_at, last_active_at FROM clusters ",
+            $rest
+        )
+    };
+}
+
+/// Owns every cluster of this server.
+pub struct ClusterManager {
+    db: AnyPool,
+    provider: Arc<dyn ClusterProvider>,
+    config: ManagerConfig,
+    events: broadcast::Sender<ClusterEvent>,
+    /// Serialises the capacity check with the insert, so two Starts cannot both take the last slot.
+    admission: Mutex<()>,
+    image_defaults: Mutex<HashMap<String, (Bootstrap, bool)>>,
+}
+
+impl ClusterManager {
+    pub fn new(
+        db: AnyPool,
+        provider: Arc<dyn ClusterProvider>,
+        config: ManagerConfig,
+    ) -> Arc<Self> {
+        let (events, _) = broadcast::channel(256);
+        Arc::new(ClusterManager {
+            db,
+            provider,
+            config,
+            events,
+            admission: Mutex::new(()),
+            image_defaults: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    pub fn provider(&self) -> &Arc<dyn ClusterProvider> {
+        &self.provider
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.events.subscribe()
+    }
+
+    /// Whether clusters can be created now: the Docker engine answers.
+    pub async fn health(&self) -> Result<()> {
+        self.provider.health().await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<ClusterRecord>> {
+        let row = sqlx::query(select_clusters!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(row.as_ref().map(ClusterRecord::from_row).transpose()?)
+    }
+
+    /// Clusters in a live state, newest first.
+    pub async fn list_live(&self) -> Result<Vec<ClusterRecord>> {
+        let rows = sqlx::query(select_clusters!(
+            "WHERE state IN ('requested', 'creating', 'ready', 'expiring') ORDER BY created_at DESC"
+        ))
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(ClusterRecord::from_row)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The learner's live cluster for a lab, if any.
+    pub async fn find_for(&self, owner: &str, lab: &str) -> Result<Option<ClusterRecord>> {
+        let row = sqlx::query(select_clusters!(
+            "WHERE owner_id = $1 AND lab_id = $2 \
+             AND state IN ('requested', 'creating', 'ready', 'expiring') ORDER BY created_at DESC"
+        ))
+        .bind(owner)
+        .bind(lab)
+        .fetch_optional(&self.db)
+        .await?;
+        Ok(row.as_ref().map(ClusterRecord::from_row).transpose()?)
+    }
+
+    async fn set_state(
+        &self,
+        id: &str,
+        state: ClusterState,
+        phase: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE clusters SET state = $1, phase = $2, failure_reason = $3, updated_at = $4 WHERE id = $5")
+            .bind(state.as_str())
+            .bind(phase)
+            .bind(reason)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        self.publish(id).await;
+        Ok(())
+    }
+
+    async fn publish(&self, id: &str) {
+        if let Ok(Some(record)) = self.get(id).await {
+            let _ = self.events.send(record.event());
+        }
+    }
+
+    async fn image_defaults(&self, image: &str) -> (Bootstrap, bool) {
+        if let Some(known) = self.image_defaults.lock().await.get(image) {
+            return *known;
+        }
+        // An image that cannot be inspected is treated as kind's; creating it reports the real problem.
+        let defaults = self
+            .provider
+            .image_defaults(image)
+            .await
+            .unwrap_or((Bootstrap::Kind, true));
+        self.image_defaults
+            .lock()
+            .await
+            .insert(image.to_owned(), defaults);
+        defaults
+    }
+
+    async fn spec_for(
+        &self,
+        record: &ClusterRecord,
+        request: &LabClusterRequest,
+        privileged: Option<bool>,
+    ) -> ClusterSpec {
+        let (bootstrap, image_privileged) = self.image_defaults(&record.image).await;
+        ClusterSpec {
+            name: record.id.clone(),
+            image: record.image.clone(),
+            bootstrap,
+            privileged: privileged
+                .or(self.config.privileged)
+                .unwrap_or(image_privileged),
+            memory_bytes: self.config.memory_bytes,
+            ownership: Ownership {
+                owner: record.owner_id.clone().unwrap_or_default(),
+                lab: record.lab_id.clone(),
+                session: record.session_id.clone().unwrap_or_default(),
+                expiry_ms: record.expires_at,
+            },
+            apiserver_flags: request.apiserver_flags.clone(),
+            apiserver_mounts: Vec::new(),
+        }
+    }
+
+    async fn live_count(&self) -> Result<usize> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM clusters WHERE state IN ('requested', 'creating', 'ready', 'expiring')",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        Ok(usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
+    }
+
+    /// Inserts a `requested` row after checking the host's cap.
+    async fn admit(
+        &self,
+        id: &str,
+        owner: Option<&str>,
+        lab: &str,
+        session: Option<&str>,
+        image: &str,
+        pooled: bool,
+    ) -> Result<ClusterRecord> {
+        validate_name(id)?;
+        let _guard = self.admission.lock().await;
+        let live = self.live_count().await?;
+        if live >= self.config.max_clusters {
+            return Err(Error::AtCapacity(self.config.max_clusters));
+        }
+        if self.get(id).await?.is_some_and(|r| r.state.is_live()) {
+            return Err(Error::AlreadyExists(id.to_owned()));
+        }
+        // A name reused after its cluster was deleted or failed starts a fresh row.
+        sqlx::query("DELETE FROM clusters WHERE id = $1")
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO clusters (id, owner_id, lab_id, session_id, image, state, phase, failure_reason, api_port, \
+             pooled, created_at, updated_at, expires_at, last_active_at) \
+             VALUES ($1, $2, $3, $4, $5, 'requested', NULL, NULL, NULL, $6, $7, $7, $8, $7)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(lab)
+        .bind(session)
+        .bind(image)
+        .bind(i64::from(pooled))
+        .bind(now)
+        .bind(now + duration_ms(self.config.ttl))
+        .execute(&self.db)
+        .await?;
+        self.publish(id).await;
+        self.get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))
+    }
+
+    /// Creates the cluster of an admitted row, recording each phase; on failure the provider has
+    /// already removed what it created and the row says why.
+    async fn build(
+        self: &Arc<Self>,
+        record: ClusterRecord,
+        request: LabClusterRequest,
+        privileged: Option<bool>,
+    ) -> Result<ClusterRecord> {
+        let id = record.id.clone();
+        self.set_state(
+            &id,
+            ClusterState::Creating,
+            Some(Phase::PreparingNode.as_str()),
+            None,
+        )
+        .await?;
+        let spec = self.spec_for(&record, &request, privileged).await;
+        let (phase_tx, mut phase_rx) = tokio::sync::mpsc::unbounded_channel::<Phase>();
+        let recorder = {
+            let manager = Arc::clone(self);
+            let id = id.clone();
+            tokio::spawn(async move {
+                while let Some(phase) = phase_rx.recv().await {
+                    let _ = manager
+                        .set_state(&id, ClusterState::Creating, Some(phase.as_str()), None)
+                        .await;
+                }
+            })
+        };
+        let progress = move |phase: Phase| {
+            let _ = phase_tx.send(phase);
+        };
+        let created = self.provider.create(&spec, &progress).await;
+        drop(progress);
+        let _ = recorder.await;
+        match created {
+            Ok(node) => {
+                sqlx::query("UPDATE clusters SET api_port = $1 WHERE id = $2")
+                    .bind(node.api_port.map(i64::from))
+                    .bind(&id)
+                    .execute(&self.db)
+                    .await?;
+                // Removed while it was being created: do not resurrect it.
+                if self
+                    .get(&id)
+                    .await?
+                    .is_some_and(|r| r.state == ClusterState::Creating)
+                {
+                    self.set_state(&id, ClusterState::Ready, None, None).await?;
+                } else {
+                    self.provider.delete(&id).await?;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(cluster = %id, %error, "cluster creation failed");
+                self.set_state(&id, ClusterState::Failed, None, Some(&error.to_string()))
+                    .await?;
+            }
+        }
+        self.get(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Creates a named cluster and waits for it (the admin CLI).
+    pub async fn create_named(
+        self: &Arc<Self>,
+        name: &str,
+        image: Option<&str>,
+        privileged: Option<bool>,
+        owner: Option<&str>,
+    ) -> Result<ClusterRecord> {
+        let image = image.unwrap_or(&self.config.image).to_owned();
+        let record = self.admit(name, owner, "", None, &image, false).await?;
+        self.build(record, LabClusterRequest::default(), privileged)
+            .await
+    }
+
+    /// A learner's Start: their existing cluster for the lab, else a warm one from the pool
+    /// (instant), else a new one created in the background (watch it with `subscribe`).
+    pub async fn start(
+        self: &Arc<Self>,
+        owner: &str,
+        session: Option<&str>,
+        request: &LabClusterRequest,
+    ) -> Result<ClusterRecord> {
+        if let Some(existing) = self.find_for(owner, &request.lab_id).await? {
+            return Ok(existing);
+        }
+        if let Some(claimed) = self.claim_pooled(owner, session, request).await? {
+            let manager = Arc::clone(self);
+            tokio::spawn(async move { manager.refill_pool().await });
+            return Ok(claimed);
+        }
+        let record = self
+            .admit(
+                &random_name(),
+                Some(owner),
+                &request.lab_id,
+                session,
+                &self.config.image,
+                false,
+            )
+            .await?;
+        let manager = Arc::clone(self);
+        let request = request.clone();
+        let pending = record.clone();
+        tokio::spawn(async move {
+            if let Err(error) = manager.build(pending, request, None).await {
+                tracing::error!(%error, "recording a cluster's creation failed");
+            }
+        });
+        Ok(record)
+    }
+
+    async fn claim_pooled(
+        &self,
+        owner: &str,
+        session: Option<&str>,
+        request: &LabClusterRequest,
+    ) -> Result<Option<ClusterRecord>> {
+        let candidates = sqlx::query(
+            "SELECT id FROM clusters WHERE pooled = 1 AND lab_id = $1 AND state = 'ready' ORDER BY created_at",
+        )
+        .bind(&request.lab_id)
+        .fetch_all(&self.db)
+        .await?;
+        let now = now_ms();
+        for row in candidates {
+            let id: String = row.try_get("id")?;
+            // The `pooled = 1` condition makes the claim atomic: a concurrent Start finds 0 rows.
+            let claimed = sqlx::query(
+                "UPDATE clusters SET pooled = 0, owner_id = $1, session_id = $2, expires_at = $3, last_active_at = $4, \
+                 updated_at = $4 WHERE id = $5 AND pooled = 1 AND state = 'ready'",
+            )
+            .bind(owner)
+            .bind(session)
+            .bind(now + duration_ms(self.config.ttl))
+            .bind(now)
+            .bind(&id)
+            .execute(&self.db)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                self.publish(&id).await;
+                return self.get(&id).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates pool clusters until every pool lab has `pool_size` ready or on the way.
+    pub async fn refill_pool(self: &Arc<Self>) {
+        for request in &self.config.pool_labs {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM clusters WHERE pooled = 1 AND lab_id = $1 \
+                 AND state IN ('requested', 'creating', 'ready')",
+            )
+            .bind(&request.lab_id)
+            .fetch_one(&self.db)
+            .await;
+            let have = match row.and_then(|r| r.try_get::<i64, _>("n")) {
+                Ok(n) => usize::try_from(n).unwrap_or(0),
+                Err(error) => {
+                    tracing::error!(%error, "counting the warm pool failed");
+                    return;
+                }
+            };
+            for _ in have..self.config.pool_size {
+                match self
+                    .admit(
+                        &random_name(),
+                        None,
+                        &request.lab_id,
+                        None,
+                        &self.config.image,
+                        true,
+                    )
+                    .await
+                {
+                    Ok(record) => {
+                        let manager = Arc::clone(self);
+                        let request = request.clone();
+                        tokio::spawn(async move {
+                            let _ = manager.build(record, request, None).await;
+                        });
+                    }
+                    Err(error) => {
+                        tracing::info!(%error, lab = %request.lab_id, "not refilling the warm pool now");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives the cluster another full TTL from now.
+    pub async fn extend(&self, id: &str) -> Result<ClusterRecord> {
+        let now = now_ms();
+        sqlx::query("UPDATE clusters SET expires_at = $1, updated_at = $2 WHERE id = $3 AND state = 'ready'")
+            .bind(now + duration_ms(self.config.ttl))
+            .bind(now)
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        self.publish(id).await;
+        self.get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))
+    }
+
+    /// Records activity (terminal input), which postpones idle reaping.
+    pub async fn touch(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE clusters SET last_active_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the cluster: expiring while its resources go, then deleted.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let Some(record) = self.get(id).await? else {
+            // Not ours in the database, but maybe on the host (an orphan): remove it anyway.
+            return self.provider.delete(id).await;
+        };
+        if record.state.is_live() {
+            self.set_state(id, ClusterState::Expiring, None, None)
+                .await?;
+        }
+        self.provider.delete(id).await?;
+        if record.state != ClusterState::Failed {
+            self.set_state(id, ClusterState::Deleted, None, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes expired clusters and idle learners' clusters. Returns the removed IDs.
+    pub async fn reap_once(&self) -> Result<Vec<String>> {
+        let now = now_ms();
+        let idle_before = now - duration_ms(self.config.idle_timeout);
+        let rows = sqlx::query(
+            "SELECT id FROM clusters WHERE state IN ('ready', 'expiring') \
+             AND (expires_at <= $1 OR (pooled = 0 AND last_active_at <= $2))",
+        )
+        .bind(now)
+        .bind(idle_before)
+        .fetch_all(&self.db)
+        .await?;
+        let mut removed = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            tracing::info!(cluster = %id, "removing an expired or idle cluster");
+            self.delete(&id).await?;
+            removed.push(id);
+        }
+        Ok(removed)
+    }
+
+    /// After a restart: running clusters with a live, unexpired row are adopted; expired ones,
+    /// ones whose creation was cut short and anything labelled without a row are removed.
+    pub async fn adopt(&self) -> Result<AdoptionReport> {
+        let now = now_ms();
+        let mut report = AdoptionReport::default();
+        let nodes = self.provider.list_own().await?;
+        let mut keep = HashSet::new();
+        for node in &nodes {
+            let record = self.get(&node.cluster).await?;
+            match record {
+                Some(record)
+                    if record.state == ClusterState::Ready
+                        && record.expires_at > now
+                        && node.running =>
+                {
+                    sqlx::query("UPDATE clusters SET api_port = $1, updated_at = $2 WHERE id = $3")
+                        .bind(node.api_port.map(i64::from))
+                        .bind(now)
+                        .bind(&node.cluster)
+                        .execute(&self.db)
+                        .await?;
+                    keep.insert(node.cluster.clone());
+                    report.adopted.push(node.cluster.clone());
+                }
+                Some(record) if record.state.is_live() && record.state != ClusterState::Ready => {
+                    self.set_state(
+                        &node.cluster,
+                        ClusterState::Failed,
+                        None,
+                        Some("the server restarted while this cluster was being created; start it again"),
+                    )
+                    .await?;
+                }
+                Some(record) if record.state.is_live() => {
+                    self.set_state(&node.cluster, ClusterState::Deleted, None, None)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        report.removed = self.provider.remove_strays(&keep).await?;
+        // Rows that claim a cluster the host no longer has.
+        for record in self.list_live().await? {
+            if !keep.contains(&record.id) {
+                let reason = "the cluster's node container was gone after a server restart";
+                self.set_state(&record.id, ClusterState::Failed, None, Some(reason))
+                    .await?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reaps and refills the pool every `reap_interval` until the manager is dropped.
+    pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let interval = self.config.reap_interval;
+        tokio::spawn(async move {
+            loop {
+                let Some(manager) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = manager.reap_once().await {
+                    tracing::warn!(%error, "reaping clusters failed");
+                }
+                manager.refill_pool().await;
+                drop(manager);
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+}
+
+/// What `adopt` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AdoptionReport {
+    pub adopted: Vec<String>,
+    pub removed: Vec<String>,
+}

@@ -1,0 +1,1 @@
+//! HTTP routes for clusters: Start, progress as server-sent events, extend, remove.

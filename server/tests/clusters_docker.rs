@@ -1,0 +1,500 @@
+//! Clusters on the real Docker engine with the test node image (`hardlab/testnode:latest`):
+//! create, ready, exec, kubeconfig, expiry, adoption after a restart, orphan cleanup and a Docker
+//! engine that goes away mid-create. Every test ends by checking that nothing labelled with its
+//! clusters is left on the host.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hardlab_server::clusters::lifecycle::LabClusterRequest;
+use hardlab_server::clusters::{
+    Bootstrap, ClusterManager, ClusterProvider, ClusterSpec, ClusterState, DockerProvider,
+    ManagerConfig, Ownership, Phase, random_name,
+};
+use support::{TEST_IMAGE, assert_nothing_left, docker_or_skip, test_db};
+
+fn test_config() -> ManagerConfig {
+    ManagerConfig {
+        image: TEST_IMAGE.to_owned(),
+        memory_bytes: Some(1 << 30),
+        ..ManagerConfig::default()
+    }
+}
+
+fn spec(name: &str) -> ClusterSpec {
+    ClusterSpec {
+        name: name.to_owned(),
+        image: TEST_IMAGE.to_owned(),
+        bootstrap: Bootstrap::SelfStarting,
+        privileged: false,
+        memory_bytes: Some(1 << 30),
+        ownership: Ownership {
+            owner: "u1".into(),
+            lab: "etcd-secrets".into(),
+            session: "s1".into(),
+            expiry_ms: 1,
+        },
+        apiserver_flags: BTreeMap::new(),
+        apiserver_mounts: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_is_created_ready_answers_exec_and_its_kubeconfig_reaches_the_api_server() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let name = random_name();
+    let phases = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&phases);
+    let record = move |phase: Phase| seen.lock().unwrap().push(phase);
+    let mut wanted = spec(&name);
+    wanted
+        .apiserver_flags
+        .insert("anonymous-auth".into(), "false".into());
+    let node = provider.create(&wanted, &record).await.expect("create");
+    assert!(node.running);
+    let port = node.api_port.expect("published port");
+    assert_eq!(node.ownership.owner, "u1");
+    assert_eq!(
+        *phases.lock().unwrap(),
+        [
+            Phase::PreparingNode,
+            Phase::StartingControlPlane,
+            Phase::WaitingForApiServer,
+            Phase::ExportingKubeconfig
+        ]
+    );
+
+    let output = provider
+        .exec(&name, &["kubectl".into(), "get".into(), "ns".into()], None)
+        .await
+        .unwrap();
+    assert_eq!(output.exit_code, 0, "{}", output.short_output());
+    assert!(output.stdout_text().contains("kube-system"));
+    // stdin reaches the command and EOF ends it.
+    let echoed = provider
+        .exec(&name, &["cat".into()], Some(b"hello node".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(echoed.stdout_text(), "hello node");
+    let failing = provider
+        .exec(&name, &["sh".into(), "-c".into(), "exit 3".into()], None)
+        .await
+        .unwrap();
+    assert_eq!(failing.exit_code, 3);
+    // The lab's flag reached the API server manifest.
+    let manifest = provider
+        .exec(
+            &name,
+            &[
+                "cat".into(),
+                "/etc/kubernetes/manifests/kube-apiserver.yaml".into(),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        manifest
+            .stdout_text()
+            .contains("    - --anonymous-auth=false\n")
+    );
+
+    // From the host, with the rewritten kubeconfig (a real TLS client, the apiserver cert has 127.0.0.1).
+    let kubeconfig = provider.kubeconfig(&name).await.unwrap();
+    assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{port}")));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, &kubeconfig).unwrap();
+    let kubectl = tokio::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            path.to_str().unwrap(),
+            "get",
+            "--raw",
+            "/readyz",
+        ])
+        .output()
+        .await
+        .expect("kubectl on the host");
+    assert_eq!(
+        String::from_utf8_lossy(&kubectl.stdout),
+        "ok",
+        "{}",
+        String::from_utf8_lossy(&kubectl.stderr)
+    );
+
+    let listed = provider.list_own().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|n| n.cluster == name && n.api_port == Some(port))
+    );
+    provider.delete(&name).await.unwrap();
+    provider
+        .delete(&name)
+        .await
+        .expect("deleting twice is not an error");
+    assert_nothing_left(&provider, &[&name]).await;
+}
+
+#[tokio::test]
+async fn two_clusters_have_their_own_keys() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (a, b) = (random_name(), random_name());
+    let ignore = |_: Phase| {};
+    let (spec_a, spec_b) = (spec(&a), spec(&b));
+    let (first, second) = tokio::join!(
+        provider.create(&spec_a, &ignore),
+        provider.create(&spec_b, &ignore)
+    );
+    first.unwrap();
+    second.unwrap();
+    let ca = |name: String| {
+        let provider = provider.clone();
+        async move {
+            provider
+                .exec(
+                    &name,
+                    &["cat".into(), "/etc/kubernetes/pki/ca.crt".into()],
+                    None,
+                )
+                .await
+                .unwrap()
+                .stdout_text()
+        }
+    };
+    let (ca_a, ca_b) = (ca(a.clone()).await, ca(b.clone()).await);
+    assert!(ca_a.contains("BEGIN CERTIFICATE"));
+    assert_ne!(ca_a, ca_b);
+    provider.delete(&a).await.unwrap();
+    provider.delete(&b).await.unwrap();
+    assert_nothing_left(&provider, &[&a, &b]).await;
+}
+
+#[tokio::test]
+async fn an_image_that_is_not_there_fails_clearly_and_leaves_nothing() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let name = random_name();
+    let mut missing = spec(&name);
+    missing.image = "hardlab/does-not-exist:never".into();
+    let error = provider.create(&missing, &|_| {}).await.unwrap_err();
+    assert!(
+        error.to_string().contains("hardlab/does-not-exist:never"),
+        "{error}"
+    );
+    assert_nothing_left(&provider, &[&name]).await;
+}
+
+#[tokio::test]
+async fn the_manager_records_phases_then_ready_and_expiry_removes_everything() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let config = ManagerConfig {
+        ttl: Duration::from_secs(3600),
+        ..test_config()
+    };
+    let manager = ClusterManager::new(db.clone(), Arc::new(provider.clone()), config);
+    let mut events = manager.subscribe();
+    let request = LabClusterRequest {
+        lab_id: "etcd-secrets".into(),
+        apiserver_flags: BTreeMap::new(),
+    };
+    let started = manager
+        .start("learner-1", Some("sess"), &request)
+        .await
+        .unwrap();
+    assert_eq!(started.state, ClusterState::Requested);
+    // The same learner pressing Start again gets the same cluster.
+    assert_eq!(
+        manager
+            .start("learner-1", Some("sess"), &request)
+            .await
+            .unwrap()
+            .id,
+        started.id
+    );
+
+    let mut states = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.cluster != started.id {
+                continue;
+            }
+            states.push((event.state, event.phase.clone()));
+            if matches!(event.state, ClusterState::Ready | ClusterState::Failed) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("ready within 3 minutes");
+    assert_eq!(ready.state, ClusterState::Ready, "{:?}", ready.reason);
+    assert!(
+        states.contains(&(
+            ClusterState::Creating,
+            Some("waiting-for-api-server".into())
+        )),
+        "{states:?}"
+    );
+    let record = manager.get(&started.id).await.unwrap().unwrap();
+    assert!(record.api_port.is_some());
+
+    // Expire it in the database, as time would.
+    sqlx::query("UPDATE clusters SET expires_at = 1 WHERE id = $1")
+        .bind(&started.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let reaped = manager.reap_once().await.unwrap();
+    assert_eq!(reaped, vec![started.id.clone()]);
+    assert_eq!(
+        manager.get(&started.id).await.unwrap().unwrap().state,
+        ClusterState::Deleted
+    );
+    assert_nothing_left(&provider, &[&started.id]).await;
+}
+
+#[tokio::test]
+async fn extend_pushes_the_expiry_and_idle_clusters_are_reaped() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let manager = ClusterManager::new(db.clone(), Arc::new(provider.clone()), test_config());
+    let name = random_name();
+    let record = manager
+        .create_named(&name, None, None, Some("learner-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        record.state,
+        ClusterState::Ready,
+        "{:?}",
+        record.failure_reason
+    );
+    sqlx::query("UPDATE clusters SET expires_at = $1 WHERE id = $2")
+        .bind(hardlab_server::clusters::now_ms() + 1000)
+        .bind(&name)
+        .execute(&db)
+        .await
+        .unwrap();
+    let extended = manager.extend(&name).await.unwrap();
+    assert!(extended.expires_at > hardlab_server::clusters::now_ms() + 59 * 60 * 1000);
+    assert!(
+        manager.reap_once().await.unwrap().is_empty(),
+        "an extended, active cluster stays"
+    );
+
+    sqlx::query("UPDATE clusters SET last_active_at = 1 WHERE id = $1")
+        .bind(&name)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(manager.reap_once().await.unwrap(), vec![name.clone()]);
+    assert_nothing_left(&provider, &[&name]).await;
+}
+
+#[tokio::test]
+async fn the_cap_refuses_a_cluster_beyond_the_hosts_limit_with_a_readable_reason() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let manager = ClusterManager::new(
+        db,
+        Arc::new(provider.clone()),
+        ManagerConfig {
+            max_clusters: 0,
+            ..test_config()
+        },
+    );
+    let request = LabClusterRequest {
+        lab_id: "etcd-secrets".into(),
+        apiserver_flags: BTreeMap::new(),
+    };
+    let error = manager
+        .start("learner-3", None, &request)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("limit"), "{error}");
+}
+
+#[tokio::test]
+async fn a_restarted_server_adopts_running_clusters_and_removes_expired_and_orphaned_ones() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let (keep, expired, orphan) = (random_name(), random_name(), random_name());
+    {
+        let manager = ClusterManager::new(db.clone(), Arc::new(provider.clone()), test_config());
+        let (a, b) = tokio::join!(
+            manager.create_named(&keep, None, None, Some("u")),
+            manager.create_named(&expired, None, None, Some("u"))
+        );
+        assert_eq!(a.unwrap().state, ClusterState::Ready);
+        assert_eq!(b.unwrap().state, ClusterState::Ready);
+        sqlx::query("UPDATE clusters SET expires_at = 1 WHERE id = $1")
+            .bind(&expired)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    // A cluster on the host that the database does not know: an orphan (e.g. from a lost database).
+    provider.create(&spec(&orphan), &|_| {}).await.unwrap();
+
+    // "Restart": a new manager on the same database and Docker host.
+    let manager = ClusterManager::new(db.clone(), Arc::new(provider.clone()), test_config());
+    let report = manager.adopt().await.unwrap();
+    assert_eq!(report.adopted, vec![keep.clone()]);
+    let mut removed = report.removed.clone();
+    removed.sort();
+    let mut wanted = vec![expired.clone(), orphan.clone()];
+    wanted.sort();
+    assert_eq!(removed, wanted);
+    assert_eq!(
+        manager.get(&keep).await.unwrap().unwrap().state,
+        ClusterState::Ready
+    );
+    assert_eq!(
+        manager.get(&expired).await.unwrap().unwrap().state,
+        ClusterState::Deleted
+    );
+    // The adopted one still works.
+    let output = provider
+        .exec(
+            &keep,
+            &[
+                "kubectl".into(),
+                "get".into(),
+                "--raw".into(),
+                "/readyz".into(),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(output.unwrap().stdout_text(), "ok");
+    manager.delete(&keep).await.unwrap();
+    assert_nothing_left(&provider, &[&keep, &expired, &orphan]).await;
+}
+
+#[tokio::test]
+async fn a_node_killed_while_the_control_plane_starts_fails_the_cluster_and_removes_everything() {
+    // Fault injection: the node container is killed (as if the engine lost it) while the provider
+    // waits for the API server.
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let manager = ClusterManager::new(db, Arc::new(provider.clone()), test_config());
+    let mut events = manager.subscribe();
+    let request = LabClusterRequest {
+        lab_id: "etcd-secrets".into(),
+        apiserver_flags: BTreeMap::new(),
+    };
+    let started = manager.start("learner-4", None, &request).await.unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.cluster != started.id {
+                continue;
+            }
+            if event.phase.as_deref() == Some("waiting-for-api-server") {
+                let container = hardlab_server::clusters::node_container_name(&started.id);
+                let _ = provider
+                    .docker()
+                    .kill_container(
+                        &container,
+                        None::<bollard::query_parameters::KillContainerOptions>,
+                    )
+                    .await;
+            }
+            if matches!(event.state, ClusterState::Ready | ClusterState::Failed) {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("an outcome");
+    assert_eq!(failed.state, ClusterState::Failed);
+    let reason = failed.reason.unwrap();
+    assert!(
+        reason.contains("not running") || reason.contains("did not become ready"),
+        "{reason}"
+    );
+    assert_nothing_left(&provider, &[&started.id]).await;
+}
+
+#[tokio::test]
+async fn docker_going_away_mid_create_fails_the_cluster_and_the_next_start_cleans_up() {
+    // Fault injection: the provider talks to Docker through a socket proxy that this test shuts
+    // down as soon as the node container is starting, like an engine that stops mid-create.
+    let Some(real) = docker_or_skip().await else {
+        return;
+    };
+    let proxy = support::DyingDockerSocket::start().await;
+    let flaky = DockerProvider::connect_to_socket(proxy.path())
+        .await
+        .unwrap()
+        .with_instance(real.instance());
+    let (db, _dir) = test_db().await;
+    let manager = ClusterManager::new(db.clone(), Arc::new(flaky), test_config());
+    let name = random_name();
+    let killer = {
+        let proxy = proxy.clone();
+        let name = name.clone();
+        let real = real.clone();
+        tokio::spawn(async move {
+            // Dies once the node container exists, before the API server answers.
+            let container = hardlab_server::clusters::node_container_name(&name);
+            for _ in 0..600 {
+                if real
+                    .docker()
+                    .inspect_container(&container, None)
+                    .await
+                    .is_ok()
+                {
+                    proxy.kill();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let record = manager
+        .create_named(&name, None, None, Some("u"))
+        .await
+        .unwrap();
+    killer.await.unwrap();
+    assert_eq!(record.state, ClusterState::Failed);
+    let reason = record.failure_reason.unwrap();
+    assert!(
+        reason.contains("Docker engine is not reachable"),
+        "{reason}"
+    );
+    assert!(
+        manager.health().await.is_err(),
+        "health must report the engine as gone"
+    );
+
+    // The engine is "back": the next server start removes what the failed create left behind.
+    let recovered = ClusterManager::new(db, Arc::new(real.clone()), test_config());
+    let report = recovered.adopt().await.unwrap();
+    // The provider could not clean up through the dead socket, so the leftovers are removed now.
+    assert_eq!(report.removed, vec![name.clone()], "{report:?}");
+    assert_nothing_left(&real, &[&name]).await;
+}
