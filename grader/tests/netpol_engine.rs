@@ -226,7 +226,7 @@ async fn a_denied_connection_names_the_policies_that_isolate_the_pod() {
     assert!(
         verdict
             .explanation
-            .contains("egress denied: y/deny-egress select y/a"),
+            .contains("egress denied: y/a is selected by y/deny-egress"),
         "{}",
         verdict.explanation
     );

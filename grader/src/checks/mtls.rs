@@ -93,7 +93,7 @@ pub fn checks() -> Vec<CheckDef> {
             meta: meta(
                 "mtls.plaintext-refused",
                 "A plaintext request from an unmeshed pod to a meshed service fails",
-                "verify",
+                "enforce-mtls",
                 Severity::High,
                 "Enforce STRICT (Istio) or an authenticated-only inbound policy (Linkerd); PERMISSIVE accepts plaintext.",
                 &[NSA, ISTIO_PA_URL, LINKERD_URL],

@@ -90,7 +90,7 @@ pub fn checks() -> Vec<CheckDef> {
             meta: meta(
                 "netpol.live-probe",
                 "Connections attempted between running pods match the computed matrix",
-                "verify",
+                "allow-app-traffic",
                 Severity::Medium,
                 "Make sure the cluster's CNI enforces NetworkPolicy (flannel alone does not); compare \
                  the failing connections with `hardlab-grade matrix`.",
@@ -190,7 +190,7 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
         .with_locations(policy_locations));
     }
     Ok(Outcome::pass(format!(
-        "{what} is denied by default in {namespace}: {} select every pod ({} pods judged)",
+        "{what} is denied by default in {namespace}: every pod is selected by {} ({} pods judged)",
         names(namespace_wide.iter().map(|p| p.id())),
         pods.len()
     ))

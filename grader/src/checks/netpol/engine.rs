@@ -847,9 +847,9 @@ fn describe(verdict: &DirectionVerdict, direction: Direction, pod: &Pod) -> Stri
             format!("{what} allowed by {}", policies.join(", "))
         }
         DirectionVerdict::Denied(policies) => format!(
-            "{what} denied: {} select {} and no rule allows it",
-            policies.join(", "),
-            pod.id()
+            "{what} denied: {} is selected by {} and no rule allows it",
+            pod.id(),
+            policies.join(", ")
         ),
     }
 }
