@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod ca;
+pub mod cli;
 pub mod client;
 pub mod kube;
 pub mod recording;
@@ -13,6 +14,7 @@ pub mod roles;
 pub mod service;
 pub mod store;
 pub mod totp;
+pub mod web;
 
 /// Why a proxy operation failed.
 #[derive(Debug, thiserror::Error)]
