@@ -363,3 +363,49 @@ fn a_watch_is_cut_when_the_certificate_expires() {
         "the watch had started before the certificate expired"
     );
 }
+
+#[test]
+fn exec_is_forwarded_as_an_upgrade_and_audited_as_create_on_pods_exec() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    // No kubelet here: the pod stays Pending and the API server refuses the stream itself, so this
+    // proves the upgrade request reaches it intact and its answer comes back, not a live shell.
+    h.plane.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: shell, namespace: default}\nspec:\n  containers:\n  - {name: main, image: busybox}\n",
+    );
+    let direct = h.plane.kubectl_admin(&["exec", "shell", "--", "true"]);
+    let kubeconfig = h.user_kubeconfig(
+        &h.service.ca,
+        "alice-exec",
+        &["kubernetes-admins"],
+        HOURS_12,
+        "dev",
+    );
+    let proxied = h.kubectl(&kubeconfig, &["exec", "shell", "--", "true"]);
+    assert!(!direct.status.success() && !proxied.status.success());
+    let last_line = |text: String| text.lines().last().unwrap_or_default().to_owned();
+    assert_eq!(last_line(stderr(&proxied)), last_line(stderr(&direct)));
+    let events = shared.audit_of("alice-exec");
+    let exec = events
+        .iter()
+        .find(|e| e.resource_kind == "pods/exec")
+        .unwrap();
+    assert_eq!(exec.verb, "create");
+    assert_eq!(exec.resource_name, "shell");
+    assert_eq!(exec.decision, Decision::Upstream);
+
+    // bob's developer-read grant has no pods/exec: RBAC refuses him through the proxy.
+    let bob = h.user_kubeconfig(
+        &h.service.ca,
+        "bob-exec",
+        &["developer-read"],
+        HOURS_12,
+        "dev",
+    );
+    let refused = h.kubectl(&bob, &["exec", "shell", "--", "true"]);
+    assert!(
+        stderr(&refused).contains("forbidden"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -1,9 +1,8 @@
 //! The proxy's web side: the login endpoint `hardlab login` calls, TOTP enrolment, the admin's
 //! roles editor, the audit log with filters and JSON-lines export, and session replay.
 //!
-//! State-changing browser calls are JSON `fetch` requests: a cross-site form cannot send
-//! `application/json` without a CORS preflight this server never grants, so they need no CSRF
-//! token. The login endpoint takes no cookie at all.
+//! State-changing browser calls are JSON `fetch` requests carrying the session's CSRF token in
+//! `X-CSRF-Token` (the web app's session layer checks it). The login endpoint takes no cookie.
 
 use std::sync::Arc;
 
@@ -30,6 +29,8 @@ use super::{store, totp};
 pub struct Viewer {
     pub name: String,
     pub admin: bool,
+    /// The session's CSRF token, sent back by the page's scripts as `X-CSRF-Token`.
+    pub csrf: String,
 }
 
 /// What the proxy needs from hardlab's accounts; the web app implements it.
@@ -223,15 +224,17 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+fn page(title: &str, csrf: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"csrf-token\" content=\"{csrf}\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · hardlab</title><style>{STYLE}</style></head><body>\
          <nav><a href=\"/\">hardlab</a> · <a href=\"/access\">Access</a> · \
          <a href=\"/access/audit\">Audit log</a> · <a href=\"/access/sessions\">Sessions</a></nav>\
          <main><h1>{title}</h1>{body}</main></body></html>",
-        title = escape(title)
+        title = escape(title),
+        csrf = escape(csrf)
     ))
 }
 
@@ -243,7 +246,7 @@ textarea{width:100%;min-height:16rem;font-family:monospace}code,pre{background:#
 @media (max-width:600px){table{font-size:.75rem}form.filters input{width:100%}}";
 
 const SCRIPT: &str = r#"<script>
-async function postJson(url, body){const r=await fetch(url,{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify(body)});const j=await r.json().catch(()=>({}));if(!r.ok)throw new Error(j.error||r.status);return j;}
+async function postJson(url, body){const r=await fetch(url,{method:'POST',headers:{'Content-Type':'application/json','X-CSRF-Token':document.querySelector('meta[name=csrf-token]').content},body:JSON.stringify(body)});const j=await r.json().catch(()=>({}));if(!r.ok)throw new Error(j.error||r.status);return j;}
 async function enroll(){const j=await postJson('/api/proxy/totp/enroll',{});document.getElementById('secret').textContent=j.secret;document.getElementById('uri').textContent=j.uri;document.getElementById('confirm').hidden=false;}
 async function confirmCode(){try{await postJson('/api/proxy/totp/confirm',{code:document.getElementById('code').value});document.getElementById('totp-status').textContent='Confirmed. hardlab login will ask for this code.';}catch(e){document.getElementById('totp-status').textContent='Not accepted: '+e.message;}}
 async function applyRoles(){const out=document.getElementById('apply-status');try{await postJson('/api/proxy/config',{yaml:document.getElementById('roles').value});out.textContent='Applied.';}catch(e){out.textContent='Refused: '+e.message;}}
@@ -331,7 +334,7 @@ async fn access_page(
         ));
     }
     body.push_str(SCRIPT);
-    Ok(page("Access", &body))
+    Ok(page("Access", &viewer.csrf, &body))
 }
 
 fn server_hint() -> String {
@@ -405,7 +408,7 @@ async fn audit_page(
         ));
     }
     body.push_str("</table>");
-    Ok(page("Audit log", &body))
+    Ok(page("Audit log", &viewer.csrf, &body))
 }
 
 fn serde_urlencoded_filter(filter: &AuditFilter) -> String {
@@ -483,10 +486,10 @@ async fn sessions_page(
         ));
     }
     body.push_str("</table>");
-    Ok(page("Sessions", &body))
+    Ok(page("Sessions", &viewer.csrf, &body))
 }
 
-async fn session_page(SignedIn(_viewer): SignedIn, Path(id): Path<String>) -> Html<String> {
+async fn session_page(SignedIn(viewer): SignedIn, Path(id): Path<String>) -> Html<String> {
     let body = format!(
         "<p><button id=\"play\">Play</button> <span id=\"meta\"></span></p><pre id=\"screen\" aria-live=\"polite\"></pre>\
          <script>\
@@ -503,5 +506,5 @@ async fn session_page(SignedIn(_viewer): SignedIn, Path(id): Path<String>) -> Ht
             .unwrap_or_else(|_| "\"\"".into())
             .replace('<', "\\u003c")
     );
-    page("Session replay", &body)
+    page("Session replay", &viewer.csrf, &body)
 }
