@@ -149,7 +149,14 @@ async fn read_until(socket: &mut Socket, wanted: &str, timeout: Duration) -> Str
             Ok(Some(Ok(Message::Binary(bytes)))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
             Ok(Some(Ok(_))) => {}
             other => {
-                let tail: String = seen.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: String = seen
+                    .chars()
+                    .rev()
+                    .take(2000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
                 panic!("no {wanted:?} in the terminal ({other:?}); it ended with:\n{tail:?}")
             }
         }
@@ -312,8 +319,15 @@ async fn editing_the_api_server_manifest_with_vim_in_the_terminal_restarts_it_wi
     send(&mut socket, "/--secure-port\r").await;
     send(&mut socket, "o    - --anonymous-auth=false\x1b").await;
     send(&mut socket, ":wq\r").await;
-    send(&mut socket, "clear; grep -c -- '^    - --anonymous-auth=false$' /etc/kubernetes/manifests/kube-apiserver.yaml\r").await;
-    read_until(&mut socket, "\r\n1\r\n", Duration::from_secs(20)).await;
+    // Keys typed before the shell's prompt is back would go to the exiting vim.
+    read_until(&mut socket, "B written", Duration::from_secs(20)).await;
+    read_until(&mut socket, ":~# ", Duration::from_secs(20)).await;
+    send(
+        &mut socket,
+        "echo FLAG-LINES-$(grep -c -- '^    - --anonymous-auth=false$' /etc/kubernetes/manifests/kube-apiserver.yaml)\r",
+    )
+    .await;
+    read_until(&mut socket, "FLAG-LINES-1", Duration::from_secs(20)).await;
     send(
         &mut socket,
         "sleep 2; until kubectl get --raw /readyz >/dev/null 2>&1; do sleep 0.5; done; echo API-BACK-$((40+2))\r",
