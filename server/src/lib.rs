@@ -1,6 +1,14 @@
 //! The hardlab server: the learner's web app, labs, disposable clusters, terminal and access proxy.
 
-pub mod kms;
-pub mod proxy;
 pub mod clusters;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod kms;
+pub mod labs;
+pub mod metrics;
+pub mod proxy;
 pub mod terminal;
+pub mod web;
+
+pub use error::{Error, Result};

@@ -1,1 +1,101 @@
-fn main() {}
+//! `hardlab`: parse the command line, set up logging, hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hardlab_server::config::ConfigArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hardlab",
+    version,
+    about = "Kubernetes hardening labs with an automatic grader"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the web app.
+    Serve(ConfigArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Work with lab folders.
+    #[command(subcommand)]
+    Labs(LabsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an account; the password is read from standard input (or prompted on a terminal).
+    CreateUser {
+        username: String,
+        /// Make the account an admin.
+        #[arg(long, conflicts_with = "instructor")]
+        admin: bool,
+        /// Make the account an instructor.
+        #[arg(long)]
+        instructor: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LabsCommand {
+    /// Load and check every DIR/*/lab.yaml as `serve` does; prints each problem with file and line.
+    Validate {
+        #[arg(default_value = "labs")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hardlab: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => hardlab_server::web::serve(args.resolve()?).await,
+            Command::Admin(AdminCommand::CreateUser {
+                username,
+                admin,
+                instructor,
+                config,
+            }) => {
+                hardlab_server::web::accounts::create_user_command(
+                    &config.resolve()?,
+                    &username,
+                    admin,
+                    instructor,
+                )
+                .await
+            }
+            Command::Labs(LabsCommand::Validate { dir }) => {
+                hardlab_server::labs::validate_command(&dir)
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hardlab: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The library's error type. Web handlers wrap it in [`crate::web::error::WebError`].
+
+use std::path::PathBuf;
+
+use crate::labs::LabProblem;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+
+    #[error("database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    /// Every problem found in the labs folder, one per line with file, line and field.
+    #[error("{} problem(s) in the labs:\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Labs(Vec<LabProblem>),
+
+    #[error("password hashing: {0}")]
+    PasswordHash(String),
+
+    #[error("{0}")]
+    InvalidInput(String),
+
+    #[error("sealed data cannot be opened (wrong server key or corrupted row)")]
+    Unseal,
+
+    #[error("cluster: {0}")]
+    Cluster(String),
+
+    #[error("templates: {0}")]
+    Template(#[from] askama::Error),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! Accounts: sign-up, sign-in with argon2id and throttling, sign-out, the first admin.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::LazyLock;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use sqlx::AnyPool;
+
+use super::error::safe_next;
+use super::session::{self, Session, Visitor};
+use super::{AppState, WebError};
+use crate::config::Config;
+use crate::db::{now_ms, random_id};
+use crate::{Error, Result};
+
+/// Ordered by power: a check for "instructor or more" is `role >= Role::Instructor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Learner,
+    Instructor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Learner => "learner",
+            Role::Instructor => "instructor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Unknown values fall back to the least power.
+    pub fn parse(text: &str) -> Role {
+        match text {
+            "admin" => Role::Admin,
+            "instructor" => Role::Instructor,
+            _ => Role::Learner,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+}
+
+/// Wrong passwords before sign-in slows down, per account and per client address.
+pub const FREE_FAILURES: i64 = 5;
+/// After the free failures: 30 s, doubling per further failure, at most 15 min.
+const FIRST_BLOCK_MS: i64 = 30_000;
+const MAX_BLOCK_MS: i64 = 15 * 60_000;
+/// Failures older than this are forgotten.
+const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signup", get(signup_page).post(signup))
+        .route("/signout", post(signout))
+        .route("/setup", get(setup_page).post(setup))
+}
+
+fn normalize_username(name: &str) -> Result<String> {
+    let name = name.trim().to_ascii_lowercase();
+    let valid = (3..=40).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if valid {
+        Ok(name)
+    } else {
+        Err(Error::InvalidInput(
+            "a username has 3 to 40 characters: letters, digits, '.', '_' or '-'".into(),
+        ))
+    }
+}
+
+fn check_password_strength(password: &str) -> Result<()> {
+    if password.chars().count() < 10 {
+        return Err(Error::InvalidInput(
+            "a password needs at least 10 characters".into(),
+        ));
+    }
+    if password.len() > 1024 {
+        return Err(Error::InvalidInput("that password is too long".into()));
+    }
+    Ok(())
+}
+
+/// argon2id with the crate's default (OWASP) parameters, off the async threads.
+pub async fn hash_password(password: &str) -> Result<String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+            .map_err(|e| Error::PasswordHash(e.to_string()))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::PasswordHash(e.to_string()))
+    })
+    .await
+    .map_err(|e| Error::PasswordHash(e.to_string()))?
+}
+
+/// Checks a password against a stored hash; without one (no such account) it checks against a
+/// hash of a random password, so an unknown name takes as long as a wrong password.
+async fn verify_password(password: &str, stored: Option<&str>) -> bool {
+    let password = password.to_owned();
+    let stored = stored.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let stored = stored.as_deref().unwrap_or_else(|| DUMMY_HASH.as_str());
+        let matches = PasswordHash::new(stored).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        });
+        matches && stored != DUMMY_HASH.as_str()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>());
+    salt.ok()
+        .and_then(|salt| {
+            Argon2::default()
+                .hash_password(random_id().as_bytes(), &salt)
+                .ok()
+                .map(|hash| hash.to_string())
+        })
+        .unwrap_or_default()
+});
+
+pub async fn create_user(db: &AnyPool, username: &str, password: &str, role: Role) -> Result<User> {
+    let username = normalize_username(username)?;
+    check_password_strength(password)?;
+    let hash = hash_password(password).await?;
+    let id = random_id();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, username, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(&username)
+    .bind(&hash)
+    .bind(role.as_str())
+    .bind(now_ms())
+    .execute(db)
+    .await;
+    match inserted {
+        Ok(_) => Ok(User { id, username, role }),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(Error::InvalidInput(
+            format!("the username {username:?} is taken"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn admin_exists(db: &AnyPool) -> Result<bool> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM users WHERE role = 'admin' LIMIT 1")
+            .fetch_optional(db)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// `hardlab admin create-user NAME [--admin|--instructor]`.
+pub async fn create_user_command(
+    config: &Config,
+    username: &str,
+    admin: bool,
+    instructor: bool,
+) -> Result<()> {
+    let db = crate::db::connect(&config.database_url).await?;
+    let password = read_password()?;
+    let role = if admin {
+        Role::Admin
+    } else if instructor {
+        Role::Instructor
+    } else {
+        Role::Learner
+    };
+    let user = create_user(&db, username, &password, role).await?;
+    println!("created {} ({})", user.username, role.as_str());
+    Ok(())
+}
+
+/// One line from standard input; on a terminal, prompted twice with echo off.
+fn read_password() -> Result<String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("<stdin>", e))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let prompt = |label: &str| -> Result<String> {
+        eprint!("{label}: ");
+        let _ = std::io::stderr().flush();
+        let echo_off = std::process::Command::new("stty").arg("-echo").status();
+        let mut line = String::new();
+        let read = stdin.lock().read_line(&mut line);
+        if echo_off.is_ok() {
+            let _ = std::process::Command::new("stty").arg("echo").status();
+        }
+        eprintln!();
+        read.map_err(|e| Error::io("<stdin>", e))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let first = prompt("Password")?;
+    let second = prompt("Repeat the password")?;
+    if first != second {
+        return Err(Error::InvalidInput("the passwords differ".into()));
+    }
+    Ok(first)
+}
+
+/// When there is no admin yet, stores a fresh one-time token and returns it (printed once on the
+/// console by `serve`; only its hash is kept).
+pub async fn issue_setup_token(db: &AnyPool) -> Result<Option<String>> {
+    if admin_exists(db).await? {
+        sqlx::query("DELETE FROM setup_tokens").execute(db).await?;
+        return Ok(None);
+    }
+    let token = random_id();
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM setup_tokens")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO setup_tokens (token_hash, created_at) VALUES ($1, $2)")
+        .bind(sha256_hex(&token))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(token))
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+// ---- throttling ----
+
+/// Milliseconds until this key may try again (0: now).
+async fn blocked_for(db: &AnyPool, key: &str, now: i64) -> Result<i64> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT blocked_until FROM sign_in_failures WHERE throttle_key = $1")
+            .bind(key)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map_or(0, |(until,)| (until - now).max(0)))
+}
+
+async fn record_failure(db: &AnyPool, key: &str, now: i64) -> Result<()> {
+    // Forget failures from long ago, then count this one atomically (several instances may
+    // count the same account at once).
+    sqlx::query(
+        "DELETE FROM sign_in_failures WHERE throttle_key = $1 AND last_failure_at < $2 AND blocked_until < $3",
+    )
+    .bind(key)
+    .bind(now - FAILURE_WINDOW_MS)
+    .bind(now)
+    .execute(db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at, blocked_until) \
+         VALUES ($1, 1, $2, 0) ON CONFLICT (throttle_key) DO UPDATE \
+         SET failures = sign_in_failures.failures + 1, last_failure_at = $2",
+    )
+    .bind(key)
+    .bind(now)
+    .execute(db)
+    .await?;
+    let (failures,): (i64,) =
+        sqlx::query_as("SELECT failures FROM sign_in_failures WHERE throttle_key = $1")
+            .bind(key)
+            .fetch_one(db)
+            .await?;
+    if failures >= FREE_FAILURES {
+        let doublings = u32::try_from((failures - FREE_FAILURES).min(10)).unwrap_or(10);
+        let block = (FIRST_BLOCK_MS << doublings).min(MAX_BLOCK_MS);
+        sqlx::query("UPDATE sign_in_failures SET blocked_until = $1 WHERE throttle_key = $2")
+            .bind(now + block)
+            .bind(key)
+            .execute(db)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn clear_failures(db: &AnyPool, key: &str) -> Result<()> {
+    sqlx::query("DELETE FROM sign_in_failures WHERE throttle_key = $1")
+        .bind(key)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+// ---- pages ----
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SigninPage<'a> {
+    visitor: &'a Visitor,
+    next: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage<'a> {
+    visitor: &'a Visitor,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage<'a> {
+    visitor: &'a Visitor,
+    token: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+async fn signin_page(
+    visitor: Visitor,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, WebError> {
+    let next = safe_next(query.next.as_deref().unwrap_or("/"));
+    if visitor.session.is_some() {
+        return Ok(Redirect::to(next).into_response());
+    }
+    let page = SigninPage {
+        visitor: &visitor,
+        next,
+        username: "",
+        error: None,
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    username: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// The client's IP address as the listener saw it (`unknown` when served without connect info).
+struct ClientAddress(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ClientAddress(address): ClientAddress,
+    Form(form): Form<SigninForm>,
+) -> Result<Response, WebError> {
+    let now = now_ms();
+    let username = form.username.trim().to_ascii_lowercase();
+    let account_key = format!("account:{username}");
+    let address_key = format!("address:{address}");
+    let wait_ms = blocked_for(&state.db, &account_key, now)
+        .await?
+        .max(blocked_for(&state.db, &address_key, now).await?);
+    if wait_ms > 0 {
+        tracing::warn!(user = %username, "sign-in refused: too many wrong passwords");
+        return Err(WebError::TooManyRequests {
+            retry_after_secs: u64::try_from((wait_ms + 999) / 1000).unwrap_or(1),
+        });
+    }
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE username = $1")
+            .bind(&username)
+            .fetch_optional(&state.db)
+            .await?;
+    let stored = row.as_ref().map(|(_, hash)| hash.as_str());
+    let valid = verify_password(&form.password, stored).await;
+    let next = safe_next(&form.next);
+    match row {
+        Some((user_id, _)) if valid => {
+            clear_failures(&state.db, &account_key).await?;
+            let cookie = session::start(&state, &user_id).await?;
+            tracing::info!(user = %username, "signed in");
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response())
+        }
+        _ => {
+            record_failure(&state.db, &account_key, now).await?;
+            record_failure(&state.db, &address_key, now).await?;
+            tracing::info!(user = %username, "sign-in failed: wrong name or password");
+            let page = SigninPage {
+                visitor: &visitor,
+                next,
+                username: &username,
+                error: Some("Wrong username or password."),
+            };
+            Ok((axum::http::StatusCode::UNAUTHORIZED, Html(page.render()?)).into_response())
+        }
+    }
+}
+
+async fn signup_page(visitor: Visitor) -> Result<Response, WebError> {
+    if visitor.session.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let page = SignupPage {
+        visitor: &visitor,
+        username: "",
+        error: None,
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SignupForm {
+    username: String,
+    password: String,
+    confirm: String,
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, WebError> {
+    let refuse = |message: String| -> Result<Response, WebError> {
+        let page = SignupPage {
+            visitor: &visitor,
+            username: form.username.trim(),
+            error: Some(&message),
+        };
+        Ok((axum::http::StatusCode::BAD_REQUEST, Html(page.render()?)).into_response())
+    };
+    if form.password != form.confirm {
+        return refuse("The two passwords differ.".into());
+    }
+    match create_user(&state.db, &form.username, &form.password, Role::Learner).await {
+        Ok(user) => {
+            tracing::info!(user = %user.username, "signed up");
+            let cookie = session::start(&state, &user.id).await?;
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+        }
+        Err(Error::InvalidInput(message)) => refuse(message),
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn signout(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
+    let cookie = session::end(&state, &session).await?;
+    tracing::info!(user = %session.user.username, "signed out");
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response())
+}
+
+#[derive(Deserialize)]
+struct SetupQuery {
+    token: Option<String>,
+}
+
+async fn setup_page(
+    visitor: Visitor,
+    Query(query): Query<SetupQuery>,
+) -> Result<Response, WebError> {
+    let page = SetupPage {
+        visitor: &visitor,
+        token: query.token.as_deref().unwrap_or_default(),
+        username: "",
+        error: None,
+    };
+    Ok(Html(page.render()?).into_response())
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    token: String,
+    username: String,
+    password: String,
+}
+
+async fn setup(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Form(form): Form<SetupForm>,
+) -> Result<Response, WebError> {
+    // Deleting the token is the claim: of two concurrent submissions only one deletes the row.
+    let claimed = sqlx::query("DELETE FROM setup_tokens WHERE token_hash = $1")
+        .bind(sha256_hex(&form.token))
+        .execute(&state.db)
+        .await?
+        .rows_affected()
+        == 1;
+    if !claimed || admin_exists(&state.db).await? {
+        return Err(WebError::NotFound);
+    }
+    match create_user(&state.db, &form.username, &form.password, Role::Admin).await {
+        Ok(user) => {
+            tracing::info!(user = %user.username, "first admin created with the setup token");
+            let cookie = session::start(&state, &user.id).await?;
+            Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+        }
+        Err(Error::InvalidInput(message)) => {
+            // The token was spent on a rejected form: put it back so the admin can retry.
+            sqlx::query("INSERT INTO setup_tokens (token_hash, created_at) VALUES ($1, $2)")
+                .bind(sha256_hex(&form.token))
+                .bind(now_ms())
+                .execute(&state.db)
+                .await?;
+            let page = SetupPage {
+                visitor: &visitor,
+                token: &form.token,
+                username: form.username.trim(),
+                error: Some(&message),
+            };
+            Ok((axum::http::StatusCode::BAD_REQUEST, Html(page.render()?)).into_response())
+        }
+        Err(other) => Err(other.into()),
+    }
+}
