@@ -240,7 +240,7 @@ async fn only_the_owner_or_staff_from_this_site_may_open_the_terminal() {
     );
     match tokio_tungstenite::connect_async(anonymous).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status().as_u16(), 401)
+            assert_eq!(response.status().as_u16(), 401);
         }
         other => panic!("anonymous terminal opened: {:?}", other.map(|_| ())),
     }
