@@ -424,6 +424,13 @@ fn istio_verdict(
     scope: &[String],
     workloads: &[MeshWorkload],
 ) -> Option<(Vec<String>, Vec<Location>, Vec<String>)> {
+    // Only the mesh-wide policy and the scope's own count: other namespaces' policies say
+    // nothing about these workloads.
+    let policies: Vec<PeerAuthentication> = policies
+        .iter()
+        .filter(|p| p.namespace == ISTIO_ROOT_NAMESPACE || scope.contains(&p.namespace))
+        .cloned()
+        .collect();
     if policies.is_empty() {
         return None;
     }
@@ -474,7 +481,7 @@ fn istio_verdict(
     } else if scope.is_empty() {
         strict_by.extend(mesh_wide.map(PeerAuthentication::id));
     }
-    for policy in policies {
+    for policy in &policies {
         let applies = policy.namespace == ISTIO_ROOT_NAMESPACE && policy.selector.is_none()
             || scope.contains(&policy.namespace);
         if !applies {
