@@ -40,6 +40,10 @@ pub enum Error {
     #[error("cluster: {0}")]
     Cluster(String),
 
+    /// The KMS plugin could not start or serve: its key file, its socket, or the gRPC server.
+    #[error("kms plugin: {0}")]
+    Kms(String),
+
     #[error("templates: {0}")]
     Template(#[from] askama::Error),
 }

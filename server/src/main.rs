@@ -27,6 +27,16 @@ enum Command {
     /// Work with lab folders.
     #[command(subcommand)]
     Labs(LabsCommand),
+    /// Run a KMS v2 plugin for kube-apiserver on a unix socket, with a local key file (a stand-in
+    /// for a cloud KMS or Vault in lab 1).
+    KmsPlugin {
+        /// The unix socket to serve on (the EncryptionConfiguration's `unix://` endpoint).
+        #[arg(long)]
+        socket: PathBuf,
+        /// The key file; created (mode 0600) with a new random key when it does not exist.
+        #[arg(long)]
+        key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +98,9 @@ fn main() -> ExitCode {
             }
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
+            }
+            Command::KmsPlugin { socket, key_file } => {
+                hardlab_server::kms::serve(&socket, &key_file).await
             }
         }
     });

@@ -15,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha2::{Digest, Sha256};
 
-use super::KmsError;
+use crate::{Error, Result};
 
 const FORMAT_V1: u8 = 0x01;
 const NONCE_LEN: usize = 12;
@@ -42,7 +42,7 @@ impl std::fmt::Debug for LocalKey {
 impl LocalKey {
     /// Reads the key file, or creates it (mode 0600) with a new random key when it does not exist.
     /// A key file others can read is refused rather than used: the key would no longer be secret.
-    pub fn load_or_create(path: &Path) -> Result<Self, KmsError> {
+    pub fn load_or_create(path: &Path) -> Result<Self> {
         match std::fs::symlink_metadata(path) {
             Ok(_) => Self::load(path),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Self::create(path),
@@ -50,7 +50,7 @@ impl LocalKey {
         }
     }
 
-    fn load(path: &Path) -> Result<Self, KmsError> {
+    fn load(path: &Path) -> Result<Self> {
         let metadata =
             std::fs::metadata(path).map_err(|e| key_error(path, format!("cannot read: {e}")))?;
         let mode = metadata.permissions().mode() & 0o777;
@@ -74,7 +74,7 @@ impl LocalKey {
         Ok(Self::from_bytes(&key, path))
     }
 
-    fn create(path: &Path) -> Result<Self, KmsError> {
+    fn create(path: &Path) -> Result<Self> {
         let key = Aes256Gcm::generate_key(OsRng);
         // Written to a private temporary file and linked into place, so a crash never leaves a
         // half-written key and two plugins starting at once cannot end up with different keys.
@@ -125,7 +125,7 @@ impl LocalKey {
         &self.key_id
     }
 
-    pub fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn encrypt(&self, plaintext: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let sealed = self
             .cipher
@@ -144,7 +144,7 @@ impl LocalKey {
         Ok(out)
     }
 
-    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn decrypt(&self, ciphertext: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let Some((&version, rest)) = ciphertext.split_first() else {
             return Err("empty ciphertext".into());
         };
@@ -170,9 +170,6 @@ impl LocalKey {
     }
 }
 
-fn key_error(path: &Path, message: String) -> KmsError {
-    KmsError::KeyFile {
-        path: path.to_path_buf(),
-        message,
-    }
+fn key_error(path: &Path, message: String) -> Error {
+    Error::Kms(format!("key file {}: {message}", path.display()))
 }

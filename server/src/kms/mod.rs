@@ -47,27 +47,18 @@ pub mod service;
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
+use crate::{Error, Result};
+
 pub use key::LocalKey;
 pub use service::KmsService;
 
-/// Why the plugin could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum KmsError {
-    #[error("key file {path}: {message}")]
-    KeyFile { path: PathBuf, message: String },
-    #[error("socket {path}: {message}")]
-    Socket { path: PathBuf, message: String },
-    #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
-}
-
 /// Serves the plugin on `socket` with the key in `key_file` until SIGINT or SIGTERM.
-pub async fn serve(socket: &Path, key_file: &Path) -> Result<(), KmsError> {
+pub async fn serve(socket: &Path, key_file: &Path) -> Result<()> {
     serve_until(socket, key_file, shutdown_signal()).await
 }
 
@@ -76,7 +67,7 @@ pub async fn serve_until(
     socket: &Path,
     key_file: &Path,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), KmsError> {
+) -> Result<()> {
     let key = LocalKey::load_or_create(key_file)?;
     let listener = bind(socket)?;
     tracing::info!(socket = %socket.display(), key_id = %key.key_id(), "KMS v2 plugin listening");
@@ -85,17 +76,14 @@ pub async fn serve_until(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(socket);
-    served.map_err(KmsError::from)
+    served.map_err(|error| Error::Kms(format!("gRPC server: {error}")))
 }
 
 /// Binds the socket, replacing a stale one left by a plugin that died, but never another file
 /// or a socket a live plugin still answers on. Only the owner may connect (the API server runs
 /// as root): whoever reaches the socket can decrypt.
-fn bind(socket: &Path) -> Result<UnixListener, KmsError> {
-    let error = |message: String| KmsError::Socket {
-        path: socket.to_path_buf(),
-        message,
-    };
+fn bind(socket: &Path) -> Result<UnixListener> {
+    let error = |message: String| Error::Kms(format!("socket {}: {message}", socket.display()));
     if let Ok(metadata) = std::fs::symlink_metadata(socket) {
         if !metadata.file_type().is_socket() {
             return Err(error("exists and is not a socket; not replacing it".into()));
