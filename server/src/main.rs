@@ -62,6 +62,8 @@ enum LabsCommand {
         #[arg(default_value = "labs")]
         dir: PathBuf,
     },
+    /// Prove on a real cluster that each step's checks fail before its solution and pass after.
+    Verify(hardlab_server::harness::cli::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +100,13 @@ fn main() -> ExitCode {
             }
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
+            }
+            // Exit code 1 means a lab has a violation, 2 that the harness could not run.
+            Command::Labs(LabsCommand::Verify(args)) => {
+                match hardlab_server::harness::cli::run(args).await {
+                    0 => Ok(()),
+                    code => std::process::exit(code),
+                }
             }
             Command::KmsPlugin { socket, key_file } => {
                 hardlab_server::kms::serve(&socket, &key_file).await
