@@ -59,12 +59,13 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
         .filter(|edge| {
             edge.protocol == Protocol::Tcp && edge.from.starts_with(&format!("{namespace}/"))
         })
-        .take(MAX_PROBES)
         .collect();
+    let skipped = edges.len().saturating_sub(MAX_PROBES);
+    let edges = &edges[..edges.len().min(MAX_PROBES)];
     let mut wrong = Vec::new();
     let mut unprobed = Vec::new();
     let mut correct = 0usize;
-    for edge in &edges {
+    for edge in edges {
         let (Some(source), Some(target)) = (cluster.pod(&edge.from), cluster.pod(&edge.to)) else {
             continue;
         };
@@ -97,9 +98,14 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
         }
     }
     let summary = format!(
-        "{correct} correct, {} wrong, {} not probed",
+        "{correct} correct, {} wrong, {} not probed{}",
         wrong.len(),
-        unprobed.len()
+        unprobed.len(),
+        if skipped > 0 {
+            format!(", {skipped} beyond the first {MAX_PROBES} left out")
+        } else {
+            String::new()
+        }
     );
     let evidence = wrong
         .iter()
