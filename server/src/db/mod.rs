@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod seal;
+
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 

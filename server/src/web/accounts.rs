@@ -255,6 +255,29 @@ fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// Checks a username and password for another way in (`hardlab login` through the access proxy),
+/// under the same per-account throttling as the sign-in form.
+pub async fn check_password(db: &AnyPool, username: &str, password: &str) -> Result<bool> {
+    let now = now_ms();
+    let username = username.trim().to_ascii_lowercase();
+    let account_key = format!("account:{username}");
+    if blocked_for(db, &account_key, now).await? > 0 {
+        return Ok(false);
+    }
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT password_hash FROM users WHERE username = $1")
+            .bind(&username)
+            .fetch_optional(db)
+            .await?;
+    let valid = verify_password(password, row.as_ref().map(|(hash,)| hash.as_str())).await;
+    if valid {
+        clear_failures(db, &account_key).await?;
+    } else {
+        record_failure(db, &account_key, now).await?;
+    }
+    Ok(valid)
+}
+
 // ---- throttling ----
 
 /// Milliseconds until this key may try again (0: now).

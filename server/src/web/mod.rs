@@ -5,10 +5,14 @@
 //! handles as `Arc` fields of [`AppState`].
 
 pub mod accounts;
+mod admin;
+pub mod check;
+pub mod cluster;
 pub mod error;
 mod health;
-mod pages;
+pub mod pages;
 pub mod session;
+mod targets;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +25,7 @@ use sqlx::AnyPool;
 use tower_http::services::ServeDir;
 
 use crate::config::Config;
+use crate::db::seal::Sealer;
 use crate::labs::Labs;
 use crate::metrics::Metrics;
 
@@ -33,12 +38,15 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub labs: Arc<Labs>,
     pub metrics: Arc<Metrics>,
+    /// Seals stored kubeconfigs and etcd keys.
+    pub sealer: Arc<Sealer>,
 }
 
 impl AppState {
     pub fn new(db: AnyPool, config: Config, labs: Labs) -> Self {
         AppState {
             db,
+            sealer: Arc::new(Sealer::new(config.secret_key_file.clone())),
             config: Arc::new(config),
             labs: Arc::new(labs),
             metrics: Arc::new(Metrics::default()),
@@ -55,6 +63,8 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(accounts::routes())
         .merge(pages::routes())
+        .merge(cluster::routes())
+        .merge(admin::routes())
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(|| async { WebError::NotFound })
         .layer(middleware::from_fn_with_state(
@@ -90,6 +100,7 @@ pub async fn serve(config: Config) -> crate::Result<()> {
         .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
     tracing::info!(address = %config.listen, "listening");
     let state = AppState::new(db, config, labs);
+    state.sealer.ensure_key()?;
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -62,12 +62,13 @@ pub enum DbKind {
     Postgres,
 }
 
-/// A database of one test; keep it alive as long as the test uses it.
+/// A database of one test; keep it alive as long as the test uses it. Clones share it.
+#[derive(Clone)]
 pub struct TestDb {
     pub kind: DbKind,
     pub url: String,
     pub pool: AnyPool,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 struct PostgresCleanup {
@@ -99,7 +100,7 @@ impl TestDb {
             kind: DbKind::Sqlite,
             url,
             pool,
-            _dir: Some(dir),
+            _dir: Some(std::sync::Arc::new(dir)),
         }
     }
 
@@ -236,6 +237,17 @@ impl TestApp {
     /// Fixture labs, default configuration.
     pub async fn start(db: TestDb) -> TestApp {
         Self::builder(db).start().await
+    }
+
+    /// A second server on the same database, as when several instances run behind a balancer.
+    pub async fn another_instance(&self) -> TestApp {
+        TestApp::builder(self.db.clone())
+            .configure(|c| {
+                c.labs_dir = self.state.config.labs_dir.clone();
+                c.secret_key_file = self.state.config.secret_key_file.clone();
+            })
+            .start()
+            .await
     }
 
     pub fn agent(&self) -> Agent {

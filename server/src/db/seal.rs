@@ -1,0 +1,125 @@
+//! Sealing secrets at rest (stored kubeconfigs, etcd client keys) with AES-256-GCM under a
+//! server key kept in a file outside the database: a copy of the database alone opens nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::{Error, Result};
+
+const NONCE_LEN: usize = 12;
+
+/// Loads (or on first use creates, mode 0600) the 32-byte key file.
+pub struct Sealer {
+    path: PathBuf,
+    cipher: OnceLock<Aes256Gcm>,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Sealer {
+            path: path.into(),
+            cipher: OnceLock::new(),
+        }
+    }
+
+    /// Reads or creates the key now, so `serve` fails at start rather than at first use.
+    pub fn ensure_key(&self) -> Result<()> {
+        self.cipher().map(|_| ())
+    }
+
+    fn cipher(&self) -> Result<&Aes256Gcm> {
+        if let Some(cipher) = self.cipher.get() {
+            return Ok(cipher);
+        }
+        let key = load_or_create(&self.path)?;
+        let cipher = Aes256Gcm::new_from_slice(&key)
+            .map_err(|_| Error::Config(format!("{}: not a 32-byte key", self.path.display())))?;
+        Ok(self.cipher.get_or_init(|| cipher))
+    }
+
+    pub fn seal(&self, plaintext: &[u8]) -> Result<String> {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let ciphertext = self
+            .cipher()?
+            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .map_err(|_| Error::Unseal)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        Ok(STANDARD.encode(out))
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>> {
+        let bytes = STANDARD.decode(sealed).map_err(|_| Error::Unseal)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(Error::Unseal);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        self.cipher()?
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| Error::Unseal)
+    }
+}
+
+fn load_or_create(path: &Path) -> Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(key) if key.len() == 32 => Ok(key),
+        Ok(_) => Err(Error::Config(format!(
+            "{}: the server key must be exactly 32 bytes",
+            path.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            let key: [u8; 32] = rand::random();
+            write_private(path, &key)?;
+            tracing::info!(path = %path.display(), "created the server key for sealed kubeconfigs");
+            Ok(key.to_vec())
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sealer;
+
+    #[test]
+    fn sealed_text_opens_with_the_same_key_and_not_with_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = Sealer::new(dir.path().join("key"));
+        let sealed = sealer.seal(b"apiVersion: v1").unwrap();
+        assert!(!sealed.contains("apiVersion"));
+        assert_eq!(sealer.open(&sealed).unwrap(), b"apiVersion: v1");
+        let other = Sealer::new(dir.path().join("other"));
+        assert!(other.open(&sealed).is_err());
+    }
+}

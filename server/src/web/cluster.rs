@@ -1,0 +1,449 @@
+//! The "static" cluster provider: a learner's own cluster registered by kubeconfig, by the learner
+//! (kubeconfig only) or by an admin (also how the grader reaches the node's files and etcd).
+//!
+//! The kubeconfig and the etcd client key are sealed at rest and never rendered back. Kubeconfigs
+//! may only carry inline credentials: `exec` and `auth-provider` plugins and file paths would let
+//! whoever registers one run commands or read files on the server.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use hardlab_grader::context::ApiEndpoint;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::Deserialize;
+
+use super::accounts::Role;
+use super::session::{Session, Visitor};
+use super::{AppState, WebError};
+use crate::db::now_ms;
+use crate::{Error, Result};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/cluster", get(own_page).post(register_own))
+        .route("/cluster/remove", post(remove_own))
+        .route(
+            "/admin/users/{user_id}/cluster",
+            get(admin_page).post(register_for_user),
+        )
+        .route(
+            "/admin/users/{user_id}/cluster/remove",
+            post(remove_for_user),
+        )
+}
+
+/// What is shown about a registration (nothing secret).
+#[derive(Debug, Clone)]
+pub struct StaticClusterView {
+    pub name: String,
+    pub server: String,
+    pub node_spec: Option<String>,
+    pub etcd_endpoint: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Everything the grader needs to reach a registered cluster.
+pub struct StaticCluster {
+    pub name: String,
+    pub kubeconfig: String,
+    pub node_spec: Option<String>,
+    pub etcd: Option<EtcdEndpoint>,
+}
+
+pub struct EtcdEndpoint {
+    pub url: String,
+    pub ca_pem: Option<String>,
+    pub cert_pem: Option<String>,
+    pub key_pem: Option<String>,
+}
+
+/// A kubeconfig a learner may register: parsed, with a usable current context and only inline
+/// credentials. Returns the API server URL for display.
+pub fn validate_kubeconfig(text: &str) -> Result<String> {
+    let config = Kubeconfig::from_yaml(text)
+        .map_err(|e| Error::InvalidInput(format!("the kubeconfig does not parse: {e}")))?;
+    for named in &config.auth_infos {
+        let Some(user) = &named.auth_info else {
+            continue;
+        };
+        let refused = [
+            (user.exec.is_some(), "exec"),
+            (user.auth_provider.is_some(), "auth-provider"),
+            (user.token_file.is_some(), "tokenFile"),
+            (
+                user.client_certificate.is_some(),
+                "client-certificate (a file path)",
+            ),
+            (user.client_key.is_some(), "client-key (a file path)"),
+        ];
+        if let Some((_, field)) = refused.iter().find(|(present, _)| *present) {
+            return Err(Error::InvalidInput(format!(
+                "user {:?} uses {field}; paste a kubeconfig with inline credentials \
+                 (client-certificate-data, client-key-data or token), e.g. from \
+                 `kubectl config view --raw --minify --flatten`",
+                named.name
+            )));
+        }
+    }
+    for named in &config.clusters {
+        if named
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.certificate_authority.is_some())
+        {
+            return Err(Error::InvalidInput(format!(
+                "cluster {:?} names its CA by file path; use certificate-authority-data \
+                 (`kubectl config view --raw --minify --flatten`)",
+                named.name
+            )));
+        }
+    }
+    let context_name = config
+        .current_context
+        .clone()
+        .ok_or_else(|| Error::InvalidInput("the kubeconfig has no current-context".into()))?;
+    let context = config
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the current context {context_name:?} is not defined"
+            ))
+        })?;
+    config
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the cluster {:?} of the current context has no server URL",
+                context.cluster
+            ))
+        })
+}
+
+/// A kube client and the API endpoint for a registered kubeconfig.
+pub async fn connect(kubeconfig: &str) -> Result<(kube::Client, ApiEndpoint)> {
+    let parsed = Kubeconfig::from_yaml(kubeconfig)
+        .map_err(|e| Error::Cluster(format!("the kubeconfig does not parse: {e}")))?;
+    let mut config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| Error::Cluster(format!("the kubeconfig cannot be used: {e}")))?;
+    let timeout = std::time::Duration::from_secs(10);
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(std::time::Duration::from_secs(30));
+    let endpoint = ApiEndpoint::from_config(&config);
+    let client = kube::Client::try_from(config)
+        .map_err(|e| Error::Cluster(format!("cannot build a client: {e}")))?;
+    Ok((client, endpoint))
+}
+
+pub async fn view(state: &AppState, owner_id: &str) -> Result<Option<StaticClusterView>> {
+    let row: Option<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+        "SELECT name, kubeconfig_sealed, node_spec, etcd_endpoint, updated_at \
+         FROM static_clusters WHERE owner_id = $1",
+    )
+    .bind(owner_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((name, sealed, node_spec, etcd_endpoint, updated_at)) = row else {
+        return Ok(None);
+    };
+    let kubeconfig = String::from_utf8(state.sealer.open(&sealed)?).map_err(|_| Error::Unseal)?;
+    Ok(Some(StaticClusterView {
+        name,
+        server: validate_kubeconfig(&kubeconfig).unwrap_or_else(|_| "(unreadable)".into()),
+        node_spec,
+        etcd_endpoint,
+        updated_at,
+    }))
+}
+
+pub async fn load(state: &AppState, owner_id: &str) -> Result<Option<StaticCluster>> {
+    type Row = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT name, kubeconfig_sealed, node_spec, etcd_endpoint, etcd_ca_pem, etcd_cert_pem, \
+         etcd_key_sealed FROM static_clusters WHERE owner_id = $1",
+    )
+    .bind(owner_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((name, sealed, node_spec, etcd_url, ca_pem, cert_pem, key_sealed)) = row else {
+        return Ok(None);
+    };
+    let open_text = |sealed: &str| -> Result<String> {
+        String::from_utf8(state.sealer.open(sealed)?).map_err(|_| Error::Unseal)
+    };
+    let kubeconfig = open_text(&sealed)?;
+    let key_pem = key_sealed.as_deref().map(open_text).transpose()?;
+    Ok(Some(StaticCluster {
+        name,
+        kubeconfig,
+        node_spec,
+        etcd: etcd_url.map(|url| EtcdEndpoint {
+            url,
+            ca_pem,
+            cert_pem,
+            key_pem,
+        }),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kubeconfig: String,
+    #[serde(default)]
+    pub node_spec: String,
+    #[serde(default)]
+    pub etcd_endpoint: String,
+    #[serde(default)]
+    pub etcd_ca: String,
+    #[serde(default)]
+    pub etcd_cert: String,
+    #[serde(default)]
+    pub etcd_key: String,
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+/// Stores (or replaces) a registration. `trusted` (an admin) may also set how the grader reads
+/// the node's files and etcd; a learner may not, since those read files on the server's side.
+pub async fn register(
+    state: &AppState,
+    owner_id: &str,
+    form: &RegisterForm,
+    trusted: bool,
+) -> Result<()> {
+    validate_kubeconfig(&form.kubeconfig)?;
+    let name = non_empty(&form.name).unwrap_or_else(|| "my cluster".into());
+    if name.chars().count() > 80 {
+        return Err(Error::InvalidInput(
+            "the name is longer than 80 characters".into(),
+        ));
+    }
+    let node_spec = non_empty(&form.node_spec);
+    let etcd_endpoint = non_empty(&form.etcd_endpoint);
+    if !trusted && (node_spec.is_some() || etcd_endpoint.is_some()) {
+        return Err(Error::InvalidInput(
+            "only an admin can set node access and an etcd endpoint".into(),
+        ));
+    }
+    if let Some(spec) = &node_spec {
+        let valid = spec
+            .strip_prefix("local:")
+            .is_some_and(|dir| dir.starts_with('/'))
+            || spec.strip_prefix("docker:").is_some_and(|n| !n.is_empty());
+        if !valid {
+            return Err(Error::InvalidInput(format!(
+                "node access {spec:?} is not local:/ABSOLUTE/DIR or docker:CONTAINER"
+            )));
+        }
+    }
+    if let Some(url) = &etcd_endpoint
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(Error::InvalidInput(format!(
+            "the etcd endpoint {url:?} is not an http(s) URL"
+        )));
+    }
+    let sealed = state.sealer.seal(form.kubeconfig.as_bytes())?;
+    let key_sealed = non_empty(&form.etcd_key)
+        .map(|key| state.sealer.seal(key.as_bytes()))
+        .transpose()?;
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO static_clusters (owner_id, name, kubeconfig_sealed, node_spec, etcd_endpoint, \
+         etcd_ca_pem, etcd_cert_pem, etcd_key_sealed, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         ON CONFLICT (owner_id) DO UPDATE SET name = $2, kubeconfig_sealed = $3, node_spec = $4, \
+         etcd_endpoint = $5, etcd_ca_pem = $6, etcd_cert_pem = $7, etcd_key_sealed = $8, \
+         updated_at = $9",
+    )
+    .bind(owner_id)
+    .bind(&name)
+    .bind(&sealed)
+    .bind(node_spec)
+    .bind(etcd_endpoint)
+    .bind(non_empty(&form.etcd_ca))
+    .bind(non_empty(&form.etcd_cert))
+    .bind(key_sealed)
+    .bind(now)
+    .execute(&state.db)
+    .await?;
+    Ok(())
+}
+
+async fn remove(state: &AppState, owner_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM static_clusters WHERE owner_id = $1")
+        .bind(owner_id)
+        .execute(&state.db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Template)]
+#[template(path = "cluster.html")]
+struct ClusterPage<'a> {
+    visitor: &'a Visitor,
+    /// Whose cluster: `None` for the signed-in user's own.
+    for_user: Option<&'a str>,
+    action: String,
+    cluster: Option<StaticClusterView>,
+    admin_fields: bool,
+    error: Option<String>,
+    saved: bool,
+}
+
+fn render(page: &ClusterPage<'_>, status: axum::http::StatusCode) -> Result<Response, WebError> {
+    Ok((status, Html(page.render()?)).into_response())
+}
+
+async fn own_page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    session: Session,
+    axum::extract::Query(query): axum::extract::Query<SavedQuery>,
+) -> Result<Response, WebError> {
+    let page = ClusterPage {
+        visitor: &visitor,
+        for_user: None,
+        action: "/cluster".into(),
+        cluster: view(&state, &session.user.id).await?,
+        admin_fields: session.user.role == Role::Admin,
+        error: None,
+        saved: query.saved.is_some(),
+    };
+    render(&page, axum::http::StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct SavedQuery {
+    saved: Option<String>,
+}
+
+async fn register_own(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    session: Session,
+    Form(form): Form<RegisterForm>,
+) -> Result<Response, WebError> {
+    let trusted = session.user.role == Role::Admin;
+    match register(&state, &session.user.id, &form, trusted).await {
+        Ok(()) => {
+            tracing::info!(user = %session.user.username, "static cluster registered");
+            Ok(Redirect::to("/cluster?saved=1").into_response())
+        }
+        Err(Error::InvalidInput(message)) => {
+            let page = ClusterPage {
+                visitor: &visitor,
+                for_user: None,
+                action: "/cluster".into(),
+                cluster: view(&state, &session.user.id).await?,
+                admin_fields: trusted,
+                error: Some(message),
+                saved: false,
+            };
+            render(&page, axum::http::StatusCode::BAD_REQUEST)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn remove_own(State(state): State<AppState>, session: Session) -> Result<Response, WebError> {
+    remove(&state, &session.user.id).await?;
+    Ok(Redirect::to("/cluster").into_response())
+}
+
+/// The user's name when the id exists; admins only (404 for everyone else).
+async fn target_user(
+    state: &AppState,
+    session: &Session,
+    user_id: &str,
+) -> Result<String, WebError> {
+    session.require(Role::Admin)?;
+    let row: Option<(String,)> = sqlx::query_as("SELECT username FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&state.db)
+        .await?;
+    row.map(|(name,)| name).ok_or(WebError::NotFound)
+}
+
+async fn admin_page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    session: Session,
+    Path(user_id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<SavedQuery>,
+) -> Result<Response, WebError> {
+    let username = target_user(&state, &session, &user_id).await?;
+    let page = ClusterPage {
+        visitor: &visitor,
+        for_user: Some(&username),
+        action: format!("/admin/users/{user_id}/cluster"),
+        cluster: view(&state, &user_id).await?,
+        admin_fields: true,
+        error: None,
+        saved: query.saved.is_some(),
+    };
+    render(&page, axum::http::StatusCode::OK)
+}
+
+async fn register_for_user(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    session: Session,
+    Path(user_id): Path<String>,
+    Form(form): Form<RegisterForm>,
+) -> Result<Response, WebError> {
+    let username = target_user(&state, &session, &user_id).await?;
+    match register(&state, &user_id, &form, true).await {
+        Ok(()) => {
+            tracing::info!(admin = %session.user.username, user = %username, "static cluster registered for a user");
+            Ok(Redirect::to(&format!("/admin/users/{user_id}/cluster?saved=1")).into_response())
+        }
+        Err(Error::InvalidInput(message)) => {
+            let page = ClusterPage {
+                visitor: &visitor,
+                for_user: Some(&username),
+                action: format!("/admin/users/{user_id}/cluster"),
+                cluster: view(&state, &user_id).await?,
+                admin_fields: true,
+                error: Some(message),
+                saved: false,
+            };
+            render(&page, axum::http::StatusCode::BAD_REQUEST)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn remove_for_user(
+    State(state): State<AppState>,
+    session: Session,
+    Path(user_id): Path<String>,
+) -> Result<Response, WebError> {
+    target_user(&state, &session, &user_id).await?;
+    remove(&state, &user_id).await?;
+    Ok(Redirect::to(&format!("/admin/users/{user_id}/cluster")).into_response())
+}
