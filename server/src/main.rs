@@ -27,6 +27,15 @@ enum Command {
     /// Work with lab folders.
     #[command(subcommand)]
     Labs(LabsCommand),
+    /// Learners' clusters on the Docker host: create, ls, kubeconfig, exec, rm.
+    Clusters {
+        #[command(subcommand)]
+        command: hardlab_server::clusters::cli::ClustersCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        clusters: hardlab_server::clusters::app::ClusterArgs,
+    },
     /// Run a KMS v2 plugin for kube-apiserver on a unix socket, with a local key file (a stand-in
     /// for a cloud KMS or Vault in lab 1).
     KmsPlugin {
@@ -98,6 +107,11 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Clusters {
+                command,
+                config,
+                clusters,
+            } => hardlab_server::clusters::app::cli(command, &config.resolve()?, &clusters).await,
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
             }

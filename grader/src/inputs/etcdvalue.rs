@@ -99,7 +99,8 @@ pub fn classify(raw: &[u8]) -> StoredValue<'_> {
             payload: raw,
         };
     }
-    const LAYOUTS: [(&str, fn(String) -> StoredFormat); 6] = [
+    type Layout = (&'static str, fn(String) -> StoredFormat);
+    const LAYOUTS: [Layout; 6] = [
         ("k8s:enc:aescbc:v1:", |key| StoredFormat::Aescbc { key }),
         ("k8s:enc:aesgcm:v1:", |key| StoredFormat::Aesgcm { key }),
         ("k8s:enc:secretbox:v1:", |key| StoredFormat::Secretbox {
@@ -144,7 +145,7 @@ pub fn classify(raw: &[u8]) -> StoredValue<'_> {
 /// Decrypts an aescbc payload (IV[16] ‖ CBC ciphertext with PKCS#7 padding).
 pub fn decrypt_aescbc(key: &[u8], payload: &[u8]) -> Result<Vec<u8>> {
     const BLOCK: usize = 16;
-    if payload.len() < 2 * BLOCK || payload.len() % BLOCK != 0 {
+    if payload.len() < 2 * BLOCK || !payload.len().is_multiple_of(BLOCK) {
         return Err(Error::Decode(
             "the stored data is not a multiple of the block size".into(),
         ));

@@ -19,10 +19,19 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the database answers; other subsystems add their own probes here.
+/// Ready when the database answers and, with clusters set up, the Docker engine does.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(&state.db).await {
-        Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
+        Ok(_) => match crate::clusters::app::readiness(state.clusters.as_ref()).await {
+            Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+            Err(message) => {
+                tracing::warn!(%message, "readiness: clusters unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("docker: {message}\n"),
+                )
+            }
+        },
         Err(error) => {
             tracing::warn!(%error, "readiness: database unreachable");
             (

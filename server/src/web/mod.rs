@@ -38,6 +38,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub labs: Arc<Labs>,
     pub metrics: Arc<Metrics>,
+    /// Learners' clusters and terminals; `None` until `serve` has started them.
+    pub clusters: Option<crate::clusters::routes::ClustersState>,
     /// Seals stored kubeconfigs and etcd keys.
     pub sealer: Arc<Sealer>,
 }
@@ -50,6 +52,7 @@ impl AppState {
             config: Arc::new(config),
             labs: Arc::new(labs),
             metrics: Arc::new(Metrics::default()),
+            clusters: None,
         }
     }
 }
@@ -63,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(accounts::routes())
         .merge(pages::routes())
+        .merge(crate::clusters::app::routes(state.clusters.as_ref()))
         .merge(cluster::routes())
         .merge(admin::routes())
         .nest_service("/static", ServeDir::new(static_dir))
@@ -99,7 +103,14 @@ pub async fn serve(config: Config) -> crate::Result<()> {
         .await
         .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
     tracing::info!(address = %config.listen, "listening");
-    let state = AppState::new(db, config, labs);
+    let mut state = AppState::new(db, config, labs);
+    let cluster_args = crate::clusters::app::ClusterArgs::from_env()?;
+    match crate::clusters::app::start(state.db.clone(), Arc::clone(&state.labs), &cluster_args)
+        .await
+    {
+        Ok(clusters) => state.clusters = Some(clusters),
+        Err(error) => tracing::error!(%error, "clusters are unavailable"),
+    }
     state.sealer.ensure_key()?;
     axum::serve(
         listener,
