@@ -12,9 +12,7 @@ use hardlab_grader::checks::mtls::NOT_RUN;
 use hardlab_grader::context::Params;
 use hardlab_grader::{Context, Outcome, Status, catalog};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use netpol_support::{
-    ControlPlane, available, create, create_namespace, fixture, shared, unique_namespace,
-};
+use netpol_support::{create, create_namespace, fixture, own, shared, unique_namespace};
 
 async fn run(client: &kube::Client, id: &str, namespace: &str) -> Outcome {
     let ctx = Context::live(Some(client.clone())).with_params(Params {
@@ -59,11 +57,8 @@ async fn ensure_peer_authentication_api(client: &kube::Client) {
 
 #[tokio::test]
 async fn without_the_istio_api_or_linkerd_strict_mode_fails_with_no_mesh_found() {
-    if !available() {
-        return;
-    }
     // Its own API server: the shared one gets the PeerAuthentication CRD.
-    let plane = ControlPlane::start();
+    let Some(plane) = own().await else { return };
     let client = plane.client().await;
     let namespace = unique_namespace("mtls");
     create_namespace(&client, &namespace, &[], &[]).await;
@@ -91,7 +86,7 @@ async fn without_the_istio_api_or_linkerd_strict_mode_fails_with_no_mesh_found()
 
 #[tokio::test]
 async fn with_the_istio_api_installed_but_no_peer_authentication_strict_mode_fails() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     ensure_peer_authentication_api(&client).await;
     let namespace = unique_namespace("mtls");
@@ -113,7 +108,7 @@ async fn with_the_istio_api_installed_but_no_peer_authentication_strict_mode_fai
 
 #[tokio::test]
 async fn pods_with_istio_sidecars_are_meshed_and_the_plaintext_probe_reports_not_run() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = unique_namespace("mtls");
     create_namespace(&client, &namespace, &[("istio-injection", "enabled")], &[]).await;
@@ -141,7 +136,7 @@ async fn pods_with_istio_sidecars_are_meshed_and_the_plaintext_probe_reports_not
 
 #[tokio::test]
 async fn a_pod_created_before_injection_was_enabled_fails_meshing_live() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = unique_namespace("mtls");
     create_namespace(&client, &namespace, &[("istio-injection", "enabled")], &[]).await;
@@ -175,7 +170,7 @@ async fn a_pod_created_before_injection_was_enabled_fails_meshing_live() {
 
 #[tokio::test]
 async fn a_linkerd_namespace_refusing_unauthenticated_clients_passes_live() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = unique_namespace("mtls");
     create_namespace(
@@ -205,7 +200,7 @@ async fn a_linkerd_namespace_refusing_unauthenticated_clients_passes_live() {
 
 #[tokio::test]
 async fn a_linkerd_namespace_with_the_default_inbound_policy_fails_live() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = unique_namespace("mtls");
     create_namespace(

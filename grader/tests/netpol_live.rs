@@ -34,7 +34,7 @@ async fn run(client: &kube::Client, id: &str, namespace: &str) -> Outcome {
 
 #[tokio::test]
 async fn the_hardened_policies_pass_live_and_the_probe_reports_not_run_for_pending_pods() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = app_namespace(&client, Some("netpol/app/hardened-policies.yaml")).await;
     for id in [
@@ -59,7 +59,7 @@ async fn the_hardened_policies_pass_live_and_the_probe_reports_not_run_for_pendi
 
 #[tokio::test]
 async fn the_leaky_policies_fail_live_naming_the_deviations() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = app_namespace(&client, Some("netpol/app/leaky-policies.yaml")).await;
     let egress = run(&client, "netpol.default-deny-egress", &namespace).await;
@@ -91,7 +91,7 @@ async fn the_leaky_policies_fail_live_naming_the_deviations() {
 
 #[tokio::test]
 async fn a_namespace_without_policies_fails_default_deny_live() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = app_namespace(&client, None).await;
     let outcome = run(&client, "netpol.default-deny-ingress", &namespace).await;
@@ -101,7 +101,7 @@ async fn a_namespace_without_policies_fails_default_deny_live() {
 
 #[tokio::test]
 async fn the_live_matrix_lists_the_namespace_connections_with_their_policies() {
-    let Some(plane) = shared() else { return };
+    let Some(plane) = shared().await else { return };
     let client = plane.client().await;
     let namespace = app_namespace(&client, Some("netpol/app/hardened-policies.yaml")).await;
     let ctx = Context::live(Some(client.clone()));
@@ -134,18 +134,15 @@ async fn the_live_matrix_lists_the_namespace_connections_with_their_policies() {
     );
 }
 
-#[test]
-fn the_matrix_command_reads_a_live_cluster_through_a_kubeconfig() {
-    let Some(plane) = shared() else { return };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let namespace = runtime.block_on(async {
-        let client = plane.client().await;
-        app_namespace(&client, Some("netpol/app/hardened-policies.yaml")).await
-    });
+#[tokio::test]
+async fn the_matrix_command_reads_a_live_cluster_through_a_kubeconfig() {
+    let Some(plane) = shared().await else { return };
+    let client = plane.client().await;
+    let namespace = app_namespace(&client, Some("netpol/app/hardened-policies.yaml")).await;
     let output = Command::new(env!("CARGO_BIN_EXE_hardlab-grade"))
         .arg("matrix")
         .arg("--kubeconfig")
-        .arg(&plane.kubeconfig)
+        .arg(plane.kubeconfig_path())
         .args(["--namespace", &namespace, "--format", "json"])
         .output()
         .unwrap();
