@@ -40,6 +40,9 @@ pub enum Error {
     #[error("cluster: {0}")]
     Cluster(String),
 
+    #[error("access proxy: {0}")]
+    Proxy(#[from] crate::proxy::ProxyError),
+
     /// The KMS plugin could not start or serve: its key file, its socket, or the gRPC server.
     #[error("kms plugin: {0}")]
     Kms(String),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hardlab_server::config::ConfigArgs;
+use hardlab_server::proxy::cli as proxy_cli;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +28,25 @@ enum Command {
     /// Work with lab folders.
     #[command(subcommand)]
     Labs(LabsCommand),
+    /// Log in to the access proxy with password and TOTP; saves a short-lived client certificate.
+    Login(proxy_cli::LoginArgs),
+    /// Reach clusters through the access proxy (kubeconfig entry, exec credential plugin).
+    #[command(subcommand)]
+    Kube(proxy_cli::KubeCommand),
+    /// The access proxy's audit log: verify the hash chain, export JSON lines.
+    Audit {
+        #[command(subcommand)]
+        command: proxy_cli::AuditCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Access proxy administration: roles file, TOTP enrolment.
+    Proxy {
+        #[command(subcommand)]
+        command: proxy_cli::ProxyCommand,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Learners' clusters on the Docker host: create, ls, kubeconfig, exec, rm.
     Clusters {
         #[command(subcommand)]
@@ -114,6 +134,22 @@ fn main() -> ExitCode {
             } => hardlab_server::clusters::app::cli(command, &config.resolve()?, &clusters).await,
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
+            }
+            Command::Login(args) => proxy_cli::login(&args).await.map_err(Into::into),
+            Command::Kube(command) => proxy_cli::kube(&command).map_err(Into::into),
+            Command::Audit { command, config } => {
+                let db = hardlab_server::db::connect(&config.resolve()?.database_url).await?;
+                if proxy_cli::audit(&db, &command).await? {
+                    Ok(())
+                } else {
+                    Err(hardlab_server::Error::InvalidInput(
+                        "the audit chain is broken".into(),
+                    ))
+                }
+            }
+            Command::Proxy { command, config } => {
+                let db = hardlab_server::db::connect(&config.resolve()?.database_url).await?;
+                proxy_cli::proxy(&db, &command).await.map_err(Into::into)
             }
             // Exit code 1 means a lab has a violation, 2 that the harness could not run.
             Command::Labs(LabsCommand::Verify(args)) => {

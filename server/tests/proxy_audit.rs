@@ -177,3 +177,46 @@ async fn writers_racing_on_one_database_still_build_one_chain() {
         assert!(report.contains("40 events"), "{db}: {report}");
     }
 }
+
+/// Runs the real `hardlab` binary.
+fn hardlab(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hardlab"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hardlab_audit_verify_exits_1_naming_the_tampered_row() {
+    let (pool, dir) = proxy_common::test_db().await;
+    three_events(&pool).await;
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let intact = hardlab(&["audit", "--database-url", &url, "verify"]);
+    let out = String::from_utf8_lossy(&intact.stdout).into_owned();
+    assert!(intact.status.success(), "{out}");
+    assert!(out.contains("audit chain intact: 3 events"), "{out}");
+
+    sqlx::query("UPDATE proxy_audit SET verb = 'get' WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let broken = hardlab(&["audit", "--database-url", &url, "verify"]);
+    let out = String::from_utf8_lossy(&broken.stdout).into_owned();
+    assert_eq!(broken.status.code(), Some(1), "{out}");
+    assert!(out.contains("BROKEN at event 2"), "{out}");
+
+    let export = hardlab(&[
+        "audit",
+        "--database-url",
+        &url,
+        "export",
+        "--user",
+        "bob",
+        "--code",
+        "403",
+    ]);
+    assert!(export.status.success());
+    let lines = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+}

@@ -5,49 +5,53 @@
 
 mod proxy_common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use axum::http::request::Parts;
 use hardlab_server::proxy::ProxyError;
 use hardlab_server::proxy::ca::{client_identity, pem_body};
-use hardlab_server::proxy::web::{Accounts, ProxyWeb, Viewer};
+use hardlab_server::proxy::web::{AppAccounts, ProxyWeb};
 use hardlab_server::proxy::{client, store, totp};
+use hardlab_server::web::{AppState, accounts};
 use proxy_common::{shared, stderr};
 
-/// Stands in for hardlab's account store, which the web app provides: fixed passwords.
-struct FixedPasswords(BTreeMap<&'static str, &'static str>);
-
-#[async_trait]
-impl Accounts for FixedPasswords {
-    async fn verify_password(&self, user: &str, password: &str) -> bool {
-        self.0.get(user).is_some_and(|p| *p == password)
+/// hardlab's web app (real accounts, sessions and CSRF) with the proxy's routes, on a free port,
+/// over the shared harness's database; bob and dana have accounts, admin is an admin.
+fn serve_web(shared: &proxy_common::Shared) -> (String, AppState) {
+    let pool = shared.harness.pool.clone();
+    for (name, role) in [
+        ("bob", accounts::Role::Learner),
+        ("dana", accounts::Role::Learner),
+        ("admin", accounts::Role::Admin),
+    ] {
+        // Another test in this binary may have created the account already.
+        let _ = shared.block_on(accounts::create_user(&pool, name, PASSWORD, role));
     }
-    async fn viewer(&self, _parts: &Parts) -> Option<Viewer> {
-        None
-    }
-}
-
-/// Serves the proxy's routes on a free port and returns the base URL.
-fn serve_web(shared: &proxy_common::Shared) -> String {
-    let web = Arc::new(ProxyWeb {
+    let mut state = AppState::new(
+        pool.clone(),
+        hardlab_server::config::Config::default(),
+        hardlab_server::labs::Labs::default(),
+    );
+    state.proxy = Some(Arc::new(ProxyWeb {
         service: Arc::clone(&shared.harness.service),
-        accounts: Arc::new(FixedPasswords(BTreeMap::from([
-            ("bob", "bobs-password"),
-            ("dana", "danas-password"),
-        ]))),
-    });
-    let app = hardlab_server::proxy::web::router().with_state(web);
+        accounts: Arc::new(AppAccounts { db: pool }),
+    }));
+    let app = hardlab_server::web::app(state.clone());
     let listener = shared
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let address = listener.local_addr().unwrap();
     shared.runtime.spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
-    format!("http://{address}")
+    (format!("http://{address}"), state)
 }
+
+const PASSWORD: &str = "a long enough passphrase 42";
 
 /// The code for the current time step plus `offset` steps.
 fn code(secret: &str, offset: i64) -> String {
@@ -59,7 +63,7 @@ fn code(secret: &str, offset: i64) -> String {
 fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certificate() {
     let Some(shared) = shared() else { return };
     let h = &shared.harness;
-    let server = serve_web(shared);
+    let (server, _state) = serve_web(shared);
     let pool = &h.pool;
     let capped = proxy_common::role(
         "{name: short-sessions, kubernetes_labels: {env: prod}, kubernetes_groups: [x], max_session_ttl: 8h}",
@@ -81,7 +85,7 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
         home.path(),
         &server,
         "bob",
-        "bobs-password",
+        PASSWORD,
         &code(&secret, 0),
         None,
     ));
@@ -106,7 +110,7 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
             home.path(),
             &server,
             "bob",
-            "bobs-password",
+            PASSWORD,
             &code,
             None,
         ))
@@ -117,7 +121,7 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
         home.path(),
         &server,
         "bob",
-        "bobs-password",
+        PASSWORD,
         &code,
         None,
     ));
@@ -200,13 +204,13 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
 #[test]
 fn a_user_who_never_enrolled_a_second_factor_cannot_log_in() {
     let Some(shared) = shared() else { return };
-    let server = serve_web(shared);
+    let (server, _state) = serve_web(shared);
     let home = tempfile::tempdir().unwrap();
     let result = shared.block_on(client::login(
         home.path(),
         &server,
         "dana",
-        "danas-password",
+        PASSWORD,
         "123456",
         None,
     ));
@@ -215,4 +219,237 @@ fn a_user_who_never_enrolled_a_second_factor_cannot_log_in() {
         "{result:?}"
     );
     assert!(!home.path().join("cert.pem").exists());
+}
+
+/// A signed-in browser: its cookie header and the CSRF token from the Access page.
+fn browser(
+    shared: &proxy_common::Shared,
+    state: &AppState,
+    server: &str,
+    user: &str,
+) -> (String, String) {
+    let (user_id,): (String,) = shared
+        .block_on(
+            sqlx::query_as("SELECT id FROM users WHERE username = $1")
+                .bind(user)
+                .fetch_one(&state.db),
+        )
+        .unwrap();
+    let set_cookie = shared
+        .block_on(hardlab_server::web::session::start(state, &user_id))
+        .unwrap();
+    let cookie = set_cookie
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = shared
+        .block_on(async {
+            reqwest::Client::new()
+                .get(format!("{server}/access"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+        })
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+fn post_config(
+    shared: &proxy_common::Shared,
+    server: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    yaml: &str,
+) -> (u16, String) {
+    shared.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(format!("{server}/api/proxy/config"))
+            .header("cookie", cookie)
+            .json(&serde_json::json!({ "yaml": yaml }));
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+#[test]
+fn an_admin_edits_roles_in_the_web_ui_and_only_an_admin_with_the_csrf_token_may() {
+    let Some(shared) = shared() else { return };
+    let (server, state) = serve_web(shared);
+    let (admin_cookie, admin_csrf) = browser(shared, &state, &server, "admin");
+    let yaml = "roles:\n  - {name: web-readers, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}\nusers:\n  - {name: dana, roles: [web-readers]}\n";
+
+    let (code, _) = post_config(shared, &server, &admin_cookie, None, yaml);
+    assert_eq!(code, 403, "no CSRF token");
+    let (bob_cookie, bob_csrf) = browser(shared, &state, &server, "bob");
+    let (code, body) = post_config(shared, &server, &bob_cookie, Some(&bob_csrf), yaml);
+    assert_eq!(code, 401, "a learner: {body}");
+    let (code, body) = post_config(
+        shared,
+        &server,
+        &admin_cookie,
+        Some(&admin_csrf),
+        "roles:\n  - name: x\n    kubernetes_group: [typo]\n",
+    );
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("roles:3") && body.contains("kubernetes_group"),
+        "{body}"
+    );
+
+    let (code, body) = post_config(shared, &server, &admin_cookie, Some(&admin_csrf), yaml);
+    assert_eq!(code, 200, "{body}");
+    let dana = shared
+        .block_on(store::user_roles(&shared.harness.pool, "dana"))
+        .unwrap();
+    assert_eq!(dana, ["web-readers"]);
+    let page = shared.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{server}/access"))
+            .header("cookie", &admin_cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(page.contains("web-readers"), "the editor shows the role");
+}
+
+#[test]
+fn the_audit_log_exports_json_lines_and_a_learner_sees_only_their_own_events() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let (server, state) = serve_web(shared);
+    for (user, roles) in [
+        ("bob", &["developer-read"][..]),
+        ("alice", &["kubernetes-admins"]),
+    ] {
+        let kubeconfig =
+            h.user_kubeconfig(&h.service.ca, user, roles, time::Duration::hours(1), "dev");
+        let output = h.kubectl(&kubeconfig, &["get", "pods"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    shared.audit_of("alice");
+    let export = |cookie: &str, query: &str| {
+        shared.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{server}/access/audit.jsonl{query}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    let (bob_cookie, _) = browser(shared, &state, &server, "bob");
+    let mine = export(&bob_cookie, "");
+    let users: Vec<String> = mine
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["user"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        !users.is_empty() && users.iter().all(|u| u == "bob"),
+        "{users:?}"
+    );
+    let (admin_cookie, _) = browser(shared, &state, &server, "admin");
+    let alice = export(&admin_cookie, "?user=alice&verb=list");
+    assert!(!alice.is_empty());
+    assert!(
+        alice
+            .lines()
+            .all(|l| l.contains("\"user\":\"alice\"") && l.contains("\"verb\":\"list\""))
+    );
+    let page = shared.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{server}/access/audit?user=bob"))
+            .header("cookie", &admin_cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        page.contains("bob got 200 on list pods"),
+        "the page renders the summary"
+    );
+}
+
+#[test]
+fn kubectl_gets_its_credentials_from_hardlab_kube_credentials() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let home = tempfile::tempdir().unwrap();
+    // What `hardlab login` leaves behind, for a user holding developer-read.
+    let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr("erin").unwrap();
+    let issued = h
+        .service
+        .ca
+        .issue_client_cert(
+            &csr_pem,
+            "erin",
+            &["developer-read".to_owned()],
+            time::Duration::hours(1),
+        )
+        .unwrap();
+    std::fs::write(home.path().join("key.pem"), key_pem).unwrap();
+    std::fs::write(home.path().join("cert.pem"), &issued.cert_pem).unwrap();
+    std::fs::write(home.path().join("proxy-ca.pem"), h.service.ca.cert_pem()).unwrap();
+    let profile = serde_json::json!({"server": "http://unused", "user": "erin",
+        "proxy_url": format!("https://{}", h.service.listen), "roles": ["developer-read"], "not_after": ""});
+    std::fs::write(home.path().join("profile.json"), profile.to_string()).unwrap();
+
+    let kubeconfig = home.path().join("config");
+    let login = std::process::Command::new(env!("CARGO_BIN_EXE_hardlab"))
+        .args(["kube", "login", "--cluster", "dev", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .env("HARDLAB_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+
+    let pods = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "pods", "-n", "default"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(pods.status.success(), "{}", stderr(&pods));
+    let services = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "services", "-n", "default"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&services).contains("User \"erin\" cannot list resource \"services\""),
+        "{}",
+        stderr(&services)
+    );
 }

@@ -49,6 +49,8 @@ pub struct UpstreamCluster {
     base: Uri,
     bearer: Option<HeaderValue>,
     client: UpstreamClient,
+    /// The kubeconfig it was built from, so a reload can keep it (and its open connections).
+    source: String,
 }
 
 impl std::fmt::Debug for UpstreamCluster {
@@ -105,6 +107,7 @@ impl UpstreamCluster {
             base: config.cluster_url,
             bearer,
             client,
+            source: kubeconfig_yaml.to_owned(),
         })
     }
 
@@ -125,12 +128,27 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub async fn build(roles: Vec<Role>, clusters: Vec<ClusterSpecWithConfig>) -> Self {
+    /// Builds the catalog, reusing `previous`'s upstream clients where a cluster's kubeconfig
+    /// and labels did not change, so a reload does not drop kept-alive connections.
+    pub async fn build(
+        roles: Vec<Role>,
+        clusters: Vec<ClusterSpecWithConfig>,
+        previous: Option<&Catalog>,
+    ) -> Self {
         let mut catalog = Catalog {
             roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect(),
             clusters: BTreeMap::new(),
         };
         for cluster in clusters {
+            if let Some(kept) = previous
+                .and_then(|p| p.clusters.get(&cluster.spec.name))
+                .filter(|c| c.source == cluster.kubeconfig_yaml && c.labels == cluster.spec.labels)
+            {
+                catalog
+                    .clusters
+                    .insert(cluster.spec.name.clone(), Arc::clone(kept));
+                continue;
+            }
             match UpstreamCluster::from_kubeconfig(
                 &cluster.spec.name,
                 cluster.spec.labels.clone(),
@@ -186,7 +204,7 @@ impl KubeProxy {
         }
     }
 
-    fn catalog(&self) -> Arc<Catalog> {
+    pub fn catalog(&self) -> Arc<Catalog> {
         match self.catalog.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),

@@ -32,6 +32,25 @@ pub struct ProxySettings {
     pub config_file: Option<std::path::PathBuf>,
 }
 
+impl ProxySettings {
+    /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`.
+    pub fn from_env() -> Result<Self, ProxyError> {
+        let listen = match std::env::var("HARDLAB_PROXY_LISTEN") {
+            Ok(text) => text.parse().map_err(|_| {
+                ProxyError::Config(format!(
+                    "HARDLAB_PROXY_LISTEN={text:?} is not an address like 127.0.0.1:8443"
+                ))
+            })?,
+            Err(_) => SocketAddr::from(([127, 0, 0, 1], 8443)),
+        };
+        Ok(Self {
+            listen,
+            public_url: std::env::var("HARDLAB_PROXY_URL").ok(),
+            config_file: std::env::var_os("HARDLAB_PROXY_CONFIG").map(std::path::PathBuf::from),
+        })
+    }
+}
+
 pub struct ProxyService {
     pub pool: AnyPool,
     pub ca: Arc<UserCa>,
@@ -76,7 +95,7 @@ impl ProxyService {
         }
         let (serving, serving_key) = ca.issue_server_cert(&hosts, Duration::days(365))?;
         let tls = kube::server_tls_config(&ca, &serving.cert_pem, &serving_key)?;
-        let catalog = store::build_catalog(&pool).await?;
+        let catalog = store::build_catalog(&pool, None).await?;
         let kube = KubeProxy::new(
             catalog,
             AuditWriter::spawn(pool.clone()),
@@ -115,7 +134,8 @@ impl ProxyService {
 
     /// Re-reads roles and clusters from the database.
     pub async fn reload(&self) {
-        match store::build_catalog(&self.pool).await {
+        let previous = self.kube.catalog();
+        match store::build_catalog(&self.pool, Some(previous.as_ref())).await {
             Ok(catalog) => self.kube.replace_catalog(catalog),
             Err(error) => {
                 tracing::error!(%error, "could not reload the proxy's roles and clusters");
@@ -134,7 +154,9 @@ impl ProxyService {
         if !password_ok {
             return Err(refused());
         }
-        store::check_totp(&self.pool, &request.user, &request.totp, false).await?;
+        // The account store's spelling of the name, so roles and the certificate's CN agree.
+        let user = request.user.trim().to_ascii_lowercase();
+        store::check_totp(&self.pool, &user, &request.totp, false).await?;
         let ttl = request
             .ttl
             .as_deref()
@@ -145,9 +167,8 @@ impl ProxyService {
             })
             .transpose()?;
         let issued =
-            store::issue_certificate(&self.pool, &self.ca, &request.user, &request.csr_pem, ttl)
-                .await?;
-        let roles = store::user_roles(&self.pool, &request.user).await?;
+            store::issue_certificate(&self.pool, &self.ca, &user, &request.csr_pem, ttl).await?;
+        let roles = store::user_roles(&self.pool, &user).await?;
         Ok(LoginResponse {
             cert_pem: issued.cert_pem,
             proxy_ca_pem: self.ca.cert_pem().to_owned(),

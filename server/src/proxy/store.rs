@@ -219,10 +219,13 @@ pub async fn list_clusters(pool: &AnyPool) -> Result<Vec<ClusterSpecWithConfig>,
 }
 
 /// Roles and clusters from the database, ready for the proxy.
-pub async fn build_catalog(pool: &AnyPool) -> Result<Catalog, ProxyError> {
+pub async fn build_catalog(
+    pool: &AnyPool,
+    previous: Option<&Catalog>,
+) -> Result<Catalog, ProxyError> {
     let roles = list_roles(pool).await?;
     let clusters = list_clusters(pool).await?;
-    Ok(Catalog::build(roles, clusters).await)
+    Ok(Catalog::build(roles, clusters, previous).await)
 }
 
 /// Applies a config file: its roles, clusters and user assignments replace those of the same

@@ -508,3 +508,42 @@ async fn session_page(SignedIn(viewer): SignedIn, Path(id): Path<String>) -> Htm
     );
     page("Session replay", &viewer.csrf, &body)
 }
+
+/// hardlab's own accounts and sessions, as the proxy's routes use them.
+pub struct AppAccounts {
+    pub db: sqlx::AnyPool,
+}
+
+#[async_trait]
+impl Accounts for AppAccounts {
+    async fn verify_password(&self, user: &str, password: &str) -> bool {
+        match crate::web::accounts::check_password(&self.db, user, password).await {
+            Ok(valid) => valid,
+            Err(error) => {
+                tracing::warn!(%error, "proxy login: password check failed");
+                false
+            }
+        }
+    }
+
+    async fn viewer(&self, parts: &Parts) -> Option<Viewer> {
+        let visitor = parts.extensions.get::<crate::web::session::Visitor>()?;
+        let user = visitor.user()?;
+        Some(Viewer {
+            name: user.username.clone(),
+            admin: user.role >= crate::web::accounts::Role::Admin,
+            csrf: visitor.csrf.clone(),
+        })
+    }
+}
+
+/// Starts the proxy (settings from `HARDLAB_PROXY_*`) with hardlab's accounts, for `serve`.
+pub async fn start(db: sqlx::AnyPool) -> Result<Arc<ProxyWeb>, ProxyError> {
+    let service =
+        super::service::ProxyService::start(db.clone(), super::service::ProxySettings::from_env()?)
+            .await?;
+    Ok(Arc::new(ProxyWeb {
+        service,
+        accounts: Arc::new(AppAccounts { db }),
+    }))
+}

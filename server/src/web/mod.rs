@@ -42,6 +42,8 @@ pub struct AppState {
     pub clusters: Option<crate::clusters::routes::ClustersState>,
     /// Seals stored kubeconfigs and etcd keys.
     pub sealer: Arc<Sealer>,
+    /// The access proxy's web side; `None` until `serve` has started the proxy.
+    pub proxy: Option<Arc<crate::proxy::web::ProxyWeb>>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             labs: Arc::new(labs),
             metrics: Arc::new(Metrics::default()),
             clusters: None,
+            proxy: None,
         }
     }
 }
@@ -62,7 +65,12 @@ impl AppState {
 /// in, else redirected to sign-in) or a [`session::Visitor`] (anyone).
 pub fn app(state: AppState) -> Router {
     let static_dir = state.config.static_dir.clone();
+    let proxy = match &state.proxy {
+        Some(proxy) => crate::proxy::web::router().with_state(Arc::clone(proxy)),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(proxy)
         .merge(health::routes())
         .merge(accounts::routes())
         .merge(pages::routes())
@@ -110,6 +118,10 @@ pub async fn serve(config: Config) -> crate::Result<()> {
     {
         Ok(clusters) => state.clusters = Some(clusters),
         Err(error) => tracing::error!(%error, "clusters are unavailable"),
+    }
+    match crate::proxy::web::start(state.db.clone()).await {
+        Ok(proxy) => state.proxy = Some(proxy),
+        Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
     }
     state.sealer.ensure_key()?;
     axum::serve(
