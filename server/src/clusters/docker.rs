@@ -196,6 +196,33 @@ impl DockerProvider {
         Self::negotiated(docker).await
     }
 
+    /// Like `connect`, but an engine that does not answer yet is not an error: the client then
+    /// speaks API 1.41 (Docker 20.10; newer engines accept it) and `health()` reports the engine
+    /// as unreachable until it answers.
+    pub async fn connect_lenient() -> Result<Self> {
+        match Self::connect().await {
+            Ok(provider) => Ok(provider),
+            Err(error) => {
+                tracing::warn!(%error, "the Docker engine does not answer; clusters are unavailable until it does");
+                let socket = std::env::var("DOCKER_HOST")
+                    .ok()
+                    .filter(|host| host.starts_with("unix://"))
+                    .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+                let version = bollard::ClientVersion {
+                    major_version: 1,
+                    minor_version: 41,
+                };
+                let docker = Docker::connect_with_unix(&socket, 30, &version)
+                    .map_err(docker_error("connecting"))?;
+                Ok(DockerProvider {
+                    docker,
+                    instance: DEFAULT_INSTANCE.to_owned(),
+                    ready_timeout: Duration::from_secs(180),
+                })
+            }
+        }
+    }
+
     /// Connects to the engine at a unix socket path.
     pub async fn connect_to_socket(path: &str) -> Result<Self> {
         let docker = Docker::connect_with_unix(path, 30, bollard::API_DEFAULT_VERSION)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRef, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,8 +32,9 @@ pub struct Viewer {
 /// What the web app tells the cluster routes.
 #[async_trait]
 pub trait Site: Send + Sync {
-    /// The user signed in with this request's session cookie, if any.
-    async fn viewer(&self, headers: &HeaderMap) -> Option<Viewer>;
+    /// The signed-in user of this request (its session cookie, or what the web app's session
+    /// layer put into the extensions), if any.
+    async fn viewer(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<Viewer>;
     /// What a lab asks of its cluster; `None` when there is no such lab.
     fn lab_request(&self, lab_id: &str) -> Option<LabClusterRequest>;
 }
@@ -121,10 +122,14 @@ pub fn same_origin(headers: &HeaderMap, required: bool) -> bool {
     authority.eq_ignore_ascii_case(host)
 }
 
-async fn viewer(state: &ClustersState, headers: &HeaderMap) -> Result<Viewer, Response> {
+async fn viewer(
+    state: &ClustersState,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<Viewer, Response> {
     state
         .site
-        .viewer(headers)
+        .viewer(headers, extensions)
         .await
         .ok_or_else(|| failure(StatusCode::UNAUTHORIZED, "sign in first"))
 }
@@ -133,9 +138,10 @@ async fn viewer(state: &ClustersState, headers: &HeaderMap) -> Result<Viewer, Re
 async fn owned(
     state: &ClustersState,
     headers: &HeaderMap,
+    extensions: &Extensions,
     id: &str,
 ) -> Result<(Viewer, ClusterRecord), Response> {
-    let viewer = viewer(state, headers).await?;
+    let viewer = viewer(state, headers, extensions).await?;
     let record = match state.manager.get(id).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(failure(StatusCode::NOT_FOUND, format!("no cluster {id}"))),
@@ -151,11 +157,12 @@ async fn start(
     State(state): State<ClustersState>,
     Path(lab): Path<String>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     if !same_origin(&headers, false) {
         return failure(StatusCode::FORBIDDEN, "cross-origin request refused");
     }
-    let viewer = match viewer(&state, &headers).await {
+    let viewer = match viewer(&state, &headers, &extensions).await {
         Ok(v) => v,
         Err(response) => return response,
     };
@@ -172,8 +179,9 @@ async fn show(
     State(state): State<ClustersState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
-    match owned(&state, &headers, &id).await {
+    match owned(&state, &headers, &extensions, &id).await {
         Ok((_, record)) => Json(ClusterView::from(&record)).into_response(),
         Err(response) => response,
     }
@@ -183,11 +191,12 @@ async fn extend(
     State(state): State<ClustersState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     if !same_origin(&headers, false) {
         return failure(StatusCode::FORBIDDEN, "cross-origin request refused");
     }
-    if let Err(response) = owned(&state, &headers, &id).await {
+    if let Err(response) = owned(&state, &headers, &extensions, &id).await {
         return response;
     }
     match state.manager.extend(&id).await {
@@ -200,11 +209,12 @@ async fn remove(
     State(state): State<ClustersState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
     if !same_origin(&headers, false) {
         return failure(StatusCode::FORBIDDEN, "cross-origin request refused");
     }
-    if let Err(response) = owned(&state, &headers, &id).await {
+    if let Err(response) = owned(&state, &headers, &extensions, &id).await {
         return response;
     }
     state.terminals.close_cluster(&id).await;
@@ -219,8 +229,9 @@ async fn events(
     State(state): State<ClustersState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: Extensions,
 ) -> Response {
-    let record = match owned(&state, &headers, &id).await {
+    let record = match owned(&state, &headers, &extensions, &id).await {
         Ok((_, record)) => record,
         Err(response) => return response,
     };
@@ -273,12 +284,13 @@ async fn terminal(
     State(state): State<ClustersState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    extensions: Extensions,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     if !same_origin(&headers, true) {
         return failure(StatusCode::FORBIDDEN, "cross-origin terminal refused");
     }
-    let (viewer, record) = match owned(&state, &headers, &id).await {
+    let (viewer, record) = match owned(&state, &headers, &extensions, &id).await {
         Ok(found) => found,
         Err(response) => return response,
     };

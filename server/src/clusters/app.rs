@@ -1,0 +1,221 @@
+//! Wiring clusters and the terminal into the web app: settings, start-up (adoption, background
+//! reaping and pool refill), who is signed in (from the session layer) and what a lab asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::http::{Extensions, HeaderMap};
+use sqlx::AnyPool;
+
+use super::lifecycle::LabClusterRequest;
+use super::routes::{ClustersState, Site, Viewer};
+use super::{ClusterManager, DockerProvider, ManagerConfig};
+use crate::labs::Labs;
+use crate::terminal::{TerminalConfig, TerminalHub};
+use crate::web::AppState;
+use crate::web::accounts::Role;
+use crate::web::session::Visitor;
+
+/// Cluster settings of `hardlab serve` and `hardlab clusters` (flags or `HARDLAB_*` variables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// Node image for learners' clusters (see docker/node/README.md).
+    #[arg(
+        long,
+        env = "HARDLAB_NODE_IMAGE",
+        default_value = "hardlab/node:v1.36.1"
+    )]
+    pub node_image: String,
+    /// Run node containers without privileges (only for images that need none).
+    #[arg(long, env = "HARDLAB_NODE_UNPRIVILEGED")]
+    pub node_unprivileged: bool,
+    /// Memory limit per node container, in MiB (0: none).
+    #[arg(long, env = "HARDLAB_NODE_MEMORY_MB", default_value_t = 2048)]
+    pub node_memory_mb: i64,
+    /// Minutes a cluster lives before it is removed (learners can extend).
+    #[arg(long, env = "HARDLAB_CLUSTER_TTL_MINUTES", default_value_t = 60)]
+    pub cluster_ttl_minutes: u64,
+    /// Minutes without terminal input after which a learner's cluster is removed.
+    #[arg(long, env = "HARDLAB_CLUSTER_IDLE_MINUTES", default_value_t = 30)]
+    pub cluster_idle_minutes: u64,
+    /// Clusters this host runs at most (warm pool included).
+    #[arg(long, env = "HARDLAB_MAX_CLUSTERS", default_value_t = 20)]
+    pub max_clusters: usize,
+    /// Ready clusters kept warm per lab, so Start is instant.
+    #[arg(long, env = "HARDLAB_POOL_SIZE", default_value_t = 0)]
+    pub pool_size: usize,
+    /// Labs whose pool is kept warm (comma-separated IDs; default: every lab when pool-size > 0).
+    #[arg(long, env = "HARDLAB_POOL_LABS", value_delimiter = ',')]
+    pub pool_labs: Vec<String>,
+    /// Name on the labels of everything this server creates; servers sharing a Docker host need
+    /// different names.
+    #[arg(long, env = "HARDLAB_DOCKER_INSTANCE", default_value = "hardlab")]
+    pub docker_instance: String,
+    /// Terminal shells with no browser attached are closed after this many seconds.
+    #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", default_value_t = 120)]
+    pub terminal_grace_seconds: u64,
+}
+
+impl Default for ClusterArgs {
+    fn default() -> Self {
+        ClusterArgs {
+            node_image: "hardlab/node:v1.36.1".to_owned(),
+            node_unprivileged: false,
+            node_memory_mb: 2048,
+            cluster_ttl_minutes: 60,
+            cluster_idle_minutes: 30,
+            max_clusters: 20,
+            pool_size: 0,
+            pool_labs: Vec::new(),
+            docker_instance: "hardlab".to_owned(),
+            terminal_grace_seconds: 120,
+        }
+    }
+}
+
+impl ClusterArgs {
+    pub fn manager_config(&self, labs: &Labs) -> ManagerConfig {
+        let pool_labs = if self.pool_size == 0 {
+            Vec::new()
+        } else {
+            labs.all()
+                .iter()
+                .filter(|lab| self.pool_labs.is_empty() || self.pool_labs.contains(&lab.id))
+                .map(|lab| lab_request(lab))
+                .collect()
+        };
+        ManagerConfig {
+            image: self.node_image.clone(),
+            privileged: self.node_unprivileged.then_some(false),
+            ttl: Duration::from_secs(self.cluster_ttl_minutes * 60),
+            idle_timeout: Duration::from_secs(self.cluster_idle_minutes * 60),
+            max_clusters: self.max_clusters,
+            memory_bytes: (self.node_memory_mb > 0).then_some(self.node_memory_mb << 20),
+            pool_size: self.pool_size,
+            pool_labs,
+            reap_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+fn lab_request(lab: &crate::labs::Lab) -> LabClusterRequest {
+    LabClusterRequest {
+        lab_id: lab.id.clone(),
+        apiserver_flags: lab.cluster.apiserver_flags.clone(),
+    }
+}
+
+/// The web app's side of the cluster routes.
+pub struct AppSite {
+    labs: Arc<Labs>,
+}
+
+#[async_trait]
+impl Site for AppSite {
+    async fn viewer(&self, _headers: &HeaderMap, extensions: &Extensions) -> Option<Viewer> {
+        let user = extensions.get::<Visitor>()?.user()?.clone();
+        Some(Viewer {
+            user_id: user.id,
+            staff: user.role >= Role::Instructor,
+        })
+    }
+
+    fn lab_request(&self, lab_id: &str) -> Option<LabClusterRequest> {
+        self.labs.get(lab_id).map(|lab| lab_request(lab))
+    }
+}
+
+/// Connects to Docker, adopts the clusters a previous run left, and starts reaping and the pool.
+/// A Docker engine that is down does not stop the server: clusters fail with a clear message and
+/// `/readyz` reports it until the engine is back.
+pub async fn start(
+    db: AnyPool,
+    labs: Arc<Labs>,
+    args: &ClusterArgs,
+) -> crate::clusters::Result<ClustersState> {
+    let provider = DockerProvider::connect_lenient()
+        .await?
+        .with_instance(&args.docker_instance);
+    let terminals = TerminalHub::new(
+        provider.docker().clone(),
+        TerminalConfig {
+            grace: Duration::from_secs(args.terminal_grace_seconds),
+            ..TerminalConfig::default()
+        },
+    );
+    terminals.spawn_sweeper();
+    let manager = ClusterManager::new(db, Arc::new(provider), args.manager_config(&labs));
+    match manager.adopt().await {
+        Ok(report) => {
+            tracing::info!(adopted = ?report.adopted, removed = ?report.removed, "clusters after start-up");
+        }
+        Err(error) => tracing::warn!(%error, "could not adopt clusters at start-up"),
+    }
+    manager.spawn_background();
+    Ok(ClustersState {
+        manager,
+        terminals,
+        site: Arc::new(AppSite { labs }),
+    })
+}
+
+/// The cluster routes for `app()`; none when clusters are not set up (tests of other parts).
+pub fn routes(clusters: Option<&ClustersState>) -> Router<AppState> {
+    match clusters {
+        Some(state) => super::routes::router::<ClustersState>().with_state(state.clone()),
+        None => Router::new(),
+    }
+}
+
+/// For `/readyz`: `Err` with a message when clusters cannot be created now.
+pub async fn readiness(clusters: Option<&ClustersState>) -> Result<(), String> {
+    match clusters {
+        Some(state) => state.manager.health().await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+/// `hardlab serve` takes these settings from `HARDLAB_*` variables only (their flags are on
+/// `hardlab clusters`), so serve's own flags stay the web app's.
+#[derive(clap::Parser)]
+struct FromEnvironment {
+    #[command(flatten)]
+    args: ClusterArgs,
+}
+
+impl ClusterArgs {
+    pub fn from_env() -> crate::Result<Self> {
+        use clap::Parser;
+        FromEnvironment::try_parse_from(["hardlab"])
+            .map(|parsed| parsed.args)
+            .map_err(|e| {
+                crate::Error::Config(format!("cluster settings from the environment: {e}"))
+            })
+    }
+}
+
+/// `hardlab clusters ...`: works on the same database and Docker host as the server.
+pub async fn cli(
+    command: super::cli::ClustersCommand,
+    config: &crate::config::Config,
+    args: &ClusterArgs,
+) -> crate::Result<()> {
+    let db = crate::db::connect(&config.database_url).await?;
+    let provider = DockerProvider::connect()
+        .await
+        .map_err(|e| crate::Error::Cluster(e.to_string()))?
+        .with_instance(&args.docker_instance);
+    let manager = ClusterManager::new(
+        db,
+        Arc::new(provider),
+        args.manager_config(&Labs::from_labs(Vec::new())),
+    );
+    match super::cli::run(command, &manager).await {
+        Ok(0) => Ok(()),
+        // `exec` passes the command's exit code on, like `docker exec`.
+        Ok(code) => std::process::exit(code),
+        Err(error) => Err(crate::Error::Cluster(error.to_string())),
+    }
+}
