@@ -8,11 +8,9 @@
 #[path = "access_live/control_plane.rs"]
 mod control_plane;
 
-use control_plane::ControlPlane;
+use control_plane::{ControlPlane, create, delete};
 use hardlab_grader::context::Params;
 use hardlab_grader::{Context, Outcome, Status, catalog};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
-use serde::Deserialize;
 use tokio::sync::Mutex;
 
 static CLUSTER_WIDE: Mutex<()> = Mutex::const_new(());
@@ -30,58 +28,6 @@ async fn run(id: &str, ctx: &Context) -> Outcome {
 
 fn evidence(outcome: &Outcome) -> &str {
     outcome.evidence.as_deref().unwrap_or_default()
-}
-
-fn resource_of(value: &serde_json::Value) -> (ApiResource, Option<String>) {
-    let api_version = value["apiVersion"].as_str().unwrap();
-    let kind = value["kind"].as_str().unwrap();
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let plural = match kind {
-        "ClusterRole" => "clusterroles",
-        "ClusterRoleBinding" => "clusterrolebindings",
-        "Role" => "roles",
-        "RoleBinding" => "rolebindings",
-        "Namespace" => "namespaces",
-        "Pod" => "pods",
-        other => panic!("no plural for {other}"),
-    };
-    let resource =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    let namespace = value["metadata"]["namespace"].as_str().map(str::to_owned);
-    (resource, namespace)
-}
-
-fn api(client: &kube::Client, value: &serde_json::Value) -> Api<DynamicObject> {
-    let (resource, namespace) = resource_of(value);
-    match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), &ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    }
-}
-
-/// Creates every document of `yaml`; returns them for [`delete`].
-async fn create(client: &kube::Client, yaml: &str) -> Vec<serde_json::Value> {
-    let mut created = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let value =
-            serde_json::to_value(serde_yaml::Value::deserialize(document).unwrap()).unwrap();
-        let object: DynamicObject = serde_json::from_value(value.clone()).unwrap();
-        api(client, &value)
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap_or_else(|error| panic!("creating {value}: {error}"));
-        created.push(value);
-    }
-    created
-}
-
-async fn delete(client: &kube::Client, objects: &[serde_json::Value]) {
-    for value in objects {
-        let name = value["metadata"]["name"].as_str().unwrap();
-        let _ = api(client, value)
-            .delete(name, &DeleteParams::default())
-            .await;
-    }
 }
 
 #[tokio::test]

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hardlab_grader::context::ApiEndpoint;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 /// Whether a control plane can start here. Prints why not; under `CI=true` a missing part fails.
@@ -154,6 +156,8 @@ impl ControlPlane {
             format!("--service-account-signing-key-file={}", path("sa.key")),
             "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
             "--authorization-mode=RBAC".to_owned(),
+            // As kubeadm sets it: privileged pods must be creatable to be judged.
+            "--allow-privileged=true".to_owned(),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             // No controller manager creates service account tokens here.
             "--disable-admission-plugins=ServiceAccount".to_owned(),
@@ -219,5 +223,61 @@ impl ControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+    }
+}
+
+fn resource_of(value: &serde_json::Value) -> (ApiResource, Option<String>) {
+    let api_version = value["apiVersion"].as_str().unwrap();
+    let kind = value["kind"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "ClusterRole" => "clusterroles",
+        "ClusterRoleBinding" => "clusterrolebindings",
+        "Role" => "roles",
+        "RoleBinding" => "rolebindings",
+        "Namespace" => "namespaces",
+        "Pod" => "pods",
+        "Deployment" => "deployments",
+        "DaemonSet" => "daemonsets",
+        "StatefulSet" => "statefulsets",
+        "Job" => "jobs",
+        other => panic!("no plural for {other}"),
+    };
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let namespace = value["metadata"]["namespace"].as_str().map(str::to_owned);
+    (resource, namespace)
+}
+
+fn api(client: &kube::Client, value: &serde_json::Value) -> Api<DynamicObject> {
+    let (resource, namespace) = resource_of(value);
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), &ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// Creates every document of `yaml`; returns them for [`delete`].
+pub async fn create(client: &kube::Client, yaml: &str) -> Vec<serde_json::Value> {
+    let mut created = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value =
+            serde_json::to_value(serde_yaml::Value::deserialize(document).unwrap()).unwrap();
+        let object: DynamicObject = serde_json::from_value(value.clone()).unwrap();
+        api(client, &value)
+            .create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|error| panic!("creating {value}: {error}"));
+        created.push(value);
+    }
+    created
+}
+
+pub async fn delete(client: &kube::Client, objects: &[serde_json::Value]) {
+    for value in objects {
+        let name = value["metadata"]["name"].as_str().unwrap();
+        let _ = api(client, value)
+            .delete(name, &DeleteParams::default())
+            .await;
     }
 }
