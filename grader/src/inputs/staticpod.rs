@@ -364,7 +364,7 @@ spec:
                 Component::ApiServer,
                 &value,
                 String::new(),
-                found.location.clone()
+                found.location
             )
             .is_none()
         );
