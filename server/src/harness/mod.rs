@@ -212,7 +212,11 @@ pub async fn verify_on(target: &Target, plan: &LabPlan, options: &Options) -> Re
             continue;
         }
         let mut step_report = verify_step(target, plan, step, &capabilities).await?;
-        if let (Some(after_step), Verdict::Violation(reasons)) = (&skipped, &step_report.verdict) {
+        // A check missing from the catalog is the lab's defect whatever ran before.
+        let names_unknown_checks = catalog_checks(&step.checks).is_err();
+        if let (Some(after_step), Verdict::Violation(reasons), false) =
+            (&skipped, &step_report.verdict, names_unknown_checks)
+        {
             step_report.verdict = Verdict::NotVerifiable {
                 after_step: after_step.clone(),
                 reasons: reasons.clone(),
@@ -486,7 +490,7 @@ pub fn render(reports: &[LabReport]) -> String {
     let violations = reports.iter().filter(|lab| lab.has_violation()).count();
     let _ = writeln!(
         out,
-        "{} lab(s) verified, {violations} with violations",
+        "{} lab(s) checked, {violations} with violations",
         reports.len()
     );
     out
