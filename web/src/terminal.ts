@@ -39,8 +39,15 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/// The page's CSRF token: the server refuses changing requests without it.
+function csrfToken(): string {
+  return document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? "";
+}
+
 async function api(method: string, path: string): Promise<ClusterView> {
-  const response = await fetch(path, { method, credentials: "same-origin", headers: { Accept: "application/json" } });
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  const response = await fetch(path, { method, credentials: "same-origin", headers });
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) throw new Error(body.error ?? `HTTP ${response.status}`);
   return body as ClusterView;
@@ -165,7 +172,11 @@ class ClusterPanel {
     const id = this.cluster.id;
     this.closedByServer = true;
     this.socket?.close();
-    await fetch(`/api/clusters/${encodeURIComponent(id)}`, { method: "DELETE", credentials: "same-origin" });
+    await fetch(`/api/clusters/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": csrfToken() },
+    });
     this.terminal?.dispose();
     this.terminal = null;
     sessionStorage.removeItem(this.storageKey());
@@ -195,6 +206,7 @@ class ClusterPanel {
     socket.addEventListener("open", () => {
       this.reconnectDelay = 1000;
       this.root.dataset.terminal = "connected";
+      showRunButtons(true);
       if (this.terminal) this.sendResize(this.terminal.cols, this.terminal.rows);
       this.terminal?.focus();
     });
@@ -211,6 +223,7 @@ class ClusterPanel {
     });
     socket.addEventListener("close", () => {
       this.root.dataset.terminal = "disconnected";
+      showRunButtons(false);
       if (this.socket !== socket) return;
       this.socket = null;
       if (this.closedByServer || this.cluster?.state !== "ready") return;
@@ -242,13 +255,24 @@ class ClusterPanel {
   }
 }
 
+/// The lab text's shell blocks (`<pre data-run>`): the server renders a hidden "Run in
+/// terminal" button beside each; it is shown once a terminal is open and types the block there.
 function addRunButtons(panel: ClusterPanel): void {
-  document.querySelectorAll<HTMLElement>("[data-run]").forEach((block) => {
+  document.querySelectorAll<HTMLElement>("pre[data-run]").forEach((block) => {
     if (block.dataset.runReady) return;
     block.dataset.runReady = "1";
-    const button = element("button", { type: "button", class: "run-in-terminal", title: "Send to the terminal" }, "Run ▶");
+    let button = block.parentElement?.querySelector<HTMLButtonElement>("button.run") ?? null;
+    if (!button) {
+      button = element("button", { type: "button", class: "run", hidden: "" }, "Run in terminal");
+      block.insertAdjacentElement("afterend", button);
+    }
     button.addEventListener("click", () => panel.run((block.querySelector("code") ?? block).textContent ?? ""));
-    block.insertAdjacentElement("afterend", button);
+  });
+}
+
+function showRunButtons(visible: boolean): void {
+  document.querySelectorAll<HTMLButtonElement>("pre[data-run] ~ button.run").forEach((button) => {
+    button.hidden = !visible;
   });
 }
 
