@@ -6,9 +6,10 @@
 set -euo pipefail
 : "${HARDLAB_SERVER:=http://127.0.0.1:8080}"
 : "${ADMIN_USER:=$USER}"
+: "${LAB_CLUSTER:=lab-$ADMIN_USER}"
 
 hardlab login --server "$HARDLAB_SERVER" --user "$ADMIN_USER"
-hardlab kube login --cluster lab
+hardlab kube login --cluster "$LAB_CLUSTER"
 if kubectl get pods 2>refused.txt; then
   echo "expected the proxy to refuse a user without roles" >&2
   exit 1

@@ -8,6 +8,7 @@
 set -euo pipefail
 : "${HARDLAB_SERVER:=http://127.0.0.1:8080}"
 : "${ADMIN_USER:=$USER}"
+: "${LAB_CLUSTER:=lab-$ADMIN_USER}"
 
 cat > admins.yaml <<YAML
 roles:

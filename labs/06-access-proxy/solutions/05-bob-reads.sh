@@ -4,12 +4,13 @@
 # act on hardlab itself. Needs HARDLAB_SERVER, and for each login the password in HARDLAB_PASSWORD
 # and the current code from the authenticator app in HARDLAB_OTP (hardlab login reads both).
 set -euo pipefail
+: "${LAB_CLUSTER:?the proxy name of your lab cluster, lab-<your user name>}"
 : "${HARDLAB_SERVER:=http://127.0.0.1:8080}"
 export HARDLAB_HOME="$HOME/.hardlab-bob"
 export KUBECONFIG="$HOME/.kube/config-bob"
 
 hardlab login --server "$HARDLAB_SERVER" --user bob
-hardlab kube login --cluster lab
+hardlab kube login --cluster "$LAB_CLUSTER"
 kubectl get pods
 if kubectl get services 2>forbidden.txt; then
   echo "bob must not list services" >&2

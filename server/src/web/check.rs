@@ -274,9 +274,17 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
         return Ok(None);
     };
     let (client, endpoint) = cluster::connect(&registered.kubeconfig).await?;
+    let mut params = lab.params.clone();
+    if lab.id == "access-proxy"
+        && let Some(proxy) = &state.proxy
+    {
+        proxy
+            .add_lab_state(user_id, &registered.kubeconfig, &mut params)
+            .await?;
+    }
     let mut ctx = Context::live(Some(client))
         .with_endpoint(endpoint)
-        .with_params(lab.params.clone());
+        .with_params(params);
     if let Some(node) = super::targets::node_access(registered.node_spec.as_deref())? {
         ctx = ctx.with_node(node);
     }
