@@ -1,9 +1,49 @@
 //! How the grader reaches a cluster beyond the Kubernetes API: the control-plane node's files
 //! and etcd's raw values.
 
+pub mod apipod;
+pub mod docker;
+pub mod etcd;
+pub mod local;
+
 use async_trait::async_trait;
 
-use crate::Result;
+use crate::{Error, Result};
+
+/// What a command run on the node printed, and how it ended.
+#[derive(Debug, Clone, Default)]
+pub struct CommandOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i64,
+}
+
+impl CommandOutput {
+    /// The start of stderr (or stdout), for error messages.
+    pub fn short_output(&self) -> String {
+        let text = if self.stderr.is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        String::from_utf8_lossy(&text[..text.len().min(400)])
+            .trim()
+            .to_owned()
+    }
+
+    /// The output when the command succeeded, else an error quoting its stderr.
+    pub fn success(self, what: &str) -> Result<Vec<u8>> {
+        if self.exit_code == 0 {
+            Ok(self.stdout)
+        } else {
+            Err(Error::Node(format!(
+                "{what} exited with {}: {}",
+                self.exit_code,
+                String::from_utf8_lossy(&self.stderr).trim()
+            )))
+        }
+    }
+}
 
 /// Reads files on the control-plane node: locally, through `docker exec`, or through the
 /// static pods' exec subresource.
@@ -18,6 +58,15 @@ pub trait NodeAccess: Send + Sync {
     /// Where kubeadm keeps its files on this node (`/etc/kubernetes` for kind and kubeadm).
     fn kubernetes_dir(&self) -> &str {
         "/etc/kubernetes"
+    }
+    /// Runs a program on the node (used for `etcdctl` with the node's certificates); not every
+    /// access can.
+    async fn exec(&self, argv: &[String]) -> Result<CommandOutput> {
+        let _ = argv;
+        Err(Error::Node(format!(
+            "{} cannot run commands on the node",
+            self.describe()
+        )))
     }
 }
 
