@@ -10,6 +10,7 @@ mod control_plane;
 
 use control_plane::{ControlPlane, create, delete};
 use hardlab_grader::context::Params;
+use hardlab_grader::target::local::LocalNode;
 use hardlab_grader::{Context, Outcome, Status, catalog};
 use tokio::sync::Mutex;
 
@@ -17,7 +18,7 @@ static CLUSTER_WIDE: Mutex<()> = Mutex::const_new(());
 
 async fn context(plane: &ControlPlane, params: Params) -> Context {
     Context::live(Some(plane.client().await))
-        .with_endpoint(plane.endpoint().await)
+        .with_endpoint(control_plane::endpoint(plane).await)
         .with_params(params)
 }
 
@@ -56,15 +57,23 @@ async fn with_anonymous_auth_false_an_unauthenticated_get_api_gets_401_and_the_c
     if !control_plane::available() {
         return;
     }
-    let plane = ControlPlane::start(&["--anonymous-auth=false"]).await;
-    let outcome = run(
-        "access.anonymous-auth-disabled",
-        &context(&plane, Params::default()).await,
-    )
-    .await;
+    let plane = control_plane::start_with(&["--anonymous-auth=false"]).await;
+    // With node access the flags come from the manifest the API server runs with.
+    let node = LocalNode::new(plane.kubernetes_dir());
+    let ctx = context(&plane, Params::default())
+        .await
+        .with_node(std::sync::Arc::new(node));
+    let outcome = run("access.anonymous-auth-disabled", &ctx).await;
     assert_eq!(outcome.status, Status::Pass, "{outcome:?}");
     assert!(
         outcome.message.contains("got 401 Unauthorized"),
+        "{}",
+        outcome.message
+    );
+    assert!(
+        outcome
+            .message
+            .contains("kube-apiserver.yaml: --anonymous-auth=false"),
         "{}",
         outcome.message
     );

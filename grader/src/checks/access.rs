@@ -155,9 +155,7 @@ impl Verdict {
     }
 
     fn locate(&mut self, flags: &ApiServerFlags) {
-        if let Some(object) = &flags.object {
-            self.locations.push(object.finding_location());
-        }
+        self.locations.push(flags.location());
     }
 
     fn outcome(self, pass: &str, fail: &str) -> Outcome {
@@ -185,7 +183,7 @@ async fn anonymous_auth_disabled(ctx: &Context) -> Result<Outcome> {
     match apiserver_flags(ctx).await? {
         Some(flags) => {
             verdict.locate(&flags);
-            if flags.get("--anonymous-auth") == Some("false") {
+            if flags.get_bool("--anonymous-auth") == Some(false) {
                 verdict.good(format!("{}: --anonymous-auth=false", flags.source));
             } else {
                 verdict.bad(format!(
@@ -232,7 +230,7 @@ async fn apiserver_version(
         return Ok(Some((version, "GET /version".into())));
     }
     Ok(flags
-        .and_then(|flags| flags.image.as_deref())
+        .and_then(ApiServerFlags::image)
         .and_then(|image| Some((probe::parse_version(image)?, format!("image {image}")))))
 }
 
@@ -261,11 +259,7 @@ async fn insecure_port_disabled(ctx: &Context) -> Result<Outcome> {
         Some(((major, minor), source)) => format!("v{major}.{minor} ({source})"),
         None => "of unknown version (no readable image tag)".to_owned(),
     };
-    let location = flags
-        .object
-        .iter()
-        .map(KubeObject::finding_location)
-        .collect();
+    let location = vec![flags.location()];
     let evidence = format!(
         "{}: {}, {}",
         flags.source,
@@ -340,11 +334,7 @@ async fn oidc_configured(ctx: &Context) -> Result<Outcome> {
     let Some(flags) = apiserver_flags(ctx).await? else {
         return Ok(Outcome::skip(NO_FLAGS));
     };
-    let location = flags
-        .object
-        .iter()
-        .map(KubeObject::finding_location)
-        .collect();
+    let location = vec![flags.location()];
     let shown = [
         "--oidc-issuer-url",
         "--oidc-client-id",
