@@ -10,6 +10,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,6 +19,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::context::{ApiEndpoint, Params};
 use crate::inputs::documents;
 use crate::report::{self, FailOn, Report, text::Color};
+use crate::target::apipod::ApiPodNode;
+use crate::target::docker::DockerNode;
+use crate::target::etcd::{EtcdHttp, EtcdctlOnNode};
+use crate::target::local::LocalNode;
+use crate::target::{EtcdAccess, NodeAccess};
 use crate::{Context, Error, Result, RunOptions, catalog, run_checks};
 
 const EXIT_CODES: &str = "Exit codes: 0 nothing failed (warnings allowed); 1 a check failed, or \
@@ -126,7 +132,8 @@ pub struct LiveArgs {
     /// the default), or `api` (exec into the static pods through the API).
     #[arg(long, value_name = "SPEC", value_parser = parse_node)]
     pub node: Option<NodeSpec>,
-    /// Read etcd directly at this URL instead of through the node.
+    /// Read etcd directly at this URL instead of with `etcdctl` on the node (without either,
+    /// the checks that read etcd are skipped).
     #[arg(long, value_name = "URL")]
     pub etcd: Option<String>,
     /// CA certificate for --etcd.
@@ -385,11 +392,15 @@ async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
     let mut ctx = Context::live(Some(cluster.client.clone()))
         .with_endpoint(cluster.endpoint.clone())
         .with_params(args.selection.params(args.secret.clone()));
-    if let Some(node) = &args.node {
-        ctx = ctx.with_node(node_access(node, &cluster.client).await?);
+    let node = match &args.node {
+        Some(spec) => Some(node_access(spec, &cluster.client)?),
+        None => None,
+    };
+    if let Some(etcd) = etcd_access(args, node.as_ref()).await? {
+        ctx = ctx.with_etcd(etcd);
     }
-    if let Some(url) = &args.etcd {
-        ctx = ctx.with_etcd(etcd_access(url, args)?);
+    if let Some(node) = node {
+        ctx = ctx.with_node(node);
     }
     let results = run_checks(&ctx, &checks).await;
     Ok(Report {
@@ -400,24 +411,35 @@ async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
     })
 }
 
-async fn node_access(
-    spec: &NodeSpec,
-    client: &kube::Client,
-) -> Result<std::sync::Arc<dyn crate::target::NodeAccess>> {
-    let _ = client;
-    Err(Error::Usage(format!(
-        "--node {spec:?}: node access is not available in this build yet"
-    )))
+fn node_access(spec: &NodeSpec, client: &kube::Client) -> Result<Arc<dyn NodeAccess>> {
+    Ok(match spec {
+        NodeSpec::Docker(container) => Arc::new(DockerNode::new(container.clone())?),
+        NodeSpec::Local(dir) => Arc::new(LocalNode::new(dir)),
+        NodeSpec::Api => Arc::new(ApiPodNode::new(client.clone())),
+    })
 }
 
-fn etcd_access(
-    url: &str,
+/// etcd read directly at `--etcd`, or else with `etcdctl` on the node and the node's own
+/// certificates (kubeadm's and minikube's layouts); none without either.
+async fn etcd_access(
     args: &LiveArgs,
-) -> Result<std::sync::Arc<dyn crate::target::EtcdAccess>> {
-    let _ = args;
-    Err(Error::Usage(format!(
-        "--etcd {url}: direct etcd access is not available in this build yet"
-    )))
+    node: Option<&Arc<dyn NodeAccess>>,
+) -> Result<Option<Arc<dyn EtcdAccess>>> {
+    if let Some(url) = &args.etcd {
+        let etcd = EtcdHttp::new(
+            url,
+            args.etcd_ca.as_deref(),
+            args.etcd_cert.as_deref(),
+            args.etcd_key.as_deref(),
+        )?;
+        return Ok(Some(Arc::new(etcd)));
+    }
+    match node {
+        Some(node) => Ok(Some(Arc::new(
+            EtcdctlOnNode::kubeadm_defaults(Arc::clone(node)).await,
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// A client whose API server answered, and how to name it in reports.
