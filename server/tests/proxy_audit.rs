@@ -35,9 +35,33 @@ fn event(user: &str, verb: &str, kind: &str, code: u16) -> AuditEvent {
     }
 }
 
-async fn pools() -> Vec<(&'static str, AnyPool, Option<tempfile::TempDir>)> {
+/// What to remove once a database leg is done.
+enum Leftover {
+    /// Held so the directory lives as long as the pool; removed on drop.
+    SqliteDir(#[allow(dead_code)] tempfile::TempDir),
+    PostgresDatabase {
+        admin: AnyPool,
+        name: String,
+    },
+}
+
+impl Leftover {
+    async fn remove(self, pool: AnyPool) {
+        pool.close().await;
+        if let Leftover::PostgresDatabase { admin, name } = self {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+async fn pools() -> Vec<(&'static str, AnyPool, Leftover)> {
     let (sqlite, dir) = proxy_common::test_db().await;
-    let mut pools = vec![("sqlite", sqlite, Some(dir))];
+    let mut pools = vec![("sqlite", sqlite, Leftover::SqliteDir(dir))];
     match std::env::var("HARDLAB_TEST_POSTGRES_URL") {
         Ok(url) => {
             let admin = AnyPool::connect(&url).await.unwrap();
@@ -49,7 +73,7 @@ async fn pools() -> Vec<(&'static str, AnyPool, Option<tempfile::TempDir>)> {
             let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
             let pool = AnyPool::connect(&format!("{base}/{name}")).await.unwrap();
             sqlx::migrate!("../migrations").run(&pool).await.unwrap();
-            pools.push(("postgres", pool, None));
+            pools.push(("postgres", pool, Leftover::PostgresDatabase { admin, name }));
         }
         Err(_) => {
             assert!(
@@ -76,7 +100,7 @@ async fn three_events(pool: &AnyPool) {
 
 #[tokio::test]
 async fn appended_events_form_an_intact_chain_and_export_as_json_lines() {
-    for (db, pool, _dir) in pools().await {
+    for (db, pool, leftover) in pools().await {
         three_events(&pool).await;
         let (intact, report) = verify_report(&pool).await.unwrap();
         assert!(intact, "{db}: {report}");
@@ -103,12 +127,13 @@ async fn appended_events_form_an_intact_chain_and_export_as_json_lines() {
         .await
         .unwrap();
         assert_eq!(forbidden.len(), 1, "{db}");
+        leftover.remove(pool).await;
     }
 }
 
 #[tokio::test]
 async fn a_row_whose_response_code_was_changed_is_found() {
-    for (db, pool, _dir) in pools().await {
+    for (db, pool, leftover) in pools().await {
         three_events(&pool).await;
         // Someone hides bob's 403: the column and the JSON both say 200 now.
         let row: (String,) = sqlx::query_as("SELECT event_json FROM proxy_audit WHERE seq = 2")
@@ -127,12 +152,13 @@ async fn a_row_whose_response_code_was_changed_is_found() {
         assert!(!intact, "{db}: {report}");
         assert!(report.contains("event 2"), "{db}: {report}");
         assert!(report.contains("do not match its hash"), "{db}: {report}");
+        leftover.remove(pool).await;
     }
 }
 
 #[tokio::test]
 async fn a_changed_filter_column_or_a_deleted_row_is_found() {
-    for (db, pool, _dir) in pools().await {
+    for (db, pool, leftover) in pools().await {
         three_events(&pool).await;
         sqlx::query("UPDATE proxy_audit SET user_name = 'alice' WHERE seq = 1")
             .execute(&pool)
@@ -152,12 +178,13 @@ async fn a_changed_filter_column_or_a_deleted_row_is_found() {
         let (intact, report) = verify_report(&pool).await.unwrap();
         assert!(!intact, "{db}: {report}");
         assert!(report.contains("event 3"), "{db}: {report}");
+        leftover.remove(pool).await;
     }
 }
 
 #[tokio::test]
 async fn writers_racing_on_one_database_still_build_one_chain() {
-    for (db, pool, _dir) in pools().await {
+    for (db, pool, leftover) in pools().await {
         let mut tasks = Vec::new();
         for writer in 0..4 {
             let pool = pool.clone();
@@ -175,6 +202,7 @@ async fn writers_racing_on_one_database_still_build_one_chain() {
         let (intact, report) = verify_report(&pool).await.unwrap();
         assert!(intact, "{db}: {report}");
         assert!(report.contains("40 events"), "{db}: {report}");
+        leftover.remove(pool).await;
     }
 }
 
