@@ -274,6 +274,22 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
         return Ok(None);
     };
     let (client, endpoint) = cluster::connect(&registered.kubeconfig).await?;
+    // Prove the API server answers first, so an unreachable cluster reads as "could not check"
+    // instead of a page of per-check errors that would count as a failed attempt.
+    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
+        Err(_) => {
+            return Err(Error::Cluster(
+                "the API server did not answer within 10 seconds".into(),
+            ));
+        }
+        Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+            return Err(Error::Cluster(
+                "the API server refused the kubeconfig's credentials (401)".into(),
+            ));
+        }
+        Ok(Err(error)) => return Err(Error::Cluster(error.to_string())),
+        Ok(Ok(_)) => {}
+    }
     let mut params = lab.params.clone();
     if lab.id == "access-proxy"
         && let Some(proxy) = &state.proxy

@@ -38,6 +38,8 @@ use hardlab_server::config::Config;
 use hardlab_server::web::AppState;
 use sqlx::AnyPool;
 
+pub mod webdriver;
+
 pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }

@@ -1,0 +1,238 @@
+//! The learner's path in real headless Chromium against a real API server and etcd
+//! (hardlab_testkit): sign up, sign out, sign in, open the lab, read the step, press Check with
+//! encryption at rest off (fail, evidence, hints) and on (pass), sign out. Screenshots of the lab
+//! page in both states (1280 and 390 px wide) go to target/test-artifacts/.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use common::webdriver::Browser;
+use common::{TestApp, TestDb};
+use hardlab_server::web::accounts::Role;
+use hardlab_testkit::{Component, ControlPlane, require};
+
+const PASSWORD: &str = "correct-horse-battery";
+
+fn artifacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+}
+
+/// An admin kubeconfig with everything inline, as a learner would paste it.
+fn inline_kubeconfig(plane: &ControlPlane) -> String {
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let (cert, key) = plane.issue_client_cert("lab-admin", &["system:masters"]);
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: {}
+    certificate-authority-data: {}
+users:
+- name: lab-admin
+  user:
+    client-certificate-data: {}
+    client-key-data: {}
+contexts:
+- name: lab
+  context: {{cluster: lab, user: lab-admin}}
+current-context: lab
+",
+        plane.server_url(),
+        b64(plane.ca_pem()),
+        b64(&cert),
+        b64(&key)
+    )
+}
+
+const ENCRYPTION_CONFIG: &str = "apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aescbc:
+          keys:
+            - name: key1
+              secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=
+      - identity: {}
+";
+
+#[tokio::test]
+async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_chromium() {
+    if !require(Component::ControlPlane) || !require(Component::Chromium) {
+        return;
+    }
+    let mut plane = ControlPlane::builder()
+        .file("enc/config.yaml", ENCRYPTION_CONFIG)
+        .etcd_tls(true)
+        .start()
+        .await
+        .unwrap();
+    let app = TestApp::start(TestDb::sqlite().await).await;
+    let browser = Browser::start().await;
+    let base = &app.base_url;
+
+    // Sign up, sign out, sign in again.
+    browser.goto(&format!("{base}/signup")).await;
+    browser.type_into("#username", "learner1").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.type_into("#confirm", PASSWORD).await;
+    browser
+        .click("form[action='/signup'] button[type=submit]")
+        .await;
+    browser.find("ul.cards").await;
+    browser.click("form[action='/signout'] button").await;
+    browser.find("form[action='/signin']").await;
+    browser.type_into("#username", "learner1").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser
+        .click("form[action='/signin'] button[type=submit]")
+        .await;
+    browser.find("ul.cards").await;
+    assert!(browser.text(".nav .who").await.contains("learner1"));
+
+    // An admin registers the control plane as the learner's cluster, with node and etcd access.
+    let admin = app.user_with_role("root", Role::Admin).await;
+    let learner_id = app.user_id("learner1").await;
+    let etcd = plane.etcd_client_cert().unwrap();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let saved = admin
+        .post_form(
+            &format!("/admin/users/{learner_id}/cluster"),
+            &[
+                ("name", "testkit"),
+                ("kubeconfig", &inline_kubeconfig(&plane)),
+                (
+                    "node_spec",
+                    &format!("local:{}", plane.kubernetes_dir().display()),
+                ),
+                ("etcd_endpoint", plane.etcd_endpoint()),
+                ("etcd_ca", &read(&etcd.ca)),
+                ("etcd_cert", &read(&etcd.cert)),
+                ("etcd_key", &read(&etcd.key)),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+
+    // Open the lab and read the step.
+    browser.click("a[href='/labs/demo-etcd']").await;
+    browser.click("a.button.primary").await;
+    browser
+        .click("a[href='/labs/demo-etcd/steps/encrypt']")
+        .await;
+    assert_eq!(
+        browser.text(".step-text h1").await,
+        "Turn on encryption at rest"
+    );
+    assert!(
+        browser
+            .text(".callout-warning")
+            .await
+            .contains("Keep the key out")
+    );
+    let state = browser.text(".steps a[aria-current='step'] .badge").await;
+    assert_eq!(state, "not started");
+
+    // Encryption off: Check fails, with the etcd evidence and the first hint.
+    browser
+        .click("form[data-check-form] button[type=submit]")
+        .await;
+    browser
+        .wait_for(".attempt-fail", Duration::from_secs(90))
+        .await;
+    let results = browser.text(".results").await;
+    assert!(results.to_lowercase().contains("fail"), "{results}");
+    let evidence = browser.text(".result-fail .evidence-text").await;
+    assert!(!evidence.trim().is_empty(), "no evidence shown: {results}");
+    assert!(
+        browser
+            .text(".hint-list")
+            .await
+            .contains("encryption settings")
+    );
+    assert_eq!(
+        browser.text(".steps a[aria-current='step'] .badge").await,
+        "failed"
+    );
+    browser
+        .full_page_screenshot(&artifacts().join("lab-step-fail-1280.png"), 1280)
+        .await;
+    browser
+        .full_page_screenshot(&artifacts().join("lab-step-fail-390.png"), 390)
+        .await;
+    browser.resize(1280, 900).await;
+
+    // Encryption on, as the learner would do it on the node: the API server restarts with the flag.
+    plane
+        .restart_apiserver(["--encryption-provider-config={dir}/enc/config.yaml"])
+        .await
+        .unwrap();
+    browser
+        .click("form[data-check-form] button[type=submit]")
+        .await;
+    browser
+        .wait_for(".attempt-pass", Duration::from_secs(90))
+        .await;
+    assert!(browser.text(".verdict").await.contains("Passed"));
+    assert_eq!(
+        browser.text(".steps a[aria-current='step'] .badge").await,
+        "passed"
+    );
+    browser
+        .full_page_screenshot(&artifacts().join("lab-step-pass-1280.png"), 1280)
+        .await;
+    browser
+        .full_page_screenshot(&artifacts().join("lab-step-pass-390.png"), 390)
+        .await;
+    browser.resize(1280, 900).await;
+
+    // Every attempt is stored.
+    let (attempts,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM check_attempts WHERE user_id = $1 AND step_id = 'encrypt'",
+    )
+    .bind(&learner_id)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 2);
+
+    // Sign out: the lab is out of reach again.
+    browser.click("form[action='/signout'] button").await;
+    browser.find("form[action='/signin']").await;
+    browser.goto(&format!("{base}/labs/demo-etcd")).await;
+    browser.find("form[action='/signin']").await;
+    assert!(browser.url().await.contains("/signin?next="));
+}
+
+#[tokio::test]
+async fn hostile_lab_markup_runs_no_script_in_a_real_browser() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = TestApp::start(TestDb::sqlite().await).await;
+    let learner = app.learner("reader").await;
+    let cookie = learner.cookie("hardlab_session").unwrap();
+    let browser = Browser::start().await;
+    // Set the session cookie on the app's origin, then open the hostile step.
+    browser.goto(&format!("{}/healthz", app.base_url)).await;
+    browser
+        .script(&format!(
+            "document.cookie = 'hardlab_session={cookie}; path=/'; return true;"
+        ))
+        .await;
+    browser
+        .goto(&format!("{}/labs/reading/steps/read", app.base_url))
+        .await;
+    browser.find(".step-text").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pwned = browser.script("return window.pwned === true;").await;
+    assert_eq!(pwned, serde_json::Value::Bool(false));
+    let title = browser.script("return document.title;").await;
+    assert!(!title.as_str().unwrap().contains("pwned"), "{title}");
+}
