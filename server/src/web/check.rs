@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::cluster;
+use crate::clusters::lifecycle::ClusterState;
+use crate::clusters::node_container_name;
 use crate::db::{now_ms, random_id};
 use crate::labs::{Lab, Step};
 use crate::{Error, Result};
@@ -268,12 +270,46 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
     }
 }
 
-/// The grader's view of the learner's registered cluster, with the lab's parameters.
+/// The grader's view of the learner's cluster, with the lab's parameters: a registered (static)
+/// cluster first, else the learner's own Docker cluster for this lab when it is ready.
 async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Option<Context>> {
-    let Some(registered) = cluster::load(state, user_id).await? else {
+    if let Some(registered) = cluster::load(state, user_id).await? {
+        let client_and_endpoint = cluster::connect(&registered.kubeconfig).await?;
+        let mut ctx = live_context(client_and_endpoint, lab).await?;
+        if let Some(node) = super::targets::node_access(registered.node_spec.as_deref())? {
+            ctx = ctx.with_node(node);
+        }
+        if let Some(etcd) = super::targets::etcd_access(registered.etcd.as_ref())? {
+            ctx = ctx.with_etcd(etcd);
+        }
+        return Ok(Some(ctx));
+    }
+    let Some(clusters) = &state.clusters else {
         return Ok(None);
     };
-    let (client, endpoint) = cluster::connect(&registered.kubeconfig).await?;
+    let record = clusters
+        .manager
+        .find_for(user_id, &lab.id)
+        .await
+        .map_err(|e| Error::Cluster(e.to_string()))?;
+    let Some(record) = record.filter(|r| r.state == ClusterState::Ready) else {
+        return Ok(None);
+    };
+    let kubeconfig = clusters
+        .manager
+        .provider()
+        .kubeconfig(&record.id)
+        .await
+        .map_err(|e| Error::Cluster(e.to_string()))?;
+    let ctx = live_context(cluster::connect(&kubeconfig).await?, lab).await?;
+    let (node, etcd) = super::targets::docker_node(&node_container_name(&record.id)).await?;
+    Ok(Some(ctx.with_node(node).with_etcd(etcd)))
+}
+
+async fn live_context(
+    (client, endpoint): (kube::Client, hardlab_grader::context::ApiEndpoint),
+    lab: &Lab,
+) -> Result<Context> {
     // Prove the API server answers first, so an unreachable cluster reads as "could not check"
     // instead of a page of per-check errors that would count as a failed attempt.
     match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
@@ -290,22 +326,7 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
         Ok(Err(error)) => return Err(Error::Cluster(error.to_string())),
         Ok(Ok(_)) => {}
     }
-    let mut params = lab.params.clone();
-    if lab.id == "access-proxy"
-        && let Some(proxy) = &state.proxy
-    {
-        proxy
-            .add_lab_state(user_id, &registered.kubeconfig, &mut params)
-            .await?;
-    }
-    let mut ctx = Context::live(Some(client))
+    Ok(Context::live(Some(client))
         .with_endpoint(endpoint)
-        .with_params(params);
-    if let Some(node) = super::targets::node_access(registered.node_spec.as_deref())? {
-        ctx = ctx.with_node(node);
-    }
-    if let Some(etcd) = super::targets::etcd_access(registered.etcd.as_ref())? {
-        ctx = ctx.with_etcd(etcd);
-    }
-    Ok(Some(ctx))
+        .with_params(lab.params.clone()))
 }

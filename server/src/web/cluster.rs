@@ -146,7 +146,8 @@ pub async fn connect(kubeconfig: &str) -> Result<(kube::Client, ApiEndpoint)> {
 }
 
 pub async fn view(state: &AppState, owner_id: &str) -> Result<Option<StaticClusterView>> {
-    let row: Option<(String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+    type Row = (String, String, Option<String>, Option<String>, i64);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT name, kubeconfig_sealed, node_spec, etcd_endpoint, updated_at \
          FROM static_clusters WHERE owner_id = $1",
     )
