@@ -41,6 +41,7 @@ pub async fn docker_or_skip() -> Option<DockerProvider> {
             "{TEST_IMAGE} is not built (run docker/testnode/build.sh)"
         ));
     }
+    remove_stale_test_clusters(&provider).await;
     // Each test manages only its own clusters: adoption and orphan removal in one test must not
     // touch another test's clusters running at the same time.
     Some(provider.with_instance(&format!("test-{}", hardlab_server::clusters::random_name())))
@@ -156,5 +157,41 @@ impl DyingDockerSocket {
     pub fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
         self.killed.notify_waiters();
+    }
+}
+
+/// A test that panics before its cleanup leaves its cluster behind; the next run removes test
+/// clusters (instance `test-*`) older than 20 minutes, which no running test still uses.
+async fn remove_stale_test_clusters(provider: &DockerProvider) {
+    let filter = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec!["io.hardlab.managed".to_owned()],
+    )]);
+    let Ok(containers) = provider
+        .docker()
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filter)
+                .build(),
+        ))
+        .await
+    else {
+        return;
+    };
+    let cutoff = hardlab_server::clusters::now_ms() / 1000 - 20 * 60;
+    for container in containers {
+        let labels = container.labels.unwrap_or_default();
+        let is_test = labels
+            .get("io.hardlab.managed")
+            .is_some_and(|v| v.starts_with("test-"));
+        if is_test
+            && container.created.unwrap_or(i64::MAX) < cutoff
+            && let Some(cluster) = labels.get("io.hardlab.cluster")
+        {
+            use hardlab_server::clusters::ClusterProvider;
+            eprintln!("removing cluster {cluster} left by an earlier test run");
+            let _ = provider.delete(cluster).await;
+        }
     }
 }
