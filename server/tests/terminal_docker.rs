@@ -25,7 +25,7 @@ struct CookieSite;
 
 #[async_trait]
 impl Site for CookieSite {
-    async fn viewer(&self, headers: &HeaderMap) -> Option<Viewer> {
+    async fn viewer(&self, headers: &HeaderMap, _: &axum::http::Extensions) -> Option<Viewer> {
         let cookie = headers.get("cookie")?.to_str().ok()?;
         let user = cookie.strip_prefix("session=")?;
         Some(Viewer {
