@@ -498,3 +498,45 @@ async fn docker_going_away_mid_create_fails_the_cluster_and_the_next_start_clean
     assert_eq!(report.removed, vec![name.clone()], "{report:?}");
     assert_nothing_left(&real, &[&name]).await;
 }
+
+#[tokio::test]
+async fn the_grader_reads_the_nodes_manifests_through_docker_exec() {
+    use hardlab_grader::target::NodeAccess;
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let name = random_name();
+    provider.create(&spec(&name), &|_| {}).await.unwrap();
+    let node = hardlab_grader::target::docker::DockerNode::new(
+        hardlab_server::clusters::node_container_name(&name),
+    )
+    .unwrap();
+    let manifest = node
+        .read_file("/etc/kubernetes/manifests/kube-apiserver.yaml")
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest = String::from_utf8(manifest).unwrap();
+    assert!(
+        manifest.contains("- --etcd-servers=https://127.0.0.1:2379"),
+        "{manifest}"
+    );
+    let mut entries = node.list_dir("/etc/kubernetes/manifests").await.unwrap();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "etcd.yaml",
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml"
+        ]
+    );
+    assert!(
+        node.read_file("/etc/kubernetes/no-such-file")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    provider.delete(&name).await.unwrap();
+    assert_nothing_left(&provider, &[&name]).await;
+}
