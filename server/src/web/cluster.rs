@@ -145,6 +145,16 @@ pub async fn connect(kubeconfig: &str) -> Result<(kube::Client, ApiEndpoint)> {
     Ok((client, endpoint))
 }
 
+/// Whether the user has registered a cluster (without opening the sealed kubeconfig).
+pub async fn is_registered(state: &AppState, owner_id: &str) -> Result<bool> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT owner_id FROM static_clusters WHERE owner_id = $1")
+            .bind(owner_id)
+            .fetch_optional(&state.db)
+            .await?;
+    Ok(row.is_some())
+}
+
 pub async fn view(state: &AppState, owner_id: &str) -> Result<Option<StaticClusterView>> {
     type Row = (String, String, Option<String>, Option<String>, i64);
     let row: Option<Row> = sqlx::query_as(

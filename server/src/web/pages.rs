@@ -200,9 +200,7 @@ async fn step_page(
     let shown = usize::try_from(mine.map_or(0, |p| p.failed_attempts))
         .unwrap_or(0)
         .min(step.hints.len());
-    let has_cluster = super::cluster::view(&state, &session.user.id)
-        .await?
-        .is_some();
+    let has_cluster = super::cluster::is_registered(&state, &session.user.id).await?;
     let page = StepPage {
         visitor: &visitor,
         lab: &lab,
