@@ -1,10 +1,10 @@
 //! The hardlab server: the learner's web app, labs, disposable clusters, terminal and access proxy.
 
 pub mod clusters;
-pub mod harness;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod harness;
 pub mod kms;
 pub mod labs;
 pub mod metrics;

@@ -484,7 +484,13 @@ async fn psa_enforce_label(ctx: &Context) -> Result<Outcome> {
             scope_description(ctx)
         )));
     }
-    let mut outcome = verdict(total, &offenders, Finding::Fail, "", &scope_description(ctx));
+    let mut outcome = verdict(
+        total,
+        &offenders,
+        Finding::Fail,
+        "",
+        &scope_description(ctx),
+    );
     outcome.message = outcome.message.replacen("workloads", "namespaces", 1);
     Ok(outcome)
 }

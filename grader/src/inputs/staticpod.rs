@@ -360,13 +360,8 @@ spec:
         .unwrap();
         assert_eq!(found.flags.get_bool("client-cert-auth"), Some(true));
         assert!(
-            StaticPod::from_pod(
-                Component::ApiServer,
-                &value,
-                String::new(),
-                found.location
-            )
-            .is_none()
+            StaticPod::from_pod(Component::ApiServer, &value, String::new(), found.location)
+                .is_none()
         );
     }
 }
