@@ -2,6 +2,7 @@
 //! controllers, init and ephemeral containers included) and Pod Security Admission: the
 //! namespace labels, and which existing workloads the declared level would reject.
 
+mod incoming;
 mod pss;
 mod rules;
 mod workload;
@@ -17,6 +18,9 @@ use crate::inputs::objects::{KubeObject, objects};
 use crate::model::{Location, Outcome, Severity};
 use crate::{Context, Result};
 
+pub use incoming::{
+    DEFAULT_DIR as INCOMING_DEFAULT_DIR, DIR_PARAM as INCOMING_DIR_PARAM, failing_rule_ids,
+};
 pub use pss::{ENFORCE_LABEL, Level};
 pub use workload::SYSTEM_NAMESPACES;
 use workload::{Workload, effective_namespace, namespace_in_scope, workloads_in_scope};
@@ -317,6 +321,24 @@ pub fn checks() -> Vec<CheckDef> {
                 ],
             ),
             |ctx| psa_workloads_admitted(ctx).boxed(),
+        ),
+        check(
+            meta(
+                "podsec.incoming-manifests-clean",
+                "Manifests waiting to be applied pass the pod security rules",
+                "scan-manifests",
+                Severity::High,
+                "Fix each listed field in the file (non-root user, no privileged mode, no host namespaces or \
+                 hostPath, `drop: [ALL]`, no privilege escalation, a seccomp profile), or send the manifests back; \
+                 `hardlab-grade static DIR` shows the same findings. The folder is `params.extra.manifests_dir` \
+                 (default `/root/pod-security/incoming`) on the control-plane node.",
+                &[
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Kubernetes Pod security",
+                    "Pod Security Standards: Baseline and Restricted",
+                    PSS_URL,
+                ],
+            ),
+            |ctx| incoming::incoming_manifests_clean(ctx).boxed(),
         ),
     ]
 }

@@ -94,37 +94,57 @@ fn read_dir(dir: &Path, read: &mut ReadDocuments) -> Result<()> {
             continue;
         }
         let is_manifest = path
-            .extension()
-            .and_then(|ext| ext.to_str())
-            .is_some_and(|ext| matches!(ext, "yaml" | "yml" | "json"));
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(is_manifest_name);
         if !is_manifest {
             continue;
         }
-        let name = path.display().to_string();
-        let Ok(text) = read_text(&path) else {
-            read.notes.push(format!("{name}: skipped, not UTF-8 text"));
-            continue;
-        };
-        if text.contains("{{") {
-            read.notes.push(format!(
-                "{name}: skipped, an unrendered template (render it first, e.g. `helm template`)"
-            ));
-            continue;
-        }
-        let documents = parse_text(&name, &text)?;
-        let total = documents.len();
-        let kubernetes: Vec<InputDocument> = documents
-            .into_iter()
-            .filter(|document| document.value.get("kind").is_some_and(Value::is_string))
-            .collect();
-        if kubernetes.len() < total {
-            read.notes.push(format!(
-                "{name}: skipped {} document(s) without a `kind` (not Kubernetes objects)",
-                total - kubernetes.len()
-            ));
-        }
-        read.documents.extend(kubernetes);
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        add_directory_file(&path.display().to_string(), bytes, read)?;
     }
+    Ok(())
+}
+
+/// Whether a file found in a directory is read as a manifest: by its extension, as kubectl does.
+pub fn is_manifest_name(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .is_some_and(|ext| matches!(ext, "yaml" | "yml" | "json"))
+}
+
+/// Adds the Kubernetes documents of one manifest file found in a directory, named `name` in
+/// findings. Text that is not UTF-8, unrendered templates and documents without a `kind` are
+/// left out with a note (a directory holds more than manifests); a syntax error is an error.
+/// Shared with checks that read a folder on the node, so that they judge what a static scan would.
+pub fn add_directory_file(name: &str, bytes: Vec<u8>, read: &mut ReadDocuments) -> Result<()> {
+    let Ok(text) = String::from_utf8(bytes) else {
+        read.notes.push(format!("{name}: skipped, not UTF-8 text"));
+        return Ok(());
+    };
+    if text.contains("{{") {
+        read.notes.push(format!(
+            "{name}: skipped, an unrendered template (render it first, e.g. `helm template`)"
+        ));
+        return Ok(());
+    }
+    let documents = parse_text(name, &text)?;
+    let total = documents.len();
+    let kubernetes: Vec<InputDocument> = documents
+        .into_iter()
+        .filter(|document| document.value.get("kind").is_some_and(Value::is_string))
+        .collect();
+    if kubernetes.len() < total {
+        read.notes.push(format!(
+            "{name}: skipped {} document(s) without a `kind` (not Kubernetes objects)",
+            total - kubernetes.len()
+        ));
+    }
+    read.documents.extend(kubernetes);
     Ok(())
 }
 

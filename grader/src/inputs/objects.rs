@@ -6,6 +6,7 @@ use futures::future::join_all;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde_json::Value;
 
+use crate::inputs::InputDocument;
 use crate::model::Location;
 use crate::{Context, Error, Result, context::Mode};
 
@@ -183,8 +184,13 @@ async fn collect(ctx: &Context) -> std::result::Result<Vec<KubeObject>, String> 
 }
 
 fn from_documents(ctx: &Context) -> Vec<KubeObject> {
+    objects_in_documents(&ctx.documents)
+}
+
+/// The objects in documents read from files, `List` kinds expanded, each with its file and line.
+pub fn objects_in_documents(documents: &[InputDocument]) -> Vec<KubeObject> {
     let mut objects = Vec::new();
-    for document in &ctx.documents {
+    for document in documents {
         let location = Location {
             file: document.file.clone(),
             line: document.line,
