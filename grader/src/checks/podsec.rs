@@ -330,7 +330,7 @@ pub fn checks() -> Vec<CheckDef> {
                 Severity::High,
                 "Fix each listed field in the file (non-root user, no privileged mode, no host namespaces or \
                  hostPath, `drop: [ALL]`, no privilege escalation, a seccomp profile), or send the manifests back; \
-                 `hardlab-grade static DIR` shows the same findings. The folder is `params.extra.manifests_dir` \
+                 `hardlab-grade static --lab pod-security DIR` shows the same findings. The folder is `params.extra.manifests_dir` \
                  (default `/root/pod-security/incoming`) on the control-plane node.",
                 &[
                     "NSA/CISA Kubernetes Hardening Guide v1.2: Kubernetes Pod security",

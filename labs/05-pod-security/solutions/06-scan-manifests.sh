@@ -4,8 +4,9 @@
 set -euo pipefail
 
 dir=/root/pod-security/incoming
+mkdir -p "$dir"
 if command -v hardlab-grade >/dev/null 2>&1; then
-  hardlab-grade static "$dir" || true
+  hardlab-grade static --lab pod-security "$dir" || true
 fi
 
 cat >"$dir/report-viewer.yaml" <<'YAML'
@@ -63,9 +64,9 @@ spec:
 YAML
 
 if command -v hardlab-grade >/dev/null 2>&1; then
-  hardlab-grade static "$dir"
+  hardlab-grade static --lab pod-security "$dir"
 else
-  echo "hardlab-grade is not installed on this node; run: hardlab-grade static $dir"
+  echo "hardlab-grade is not installed on this node; run: hardlab-grade static --lab pod-security $dir"
 fi
 # Server-side dry run: the namespace's Pod Security label judges the template too (as a warning).
 kubectl apply --dry-run=server -f "$dir"
