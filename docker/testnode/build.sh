@@ -10,6 +10,8 @@
 #   DEBIAN_MIRROR        default http://deb.debian.org/debian
 #   IMAGE                default hardlab/testnode:latest
 #   FORCE=1              rebuild even when the inputs are unchanged
+#   HARDLAB_BIN_DIR      optional folder holding `hardlab` and `hardlab-grade` built on this host
+#                        (Debian bookworm, like the image), copied to /usr/local/bin in the image
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 image=${IMAGE:-hardlab/testnode:latest}
@@ -27,6 +29,14 @@ assets=${KUBEBUILDER_ASSETS:-}
 for bin in kube-apiserver kube-controller-manager; do
   [[ -x "$assets/$bin" ]] || die "$assets/$bin is missing or not executable"
 done
+bin_dir=${HARDLAB_BIN_DIR:-}
+hardlab_bins=()
+if [[ -n "$bin_dir" ]]; then
+  for bin in hardlab hardlab-grade; do
+    [[ -x "$bin_dir/$bin" ]] || die "HARDLAB_BIN_DIR: $bin_dir/$bin is missing or not executable"
+    hardlab_bins+=("$bin_dir/$bin")
+  done
+fi
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
 
@@ -39,6 +49,11 @@ inputs_hash=$(
     # Paths relative to this folder, so the hash does not depend on where the checkout lives.
     (cd "$here" && find Dockerfile rootfs -type f -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$assets/kube-apiserver" "$assets/kube-controller-manager" | awk '{print $1}'
+    # A rebuilt hardlab must reach the image; without HARDLAB_BIN_DIR the hash is what it was before.
+    if ((${#hardlab_bins[@]})); then
+      echo "hardlab binaries:"
+      sha256sum "${hardlab_bins[@]}" | awk '{print $1}'
+    fi
   } | sha256sum | cut -c1-32
 )
 
@@ -74,6 +89,9 @@ trap 'rm -rf "$context"' EXIT
 cp -a "$here/Dockerfile" "$here/rootfs" "$context/"
 mkdir -p "$context/rootfs/usr/local/bin"
 cp "$assets/kube-apiserver" "$assets/kube-controller-manager" "$context/rootfs/usr/local/bin/"
+if ((${#hardlab_bins[@]})); then
+  cp "${hardlab_bins[@]}" "$context/rootfs/usr/local/bin/"
+fi
 chmod 0755 "$context"/rootfs/usr/local/bin/*
 # The classic builder uses the local base image and never pulls it.
 DOCKER_BUILDKIT=0 docker build -q \
