@@ -24,6 +24,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// CSS, scripts and the built terminal bundle (`static/dist/`), served under `/static`.
     pub static_dir: PathBuf,
+    /// How long Check retries an API server that refuses connections: the labs restart it on
+    /// purpose, and one coming back from a manifest change takes seconds to a minute.
+    pub check_patience: std::time::Duration,
 }
 
 impl Default for Config {
@@ -37,6 +40,7 @@ impl Default for Config {
             setup_token: true,
             public_url: None,
             static_dir: PathBuf::from("static"),
+            check_patience: std::time::Duration::from_secs(45),
         }
     }
 }

@@ -20,8 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the web app.
-    Serve(ConfigArgs),
+    /// Run the web app (learners' clusters on the local Docker engine).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        clusters: hardlab_server::clusters::app::ClusterArgs,
+    },
     /// Manage accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -112,7 +117,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => hardlab_server::web::serve(args.resolve()?).await,
+            Command::Serve { config, clusters } => {
+                hardlab_server::web::serve(config.resolve()?, &clusters).await
+            }
             Command::Admin(AdminCommand::CreateUser {
                 username,
                 admin,

@@ -211,6 +211,8 @@ async fn the_manager_records_phases_then_ready_and_expiry_removes_everything() {
     let request = LabClusterRequest {
         lab_id: "etcd-secrets".into(),
         apiserver_flags: BTreeMap::new(),
+        setup: None,
+        solutions: Vec::new(),
     };
     let started = manager
         .start("learner-1", Some("sess"), &request)
@@ -325,6 +327,8 @@ async fn the_cap_refuses_a_cluster_beyond_the_hosts_limit_with_a_readable_reason
     let request = LabClusterRequest {
         lab_id: "etcd-secrets".into(),
         apiserver_flags: BTreeMap::new(),
+        setup: None,
+        solutions: Vec::new(),
     };
     let error = manager
         .start("learner-3", None, &request)
@@ -405,6 +409,8 @@ async fn a_node_killed_while_the_control_plane_starts_fails_the_cluster_and_remo
     let request = LabClusterRequest {
         lab_id: "etcd-secrets".into(),
         apiserver_flags: BTreeMap::new(),
+        setup: None,
+        solutions: Vec::new(),
     };
     let started = manager.start("learner-4", None, &request).await.unwrap();
     let failed = tokio::time::timeout(Duration::from_secs(120), async {

@@ -14,7 +14,9 @@ use axum::http::HeaderMap;
 use futures::{SinkExt, StreamExt};
 use hardlab_server::clusters::lifecycle::LabClusterRequest;
 use hardlab_server::clusters::routes::{ClustersState, Site, Viewer, router};
-use hardlab_server::clusters::{ClusterManager, ClusterState, ManagerConfig, random_name};
+use hardlab_server::clusters::{
+    ClusterManager, ClusterProvider, ClusterState, ManagerConfig, random_name,
+};
 use hardlab_server::terminal::{TerminalConfig, TerminalHub};
 use support::{TEST_IMAGE, assert_nothing_left, docker_or_skip, test_db};
 use tokio_tungstenite::tungstenite::Message;
@@ -260,9 +262,37 @@ async fn a_shell_with_no_browser_is_closed_after_the_grace_period() {
     send(&mut first, "export HARDLAB_MARK=old\r").await;
     send(&mut first, "echo set-$HARDLAB_MARK\r").await;
     read_until(&mut first, "set-old", Duration::from_secs(20)).await;
+    // A foreground program keeps a TTY shell alive past the end of its input.
+    send(&mut first, "sleep 777\r").await;
+    let running = || async {
+        harness
+            .provider
+            .exec(
+                &harness.cluster,
+                &[
+                    "sh".into(),
+                    "-c".into(),
+                    "pgrep -f 'sleep [7]77' || true".into(),
+                ],
+                None,
+            )
+            .await
+            .unwrap()
+            .stdout_text()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running().await.trim().is_empty() {
+        assert!(Instant::now() < deadline, "sleep did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(first);
-    // The sweeper runs every 2 s; give it two rounds past the 1 s grace.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The sweeper runs every 2 s; give it two rounds past the 1 s grace, and the hang-up its second.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        running().await.trim(),
+        "",
+        "the closed shell's foreground program still runs"
+    );
     let mut second = harness.connect("alice").await;
     send(&mut second, "echo now-${HARDLAB_MARK:-fresh}\r").await;
     read_until(&mut second, "now-fresh", Duration::from_secs(20)).await;

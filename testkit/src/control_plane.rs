@@ -341,10 +341,20 @@ impl ControlPlane {
         let started = Instant::now();
         let client = self.client_result().await?;
         loop {
-            let request = http::Request::get("/readyz")
-                .body(Vec::new())
-                .map_err(|error| Error::Kubeconfig(error.to_string()))?;
-            if client.request_text(request).await.is_ok() {
+            // Ready for tests means /readyz and the `default` namespace, which the API server's
+            // bootstrap controller creates a moment after /readyz first answers (tests create
+            // objects in it, and one listing namespaces lost that race on a loaded machine).
+            let mut answered = true;
+            for path in ["/readyz", "/api/v1/namespaces/default"] {
+                let request = http::Request::get(path)
+                    .body(Vec::new())
+                    .map_err(|error| Error::Kubeconfig(error.to_string()))?;
+                if client.request_text(request).await.is_err() {
+                    answered = false;
+                    break;
+                }
+            }
+            if answered {
                 return Ok(());
             }
             let exited = self.apiserver.as_mut().is_none_or(Supervised::exited);

@@ -26,6 +26,7 @@ const PHASES: Array<[string, string]> = [
   ["installing-storage", "Installing the storage class"],
   ["waiting-for-api-server", "Waiting for the API server"],
   ["exporting-kubeconfig", "Exporting the kubeconfig"],
+  ["preparing-lab", "Setting up the lab"],
 ];
 
 function element<K extends keyof HTMLElementTagNameMap>(
@@ -266,7 +267,11 @@ function addRunButtons(panel: ClusterPanel): void {
       button = element("button", { type: "button", class: "run", hidden: "" }, "Run in terminal");
       block.insertAdjacentElement("afterend", button);
     }
-    button.addEventListener("click", () => panel.run((block.querySelector("code") ?? block).textContent ?? ""));
+    // A solution's block shows the script but runs it by name (`hardlab-solution NAME` in the
+    // node runs it the way the lab harness does), so the learner's shell sees one short command.
+    button.addEventListener("click", () =>
+      panel.run(block.dataset.runCommand ?? (block.querySelector("code") ?? block).textContent ?? ""),
+    );
   });
 }
 
@@ -277,6 +282,8 @@ function showRunButtons(visible: boolean): void {
 }
 
 function mount(): void {
+  // The page's notice for when this script does not arrive.
+  document.querySelectorAll("[data-terminal-missing]").forEach((notice) => notice.remove());
   const roots = document.querySelectorAll<HTMLElement>("[data-hardlab-cluster]");
   roots.forEach((root, index) => {
     const panel = new ClusterPanel(root);

@@ -3,7 +3,11 @@
 # it from etcd. Idempotent: an existing configuration (and its key) is kept.
 set -euo pipefail
 
-manifest=/etc/kubernetes/manifests/kube-apiserver.yaml
+live_manifest=/etc/kubernetes/manifests/kube-apiserver.yaml
+# Every edit goes to a copy that replaces the manifest once: the kubelet restarts the API server on
+# each change it sees, and a half-edited manifest would mean an extra restart mid-way.
+manifest=$(mktemp)
+trap 'rm -f "$manifest"' EXIT
 config=/etc/kubernetes/enc/enc.yaml
 
 apiserver_start_time() {
@@ -41,7 +45,6 @@ add_list_item() {
     }
     { print }
     !done && $0 ~ ("^ *" key ":[ ]*$") { pending = 1; done = 1 }' "$manifest" >"$tmp"
-  # Rewrite in place: a temporary file in the manifests folder would be run as a static pod.
   cat "$tmp" >"$manifest"
   rm -f "$tmp"
 }
@@ -67,14 +70,15 @@ fi
 chmod 600 "$config"
 
 started=$(apiserver_start_time)
-before=$(sha256sum "$manifest")
-[ -f /root/kube-apiserver.yaml.orig ] || cp "$manifest" /root/kube-apiserver.yaml.orig
+cp "$live_manifest" "$manifest"
+[ -f /root/kube-apiserver.yaml.orig ] || cp "$live_manifest" /root/kube-apiserver.yaml.orig
 add_flag "--encryption-provider-config=$config"
 grep -q 'mountPath: /etc/kubernetes/enc$' "$manifest" \
   || add_list_item volumeMounts '- mountPath: /etc/kubernetes/enc|  name: enc|  readOnly: true'
 grep -q 'path: /etc/kubernetes/enc$' "$manifest" \
   || add_list_item volumes '- hostPath:|    path: /etc/kubernetes/enc|    type: DirectoryOrCreate|  name: enc'
-if [ "$(sha256sum "$manifest")" != "$before" ]; then
+if ! cmp -s "$manifest" "$live_manifest"; then
+  cat "$manifest" >"$live_manifest"
   wait_for_apiserver_restart "$started"
 fi
 

@@ -4,7 +4,11 @@
 # aescbc key. Needs Kubernetes >= 1.27 and the `hardlab` binary on the node.
 set -euo pipefail
 
-manifest=/etc/kubernetes/manifests/kube-apiserver.yaml
+live_manifest=/etc/kubernetes/manifests/kube-apiserver.yaml
+# Every edit goes to a copy that replaces the manifest once: the kubelet restarts the API server on
+# each change it sees, and a half-edited manifest would mean an extra restart mid-way.
+manifest=$(mktemp)
+trap 'rm -f "$manifest"' EXIT
 config=/etc/kubernetes/enc/enc.yaml
 socket=/var/run/kms/kms.sock
 
@@ -100,7 +104,7 @@ if ! grep -q 'name: hardlab-kms' "$config" 2>/dev/null; then
 fi
 
 started=$(apiserver_start_time)
-before=$(sha256sum "$manifest")
+cp "$live_manifest" "$manifest"
 grep -q -- '--encryption-provider-config=' "$manifest" \
   || sed -i "s|^\( *\)- kube-apiserver\$|&\n\1- --encryption-provider-config=$config|" "$manifest"
 grep -q 'mountPath: /etc/kubernetes/enc$' "$manifest" \
@@ -111,7 +115,8 @@ grep -q 'mountPath: /var/run/kms$' "$manifest" \
   || add_list_item volumeMounts '- mountPath: /var/run/kms|  name: kms'
 grep -q 'path: /var/run/kms$' "$manifest" \
   || add_list_item volumes '- hostPath:|    path: /var/run/kms|    type: DirectoryOrCreate|  name: kms'
-if [ "$(sha256sum "$manifest")" != "$before" ]; then
+if ! cmp -s "$manifest" "$live_manifest"; then
+  cat "$manifest" >"$live_manifest"
   wait_for_apiserver_restart "$started"
 elif [ "${config_changed:-0}" = 1 ]; then
   restart_apiserver

@@ -104,6 +104,12 @@ fn lab_request(lab: &crate::labs::Lab) -> LabClusterRequest {
     LabClusterRequest {
         lab_id: lab.id.clone(),
         apiserver_flags: lab.cluster.apiserver_flags.clone(),
+        setup: lab.setup.clone(),
+        solutions: lab
+            .steps
+            .iter()
+            .filter_map(|step| step.solution.clone())
+            .collect(),
     }
 }
 
@@ -174,25 +180,6 @@ pub async fn readiness(clusters: Option<&ClustersState>) -> Result<(), String> {
     match clusters {
         Some(state) => state.manager.health().await.map_err(|e| e.to_string()),
         None => Ok(()),
-    }
-}
-
-/// `hardlab serve` takes these settings from `HARDLAB_*` variables only (their flags are on
-/// `hardlab clusters`), so serve's own flags stay the web app's.
-#[derive(clap::Parser)]
-struct FromEnvironment {
-    #[command(flatten)]
-    args: ClusterArgs,
-}
-
-impl ClusterArgs {
-    pub fn from_env() -> crate::Result<Self> {
-        use clap::Parser;
-        FromEnvironment::try_parse_from(["hardlab"])
-            .map(|parsed| parsed.args)
-            .map_err(|e| {
-                crate::Error::Config(format!("cluster settings from the environment: {e}"))
-            })
     }
 }
 

@@ -130,7 +130,43 @@ pub struct ClusterEvent {
 pub struct LabClusterRequest {
     pub lab_id: String,
     pub apiserver_flags: BTreeMap<String, String>,
+    /// The lab's `setup.sh`, run in the node once the API server answers, so a learner starts
+    /// from the state the steps describe (a planted RoleBinding, a root workload, files to scan).
+    pub setup: Option<std::path::PathBuf>,
+    /// The steps' solution scripts, put in the node for `hardlab-solution NAME`.
+    pub solutions: Vec<std::path::PathBuf>,
 }
+
+/// How long a lab's setup script may run in a new cluster.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
+/// Where the setup script is copied in the node before it runs.
+const SETUP_PATH: &str = "/root/.hardlab-lab-setup.sh";
+/// Where a lab's step solutions go in the node.
+const SOLUTIONS_DIR: &str = "/root/hardlab/solutions";
+/// A short command for the lab page's "Run in terminal" on a solution, and for learners.
+const SOLUTION_RUNNER: &str = "/usr/local/bin/hardlab-solution";
+/// Runs a solution the way the lab harness does: in its own bash (its `set -e` cannot end the
+/// learner's shell), with the admin kubeconfig and without the ETCDCTL_* variables lab 1 suggests
+/// exporting (etcdctl refuses a flag and its variable together). The last line reports the exit code.
+const SOLUTION_RUNNER_SCRIPT: &str = r#"#!/bin/sh
+# hardlab-solution NAME: runs this lab's solution NAME (from /root/hardlab/solutions) as the lab harness does.
+dir=/root/hardlab/solutions
+if [ $# -ne 1 ]; then
+  echo "usage: hardlab-solution NAME   (one of: $(cd "$dir" 2>/dev/null && ls | sed 's/\.sh$//' | tr '
+' ' '))" >&2
+  exit 2
+fi
+script="$dir/${1%.sh}.sh"
+if [ ! -f "$script" ]; then
+  echo "hardlab-solution: no solution named $1 in $dir" >&2
+  exit 2
+fi
+unset ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY
+KUBECONFIG=/etc/kubernetes/admin.conf ETCDCTL_API=3 bash -euo pipefail "$script"
+code=$?
+echo "[script exited with $code]"
+exit $code
+"#;
 
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
@@ -424,6 +460,26 @@ impl ClusterManager {
                     .bind(&id)
                     .execute(&self.db)
                     .await?;
+                if request.setup.is_some() || !request.solutions.is_empty() {
+                    self.set_state(
+                        &id,
+                        ClusterState::Creating,
+                        Some(Phase::PreparingLab.as_str()),
+                        None,
+                    )
+                    .await?;
+                    if let Err(reason) = self.prepare_lab(&id, &request).await {
+                        tracing::warn!(cluster = %id, %reason, "lab setup failed");
+                        // A cluster without its starting state would grade the wrong thing.
+                        self.provider.delete(&id).await?;
+                        self.set_state(&id, ClusterState::Failed, None, Some(&reason))
+                            .await?;
+                        return self
+                            .get(&id)
+                            .await?
+                            .ok_or_else(|| Error::NotFound(id.clone()));
+                    }
+                }
                 // Removed while it was being created: do not resurrect it.
                 if self
                     .get(&id)
@@ -444,6 +500,109 @@ impl ClusterManager {
         self.get(&id)
             .await?
             .ok_or_else(|| Error::NotFound(id.clone()))
+    }
+
+    /// Writes a file into the node (root's, mode from the shell's umask unless `executable`).
+    async fn write_into_node(
+        &self,
+        id: &str,
+        path: &str,
+        bytes: Vec<u8>,
+        executable: bool,
+    ) -> std::result::Result<(), String> {
+        let chmod = if executable {
+            " && chmod 0755 \"$1\""
+        } else {
+            ""
+        };
+        let command = [
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"{chmod}"),
+            "sh".to_owned(),
+            path.to_owned(),
+        ];
+        let written = self
+            .provider
+            .exec(id, &command, Some(bytes))
+            .await
+            .map_err(|e| format!("writing {path} into the node failed: {e}"))?;
+        if written.exit_code != 0 {
+            return Err(format!(
+                "writing {path} into the node failed: {}",
+                written.short_output()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Puts the lab's step solutions and their runner into the node, then runs the lab's setup
+    /// script as the harness does; `Err` is the reason a learner reads.
+    async fn prepare_lab(
+        &self,
+        id: &str,
+        request: &LabClusterRequest,
+    ) -> std::result::Result<(), String> {
+        for solution in &request.solutions {
+            let Some(name) = solution.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let text = tokio::fs::read(solution).await.map_err(|e| {
+                format!(
+                    "the lab's solution {} cannot be read: {e}",
+                    solution.display()
+                )
+            })?;
+            self.write_into_node(id, &format!("{SOLUTIONS_DIR}/{name}"), text, false)
+                .await?;
+        }
+        if !request.solutions.is_empty() {
+            self.write_into_node(id, SOLUTION_RUNNER, SOLUTION_RUNNER_SCRIPT.into(), true)
+                .await?;
+        }
+        let Some(script) = &request.setup else {
+            return Ok(());
+        };
+        let text = tokio::fs::read(script).await.map_err(|e| {
+            format!(
+                "the lab's setup script {} cannot be read: {e}",
+                script.display()
+            )
+        })?;
+        self.write_into_node(id, SETUP_PATH, text, false).await?;
+        let run: Vec<String> = [
+            "env",
+            "KUBECONFIG=/etc/kubernetes/admin.conf",
+            "ETCDCTL_API=3",
+            "bash",
+            "-euo",
+            "pipefail",
+            SETUP_PATH,
+        ]
+        .iter()
+        .map(|part| (*part).to_owned())
+        .collect();
+        let ran = tokio::time::timeout(SETUP_TIMEOUT, self.provider.exec(id, &run, None))
+            .await
+            .map_err(|_| {
+                format!(
+                    "the lab's setup did not finish within {} s",
+                    SETUP_TIMEOUT.as_secs()
+                )
+            })?
+            .map_err(|e| format!("running the lab's setup failed: {e}"))?;
+        if ran.exit_code != 0 {
+            let mut output = ran.stdout_text();
+            output.push_str(&String::from_utf8_lossy(&ran.stderr));
+            let tail: Vec<&str> = output.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "the lab's setup exited with {}: {}",
+                ran.exit_code,
+                tail.join(" / ")
+            ));
+        }
+        Ok(())
     }
 
     /// Creates a named cluster and waits for it (the admin CLI).

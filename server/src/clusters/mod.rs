@@ -153,6 +153,8 @@ pub enum Phase {
     InstallingStorage,
     WaitingForApiServer,
     ExportingKubeconfig,
+    /// The lab's `setup.sh` creates its starting state (planted workloads, files on the node).
+    PreparingLab,
 }
 
 impl Phase {
@@ -165,6 +167,7 @@ impl Phase {
             Phase::InstallingStorage => "installing-storage",
             Phase::WaitingForApiServer => "waiting-for-api-server",
             Phase::ExportingKubeconfig => "exporting-kubeconfig",
+            Phase::PreparingLab => "preparing-lab",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
@@ -176,6 +179,7 @@ impl Phase {
             Phase::InstallingStorage,
             Phase::WaitingForApiServer,
             Phase::ExportingKubeconfig,
+            Phase::PreparingLab,
         ]
         .into_iter()
         .find(|phase| phase.as_str() == text)
@@ -190,6 +194,7 @@ impl Phase {
             Phase::InstallingStorage => "Installing the storage class",
             Phase::WaitingForApiServer => "Waiting for the API server",
             Phase::ExportingKubeconfig => "Exporting the kubeconfig",
+            Phase::PreparingLab => "Setting up the lab's starting state",
         }
     }
 }

@@ -57,6 +57,8 @@ type Input = Pin<Box<dyn AsyncWrite + Send>>;
 /// One live `docker exec` shell.
 pub struct Shell {
     exec_id: String,
+    /// In the node: holds the shell's PID, so closing can end its whole session.
+    pid_file: String,
     input: Mutex<Input>,
     output: broadcast::Sender<Bytes>,
     scrollback: std::sync::Mutex<VecDeque<u8>>,
@@ -165,6 +167,16 @@ impl TerminalHub {
     async fn spawn_shell(&self, cluster: &str) -> Result<Arc<Shell>> {
         let container = node_container_name(cluster);
         let docker_error = crate::clusters::docker::docker_error;
+        // Docker has no call that ends an exec. The wrapper notes the shell's PID first (the
+        // `exec` keeps it), so closing can hang up its session, jobs and editors included.
+        let pid_file = format!("/run/hardlab-terminal-{}.pid", crate::db::random_id());
+        let mut command = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("echo $$ > {pid_file} && exec \"$@\""),
+            "sh".to_owned(),
+        ];
+        command.extend(self.config.shell.iter().cloned());
         let created = self
             .docker
             .create_exec(
@@ -175,7 +187,7 @@ impl TerminalHub {
                     attach_stderr: Some(true),
                     tty: Some(true),
                     env: Some(vec!["TERM=xterm-256color".to_owned()]),
-                    cmd: Some(self.config.shell.clone()),
+                    cmd: Some(command),
                     working_dir: Some("/root".to_owned()),
                     ..Default::default()
                 },
@@ -202,6 +214,7 @@ impl TerminalHub {
         let (sender, _) = broadcast::channel(1024);
         let shell = Arc::new(Shell {
             exec_id: created.id,
+            pid_file,
             input: Mutex::new(input),
             output: sender,
             scrollback: std::sync::Mutex::new(VecDeque::new()),
@@ -213,6 +226,7 @@ impl TerminalHub {
             close_reason: std::sync::Mutex::new(String::new()),
         });
         let reader = Arc::clone(&shell);
+        let docker = self.docker.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -230,8 +244,10 @@ impl TerminalHub {
                 }
             }
             reader.close("the shell exited");
-            // Closing our end of the hijacked connection ends the exec's stdin: the shell gets EOF.
+            // Closing our end of the hijacked connection ends the exec's stdin, but a TTY shell
+            // running a foreground program (vim, a watch) would not notice: hang up its session.
             let _ = reader.input.lock().await.shutdown().await;
+            hang_up(&docker, &container, &reader.pid_file).await;
         });
         Ok(shell)
     }
@@ -376,5 +392,30 @@ impl TerminalHub {
         {
             *at = Some(Instant::now());
         }
+    }
+}
+
+/// Sends SIGHUP to every process of the shell's session in the node, as a terminal hang-up would,
+/// then SIGKILL to what ignored it. Best effort: the node may already be gone.
+async fn hang_up(docker: &Docker, container: &str, pid_file: &str) {
+    let script = format!(
+        "p=$(cat {pid_file} 2>/dev/null) || exit 0; rm -f {pid_file}; \
+         pkill -HUP -s \"$p\" 2>/dev/null || kill -HUP \"$p\" 2>/dev/null; sleep 1; \
+         pkill -KILL -s \"$p\" 2>/dev/null || kill -KILL \"$p\" 2>/dev/null; exit 0"
+    );
+    let config = ExecConfig {
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
+        ..Default::default()
+    };
+    let Ok(created) = docker.create_exec(container, config).await else {
+        return;
+    };
+    if let Ok(StartExecResults::Attached { mut output, .. }) = docker
+        .start_exec(&created.id, None::<StartExecOptions>)
+        .await
+    {
+        while let Some(Ok(_)) = output.next().await {}
     }
 }

@@ -275,7 +275,7 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
 async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Option<Context>> {
     if let Some(registered) = cluster::load(state, user_id).await? {
         let client_and_endpoint = cluster::connect(&registered.kubeconfig).await?;
-        let mut ctx = live_context(client_and_endpoint, lab).await?;
+        let mut ctx = live_context(state, client_and_endpoint, lab).await?;
         if let Some(node) = super::targets::node_access(registered.node_spec.as_deref())? {
             ctx = ctx.with_node(node);
         }
@@ -301,30 +301,42 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
         .kubeconfig(&record.id)
         .await
         .map_err(|e| Error::Cluster(e.to_string()))?;
-    let ctx = live_context(cluster::connect(&kubeconfig).await?, lab).await?;
+    let ctx = live_context(state, cluster::connect(&kubeconfig).await?, lab).await?;
     let (node, etcd) = super::targets::docker_node(&node_container_name(&record.id)).await?;
     Ok(Some(ctx.with_node(node).with_etcd(etcd)))
 }
 
 async fn live_context(
+    state: &AppState,
     (client, endpoint): (kube::Client, hardlab_grader::context::ApiEndpoint),
     lab: &Lab,
 ) -> Result<Context> {
     // Prove the API server answers first, so an unreachable cluster reads as "could not check"
-    // instead of a page of per-check errors that would count as a failed attempt.
-    match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-        Err(_) => {
-            return Err(Error::Cluster(
-                "the API server did not answer within 10 seconds".into(),
-            ));
+    // instead of a page of per-check errors that would count as a failed attempt. These labs
+    // restart the API server on purpose, so a refused connection is retried for a while.
+    let patience = state.config.check_patience;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
+            Err(_) => {
+                return Err(Error::Cluster(
+                    "the API server did not answer within 10 seconds".into(),
+                ));
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+                return Err(Error::Cluster(
+                    "the API server refused the kubeconfig's credentials (401)".into(),
+                ));
+            }
+            Ok(Err(error)) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Cluster(format!(
+                    "the API server did not answer for {} s (is it restarting, or did its manifest break it?): {error}",
+                    patience.as_secs()
+                )));
+            }
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Ok(Ok(_)) => break,
         }
-        Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-            return Err(Error::Cluster(
-                "the API server refused the kubeconfig's credentials (401)".into(),
-            ));
-        }
-        Ok(Err(error)) => return Err(Error::Cluster(error.to_string())),
-        Ok(Ok(_)) => {}
     }
     Ok(Context::live(Some(client))
         .with_endpoint(endpoint)

@@ -91,7 +91,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// `hardlab serve`: labs, database, first-admin link, then the listener until Ctrl-C or SIGTERM.
-pub async fn serve(config: Config) -> crate::Result<()> {
+pub async fn serve(
+    config: Config,
+    cluster_args: &crate::clusters::app::ClusterArgs,
+) -> crate::Result<()> {
     let labs = crate::labs::load(&config.labs_dir)?;
     tracing::info!(labs = labs.all().len(), dir = %config.labs_dir.display(), "labs loaded");
     let db = crate::db::connect(&config.database_url).await?;
@@ -112,9 +115,7 @@ pub async fn serve(config: Config) -> crate::Result<()> {
         .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
     tracing::info!(address = %config.listen, "listening");
     let mut state = AppState::new(db, config, labs);
-    let cluster_args = crate::clusters::app::ClusterArgs::from_env()?;
-    match crate::clusters::app::start(state.db.clone(), Arc::clone(&state.labs), &cluster_args)
-        .await
+    match crate::clusters::app::start(state.db.clone(), Arc::clone(&state.labs), cluster_args).await
     {
         Ok(clusters) => state.clusters = Some(clusters),
         Err(error) => tracing::error!(%error, "clusters are unavailable"),

@@ -171,6 +171,10 @@ struct StepPage<'a> {
     hints_shown: Vec<&'a String>,
     hints_hidden: usize,
     has_cluster: bool,
+    /// Learners get their own cluster with Start on this page (else they register one).
+    starts_clusters: bool,
+    /// The step's solution script, revealed on request.
+    solution: Option<SolutionView>,
 }
 
 async fn step_page(
@@ -200,7 +204,23 @@ async fn step_page(
     let shown = usize::try_from(mine.map_or(0, |p| p.failed_attempts))
         .unwrap_or(0)
         .min(step.hints.len());
-    let has_cluster = super::cluster::is_registered(&state, &session.user.id).await?;
+    let has_cluster = super::cluster::is_registered(&state, &session.user.id).await?
+        || learner_cluster_ready(&state, &session.user.id, &lab.id).await;
+    let solution = match &step.solution {
+        // The loader checked the file exists; one that vanished since is shown as missing,
+        // not as a failed page.
+        Some(path) => tokio::fs::read_to_string(path)
+            .await
+            .ok()
+            .map(|script| SolutionView {
+                name: path
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                script,
+            }),
+        None => None,
+    };
     let page = StepPage {
         visitor: &visitor,
         lab: &lab,
@@ -214,8 +234,31 @@ async fn step_page(
         hints_shown: step.hints.iter().take(shown).collect(),
         hints_hidden: step.hints.len() - shown,
         has_cluster,
+        starts_clusters: state.clusters.is_some(),
+        solution,
     };
     Ok(Html(page.render()?))
+}
+
+/// A step's solution as the page shows it; `name` is what `hardlab-solution` in the node runs.
+struct SolutionView {
+    name: String,
+    script: String,
+}
+
+/// Whether the learner's own cluster for this lab is up; a database hiccup reads as "not yet"
+/// (the notice only suggests starting it).
+async fn learner_cluster_ready(state: &AppState, user_id: &str, lab_id: &str) -> bool {
+    let Some(clusters) = &state.clusters else {
+        return false;
+    };
+    clusters
+        .manager
+        .find_for(user_id, lab_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|record| record.state == crate::clusters::lifecycle::ClusterState::Ready)
 }
 
 async fn run_check(

@@ -164,6 +164,7 @@ where
 pub struct TestAppBuilder {
     db: TestDb,
     config: Config,
+    clusters: Option<hardlab_server::clusters::app::ClusterArgs>,
 }
 
 impl TestAppBuilder {
@@ -177,13 +178,29 @@ impl TestAppBuilder {
         self
     }
 
+    /// Learners' clusters on the real Docker engine, as `serve` starts them.
+    pub fn clusters(mut self, args: hardlab_server::clusters::app::ClusterArgs) -> Self {
+        self.clusters = Some(args);
+        self
+    }
+
     pub async fn start(self) -> TestApp {
         let labs = hardlab_server::labs::load(&self.config.labs_dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut config = self.config;
         config.listen = addr;
-        let state = AppState::new(self.db.pool.clone(), config, labs);
+        let mut state = AppState::new(self.db.pool.clone(), config, labs);
+        if let Some(args) = &self.clusters {
+            let clusters = hardlab_server::clusters::app::start(
+                state.db.clone(),
+                std::sync::Arc::clone(&state.labs),
+                args,
+            )
+            .await
+            .unwrap();
+            state.clusters = Some(clusters);
+        }
         let router = hardlab_server::web::app(state.clone());
         let server = tokio::spawn(async move {
             axum::serve(
@@ -231,8 +248,11 @@ impl TestApp {
                 static_dir: static_dir(),
                 secret_key_file,
                 setup_token: false,
+                // Tests that need to wait for a restarting API server say so.
+                check_patience: std::time::Duration::from_secs(1),
                 ..Config::default()
             },
+            clusters: None,
         }
     }
 

@@ -161,10 +161,27 @@ impl Browser {
         .await;
     }
 
+    /// Clicks like a person would: the element is scrolled to the middle of the window first (a
+    /// docked panel may cover the bottom), and a click that lands on something else fails the test.
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
-        self.post(&format!("/element/{}/click", element.0), json!({}))
+        self.post(
+            "/execute/sync",
+            json!({
+                "script": "arguments[0].scrollIntoView({block: 'center'}); return true;",
+                "args": [{ ELEMENT_KEY: element.0 }]
+            }),
+        )
+        .await;
+        let answer = self
+            .post(&format!("/element/{}/click", element.0), json!({}))
             .await;
+        if let Some(error) = answer.get("error") {
+            panic!(
+                "clicking {css} failed: {error}: {}",
+                answer["message"].as_str().unwrap_or_default()
+            );
+        }
     }
 
     pub async fn text(&self, css: &str) -> String {

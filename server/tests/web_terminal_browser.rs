@@ -1,0 +1,398 @@
+//! The learner's whole path in real headless Chromium, on the real Docker engine with the test node
+//! image: Start on a lab step creates their own cluster, the creation phases arrive by server-sent
+//! events, the xterm.js terminal opens a login shell in the node, typed commands and "Run in
+//! terminal" blocks print their output there, Check grades that cluster, and Remove leaves nothing
+//! behind. The second test reads lab 1 from start to finish the same way: each step's Check fails,
+//! the revealed solution runs in the terminal, Check passes.
+//! Screenshots go to target/test-artifacts/.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::webdriver::Browser;
+use common::{TestApp, TestDb};
+use hardlab_server::clusters::app::ClusterArgs;
+use hardlab_server::clusters::random_name;
+use hardlab_testkit::{Component, require};
+use support::{TEST_IMAGE, assert_nothing_left, docker_or_skip};
+
+/// The WebDriver key code of Enter.
+const ENTER: &str = "\u{E007}";
+/// Creating a test node and running lab 1's setup (two control-plane restarts) on 2 cores.
+const CLUSTER_READY: Duration = Duration::from_secs(300);
+const COMMAND: Duration = Duration::from_secs(60);
+const SOLUTION: Duration = Duration::from_secs(300);
+
+fn artifacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+}
+
+fn repo_labs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../labs")
+}
+
+async fn app_with_clusters() -> TestApp {
+    TestApp::builder(TestDb::sqlite().await)
+        .labs(repo_labs())
+        .configure(|config| config.check_patience = Duration::from_secs(45))
+        .clusters(ClusterArgs {
+            node_image: TEST_IMAGE.to_owned(),
+            node_unprivileged: true,
+            node_memory_mb: 1024,
+            // Its own label value, so start-up adoption and orphan removal touch no other test's nodes.
+            docker_instance: format!("test-{}", random_name()),
+            ..ClusterArgs::default()
+        })
+        .start()
+        .await
+}
+
+/// Signs `name` up through the app and hands the session cookie to the browser.
+async fn sign_in(browser: &Browser, app: &TestApp, name: &str) {
+    let learner = app.learner(name).await;
+    let cookie = learner.cookie("hardlab_session").unwrap();
+    browser.goto(&format!("{}/healthz", app.base_url)).await;
+    browser
+        .script(&format!(
+            "document.cookie = 'hardlab_session={cookie}; path=/'; return true;"
+        ))
+        .await;
+}
+
+/// Everything the page's xterm.js terminal holds, scrollback included.
+async fn terminal_text(browser: &Browser) -> String {
+    browser
+        .script(
+            "const panel = window.hardlabTerminal; const term = panel && panel.terminal;
+             if (!term) return '';
+             const buffer = term.buffer.active; const lines = [];
+             for (let i = 0; i < buffer.length; i++) {
+               const line = buffer.getLine(i); if (line) lines.push(line.translateToString(true));
+             }
+             return lines.join('\\n');",
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn wait_for_terminal(browser: &Browser, wanted: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = terminal_text(browser).await;
+        if text.contains(wanted) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{wanted:?} did not appear in the terminal within {timeout:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The exit codes of the solution runs the terminal shows, oldest first. A reattached terminal
+/// replays the shell's recent output, so earlier steps' runs are in there too.
+fn script_exits(text: &str) -> Vec<String> {
+    const MARK: &str = "[script exited with ";
+    text.match_indices(MARK)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + MARK.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            // `$?` in a typed command is not an exit line.
+            (!digits.is_empty() && rest[digits.len()..].starts_with(']')).then_some(digits)
+        })
+        .collect()
+}
+
+/// Waits for one more exit line than `before`; returns its code and the terminal's text.
+async fn wait_for_script_exit(
+    browser: &Browser,
+    before: usize,
+    timeout: Duration,
+) -> (String, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = terminal_text(browser).await;
+        let exits = script_exits(&text);
+        if exits.len() > before {
+            return (exits[before].clone(), text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script did not finish within {timeout:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn cluster_of_page(browser: &Browser, lab: &str) -> String {
+    browser
+        .script(&format!(
+            "return sessionStorage.getItem('hardlab-cluster-{lab}') || '';"
+        ))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Starts the lab's cluster from the open step page and waits for its terminal; returns the
+/// creation phases the page showed, in order.
+async fn start_and_watch(browser: &Browser) -> Vec<String> {
+    // Records each phase the progress list marks current, as the events arrive.
+    browser
+        .script(
+            "window.seenPhases = [];
+             const root = document.querySelector('[data-hardlab-cluster]');
+             const note = () => {
+               const current = root.querySelector('li[data-state=current]');
+               const seen = window.seenPhases;
+               if (current && seen[seen.length - 1] !== current.dataset.phase) seen.push(current.dataset.phase);
+             };
+             new MutationObserver(note).observe(root, { subtree: true, childList: true, attributes: true });
+             return true;",
+        )
+        .await;
+    browser.click("[data-action=start]").await;
+    browser
+        .wait_for("[data-cluster-state=ready]", CLUSTER_READY)
+        .await;
+    browser.wait_for("[data-terminal=connected]", COMMAND).await;
+    let phases = browser.script("return window.seenPhases;").await;
+    phases
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|phase| phase.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_checks() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = app_with_clusters().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "ada").await;
+
+    browser
+        .goto(&format!(
+            "{}/labs/etcd-secrets/steps/plaintext",
+            app.base_url
+        ))
+        .await;
+    browser.find("[data-action=start]").await;
+    let phases = start_and_watch(&browser).await;
+    // Lab 1 has a setup script, so the last phase before ready is the lab's own preparation; the
+    // node's phases before it arrive as events too (which ones depends on timing).
+    assert!(
+        phases.len() >= 2 && phases.last().map(String::as_str) == Some("preparing-lab"),
+        "phases seen: {phases:?}"
+    );
+    let cluster = cluster_of_page(&browser, "etcd-secrets").await;
+    assert!(!cluster.is_empty());
+    let record = app
+        .state
+        .clusters
+        .as_ref()
+        .unwrap()
+        .manager
+        .get(&cluster)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        record.owner_id.as_deref(),
+        Some(app.user_id("ada").await.as_str())
+    );
+    assert!(
+        browser
+            .text(".cluster-status")
+            .await
+            .contains("Your cluster is ready")
+    );
+
+    // Typed by hand into xterm.js.
+    browser
+        .type_into(".xterm-helper-textarea", &format!("kubectl get ns{ENTER}"))
+        .await;
+    wait_for_terminal(&browser, "kube-system", COMMAND).await;
+
+    // The step's first shell block, sent with one click: the Secret and its base64 value.
+    browser
+        .click(".step-text pre[data-run] ~ button.run:not([hidden])")
+        .await;
+    wait_for_terminal(
+        &browser,
+        "Y29ycmVjdC1ob3JzZS1iYXR0ZXJ5LXN0YXBsZQ==",
+        COMMAND,
+    )
+    .await;
+    // The lab's setup ran before the learner arrived: etcd answers on plain HTTP without a certificate.
+    browser
+        .type_into(
+            ".xterm-helper-textarea",
+            &format!(
+                "etcdctl --endpoints http://127.0.0.1:4001 get /registry/secrets/default/db-password | grep -c correct-horse{ENTER}"
+            ),
+        )
+        .await;
+    let text = wait_for_terminal(&browser, "\n1\n", COMMAND).await;
+    assert!(!text.contains("command not found"), "{text}");
+    browser
+        .full_page_screenshot(&artifacts().join("terminal-ready-1280.png"), 1280)
+        .await;
+    browser.resize(1280, 900).await;
+
+    // Check grades this learner's own Docker cluster: encryption at rest is still off.
+    browser
+        .goto(&format!(
+            "{}/labs/etcd-secrets/steps/encrypt-aescbc",
+            app.base_url
+        ))
+        .await;
+    browser.find("[data-cluster-state=ready]").await;
+    browser
+        .click("form[data-check-form] button[type=submit]")
+        .await;
+    browser
+        .wait_for(".attempt-fail", Duration::from_secs(120))
+        .await;
+    assert!(
+        browser
+            .text(".results")
+            .await
+            .contains("etcd.secrets-encrypted")
+    );
+    // The page came back with the same cluster and reattached to the same shell.
+    browser.wait_for("[data-terminal=connected]", COMMAND).await;
+    assert_eq!(cluster_of_page(&browser, "etcd-secrets").await, cluster);
+
+    // Remove: the page says so and nothing of the cluster is left on the engine.
+    browser.click("[data-action=remove]").await;
+    browser.find("[data-action=start]").await;
+    assert!(browser.text(".cluster-status").await.contains("removed"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = app
+            .state
+            .clusters
+            .as_ref()
+            .unwrap()
+            .manager
+            .get(&cluster)
+            .await
+            .unwrap()
+            .map(|r| r.state.as_str().to_owned());
+        if state.as_deref() == Some("deleted") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster state {state:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_nothing_left(&provider, &[&cluster]).await;
+}
+
+/// Steps the test node cannot host (it runs kube-apiserver v1.20: no KMS v2), as the harness skips them.
+const NOT_OFFLINE: &[&str] = &["kms-v2"];
+
+#[tokio::test]
+async fn lab_1_read_start_to_finish_in_the_browser_every_check_fails_then_passes() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = app_with_clusters().await;
+    let lab = app.state.labs.get("etcd-secrets").unwrap().clone();
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, "grace").await;
+    let step_url = |step: &str| format!("{}/labs/etcd-secrets/steps/{step}", app.base_url);
+
+    browser
+        .goto(&format!("{}/labs/etcd-secrets", app.base_url))
+        .await;
+    browser
+        .full_page_screenshot(&artifacts().join("lab1-intro-1280.png"), 1280)
+        .await;
+    browser.resize(1280, 900).await;
+    browser.goto(&step_url(&lab.steps[0].id)).await;
+    browser.find("[data-action=start]").await;
+    start_and_watch(&browser).await;
+    let cluster = cluster_of_page(&browser, "etcd-secrets").await;
+
+    for (number, step) in lab.steps.iter().enumerate() {
+        if step
+            .needs
+            .iter()
+            .any(|need| NOT_OFFLINE.contains(&need.as_str()))
+        {
+            continue;
+        }
+        browser.goto(&step_url(&step.id)).await;
+        browser.wait_for("[data-terminal=connected]", COMMAND).await;
+        if !step.checks.is_empty() {
+            browser
+                .click("form[data-check-form] button[type=submit]")
+                .await;
+            browser
+                .wait_for(".attempt-fail", Duration::from_secs(120))
+                .await;
+            browser.wait_for("[data-terminal=connected]", COMMAND).await;
+        }
+        // Reveal the solution and run it in the terminal, as a stuck learner would.
+        browser.click("details.solution summary").await;
+        let before = script_exits(&terminal_text(&browser).await).len();
+        browser
+            .click("details.solution button.run:not([hidden])")
+            .await;
+        let (code, text) = wait_for_script_exit(&browser, before, SOLUTION).await;
+        assert!(
+            code == "0",
+            "step {}'s solution failed in the terminal:\n{text}",
+            step.id
+        );
+        browser
+            .full_page_screenshot(
+                &artifacts().join(format!("lab1-step{}-{}-1280.png", number + 1, step.id)),
+                1280,
+            )
+            .await;
+        browser.resize(1280, 900).await;
+        if !step.checks.is_empty() {
+            browser
+                .click("form[data-check-form] button[type=submit]")
+                .await;
+            browser
+                .wait_for(".attempt-pass", Duration::from_secs(120))
+                .await;
+        }
+    }
+    browser
+        .goto(&format!("{}/labs/etcd-secrets", app.base_url))
+        .await;
+    browser
+        .full_page_screenshot(&artifacts().join("lab1-done-1280.png"), 1280)
+        .await;
+
+    app.state
+        .clusters
+        .as_ref()
+        .unwrap()
+        .manager
+        .delete(&cluster)
+        .await
+        .unwrap();
+    assert_nothing_left(&provider, &[&cluster]).await;
+}
