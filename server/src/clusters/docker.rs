@@ -539,8 +539,13 @@ impl DockerProvider {
             .run_checked(container, &cat(kind::CNI_MANIFEST), spec.privileged)
             .await?
             .stdout_text();
-        self.run_checked(container, &kind::cni_command(&cni), spec.privileged)
-            .await?;
+        let endpoint = format!("{container}:6443");
+        self.run_checked(
+            container,
+            &kind::cni_command(&cni, &endpoint)?,
+            spec.privileged,
+        )
+        .await?;
         progress(Phase::InstallingStorage);
         let storage = self
             .exec_in(

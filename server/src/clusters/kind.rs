@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{ApiServerMount, Phase};
+use serde::Deserialize;
+
+use super::{ApiServerMount, Error, Phase, Result};
 
 pub const POD_SUBNET: &str = "10.244.0.0/16";
 pub const SERVICE_SUBNET: &str = "10.96.0.0/16";
@@ -257,16 +259,22 @@ pub fn init_commands(config: &str, version: KubeVersion) -> Vec<NodeCommand> {
 pub const CNI_MANIFEST: &str = "/kind/manifests/default-cni.yaml";
 pub const STORAGE_MANIFEST: &str = "/kind/manifests/default-storage.yaml";
 
-/// kind's default CNI manifest, templated the way kind templates it.
-pub fn cni_command(manifest: &str) -> NodeCommand {
-    let manifest = if manifest.contains("would you kindly template this file") {
+/// kind's default CNI manifest, prepared the way kind prepares it: a manifest marked "template
+/// this file" gets the pod subnet; one marked "patch this file" gets the control plane's address
+/// as `CONTROL_PLANE_ENDPOINT` in its DaemonSet's first container (kindnet reaches the API server
+/// through it). `control_plane_endpoint` is `<node>:6443`.
+pub fn cni_command(manifest: &str, control_plane_endpoint: &str) -> Result<NodeCommand> {
+    let mut manifest = if manifest.contains("would you kindly template this file") {
         manifest
             .replace("{{ .PodSubnet }}", POD_SUBNET)
             .replace("{{.PodSubnet}}", POD_SUBNET)
     } else {
         manifest.to_owned()
     };
-    NodeCommand {
+    if manifest.contains("would you kindly patch this file") {
+        manifest = add_control_plane_endpoint(&manifest, control_plane_endpoint)?;
+    }
+    Ok(NodeCommand {
         phase: Phase::InstallingCni,
         argv: argv(&[
             "kubectl",
@@ -276,7 +284,47 @@ pub fn cni_command(manifest: &str) -> NodeCommand {
             "-",
         ]),
         stdin: Some(manifest),
+    })
+}
+
+fn add_control_plane_endpoint(manifest: &str, endpoint: &str) -> Result<String> {
+    let invalid = |why: String| Error::Invalid(format!("{CNI_MANIFEST}: {why}"));
+    let mut documents = Vec::new();
+    let mut patched = false;
+    for document in serde_yaml::Deserializer::from_str(manifest) {
+        let mut value = serde_yaml::Value::deserialize(document)
+            .map_err(|e| invalid(format!("does not parse as YAML: {e}")))?;
+        if value.is_null() {
+            continue;
+        }
+        if value.get("kind").and_then(serde_yaml::Value::as_str) == Some("DaemonSet") {
+            let container = value
+                .get_mut("spec")
+                .and_then(|v| v.get_mut("template"))
+                .and_then(|v| v.get_mut("spec"))
+                .and_then(|v| v.get_mut("containers"))
+                .and_then(|v| v.get_mut(0))
+                .and_then(serde_yaml::Value::as_mapping_mut)
+                .ok_or_else(|| invalid("its DaemonSet has no containers to patch".into()))?;
+            let env = container
+                .entry("env".into())
+                .or_insert_with(|| serde_yaml::Value::Sequence(Vec::new()));
+            let entry: serde_yaml::Value = serde_yaml::from_str(&format!(
+                "{{name: CONTROL_PLANE_ENDPOINT, value: {}}}",
+                serde_json::Value::String(endpoint.to_owned())
+            ))
+            .map_err(|e| invalid(e.to_string()))?;
+            env.as_sequence_mut()
+                .ok_or_else(|| invalid("its DaemonSet's env is not a list".into()))?
+                .push(entry);
+            patched = true;
+        }
+        documents.push(serde_yaml::to_string(&value).map_err(|e| invalid(e.to_string()))?);
     }
+    if !patched {
+        return Err(invalid("asks to be patched but has no DaemonSet".into()));
+    }
+    Ok(documents.join("---\n"))
 }
 
 /// kind's fallback when the image has no storage manifest.
@@ -468,9 +516,57 @@ mod tests {
     }
 
     #[test]
+    fn a_cni_manifest_marked_for_patching_gets_the_control_plane_endpoint_in_its_daemonset() {
+        let manifest = "# would you kindly patch this file
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: kindnet, namespace: kube-system}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: kindnet, namespace: kube-system}
+spec:
+  template:
+    spec:
+      containers:
+      - name: kindnet-cni
+        image: docker.io/kindest/kindnetd:v20250512
+        env:
+        - {name: HOST_IP, value: x}
+";
+        let command = cni_command(manifest, "hardlab-c-abc-control-plane:6443").unwrap();
+        let patched = command.stdin.unwrap();
+        let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&patched)
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(documents.len(), 2);
+        assert_eq!(documents[0]["kind"], "ServiceAccount");
+        let env = &documents[1]["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env[0]["name"], "HOST_IP");
+        assert_eq!(env[1]["name"], "CONTROL_PLANE_ENDPOINT");
+        assert_eq!(env[1]["value"], "hardlab-c-abc-control-plane:6443");
+
+        let broken = cni_command("# would you kindly patch this file\nkind: [", "x:6443");
+        assert!(broken.unwrap_err().to_string().contains(CNI_MANIFEST));
+        let no_daemonset = cni_command(
+            "# would you kindly patch this file\nkind: ConfigMap\n",
+            "x:6443",
+        );
+        assert!(
+            no_daemonset
+                .unwrap_err()
+                .to_string()
+                .contains("no DaemonSet")
+        );
+    }
+
+    #[test]
     fn the_cni_manifest_is_templated_with_the_pod_subnet_and_created() {
-        let command =
-            cni_command("# would you kindly template this file\nvalue: {{ .PodSubnet }}\n");
+        let command = cni_command(
+            "# would you kindly template this file\nvalue: {{ .PodSubnet }}\n",
+            "c-control-plane:6443",
+        )
+        .unwrap();
         assert_eq!(
             command.argv.join(" "),
             "kubectl create --kubeconfig=/etc/kubernetes/admin.conf -f -"
@@ -482,7 +578,7 @@ mod tests {
                 .unwrap()
                 .contains("value: 10.244.0.0/16")
         );
-        let untouched = cni_command("value: {{ .PodSubnet }}\n");
+        let untouched = cni_command("value: {{ .PodSubnet }}\n", "c-control-plane:6443").unwrap();
         assert!(
             untouched
                 .stdin
