@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use askama::Template;
 use async_trait::async_trait;
 use axum::Json;
 use axum::Router;
@@ -23,6 +24,7 @@ use super::recording;
 use super::roles::{ProxyConfig, Role};
 use super::service::ProxyService;
 use super::{store, totp};
+use crate::web::session::{Session, Visitor};
 
 /// Who is looking, as the web app's session knows them.
 #[derive(Debug, Clone)]
@@ -209,109 +211,71 @@ async fn session_json(
     Ok(Json(recording).into_response())
 }
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
+/// A page of the proxy in the web app's layout. The page handlers take a `Session` first so an
+/// anonymous browser is sent to sign in (the JSON routes answer 401 instead).
+fn render(page: &impl Template) -> Result<Html<String>, ApiError> {
+    page.render()
+        .map(Html)
+        .map_err(|error| ApiError(ProxyError::Internal(format!("rendering a page: {error}"))))
 }
 
-fn page(title: &str, csrf: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"csrf-token\" content=\"{csrf}\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · hardlab</title><style>{STYLE}</style></head><body>\
-         <nav><a href=\"/\">hardlab</a> · <a href=\"/access\">Access</a> · \
-         <a href=\"/access/audit\">Audit log</a> · <a href=\"/access/sessions\">Sessions</a></nav>\
-         <main><h1>{title}</h1>{body}</main></body></html>",
-        title = escape(title),
-        csrf = escape(csrf)
-    ))
+/// One row of the clusters table on the access page.
+struct ClusterRow {
+    name: String,
+    labels: String,
+    groups: String,
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#111;background:#fff}\
-nav{padding:.6rem 1rem;background:#1d2a3a}nav a{color:#fff}main{padding:1rem;max-width:72rem}\
-table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border-bottom:1px solid #ccc;padding:.3rem;text-align:left}\
-textarea{width:100%;min-height:16rem;font-family:monospace}code,pre{background:#f2f2f2;padding:.1rem .3rem}\
-.deny{color:#a00}.ok{color:#060}form.filters input{width:8rem}label{margin-right:.5rem}\
-@media (max-width:600px){table{font-size:.75rem}form.filters input{width:100%}}";
-
-const SCRIPT: &str = r#"<script>
-async function postJson(url, body){const r=await fetch(url,{method:'POST',headers:{'Content-Type':'application/json','X-CSRF-Token':document.querySelector('meta[name=csrf-token]').content},body:JSON.stringify(body)});const j=await r.json().catch(()=>({}));if(!r.ok)throw new Error(j.error||r.status);return j;}
-async function enroll(){const j=await postJson('/api/proxy/totp/enroll',{});document.getElementById('secret').textContent=j.secret;document.getElementById('uri').textContent=j.uri;document.getElementById('confirm').hidden=false;}
-async function confirmCode(){try{await postJson('/api/proxy/totp/confirm',{code:document.getElementById('code').value});document.getElementById('totp-status').textContent='Confirmed. hardlab login will ask for this code.';}catch(e){document.getElementById('totp-status').textContent='Not accepted: '+e.message;}}
-async function applyRoles(){const out=document.getElementById('apply-status');try{await postJson('/api/proxy/config',{yaml:document.getElementById('roles').value});out.textContent='Applied.';}catch(e){out.textContent='Refused: '+e.message;}}
-</script>"#;
+#[derive(Template)]
+#[template(path = "access.html")]
+struct AccessPage<'a> {
+    visitor: &'a Visitor,
+    section: &'static str,
+    enrolled: bool,
+    my_roles: Vec<String>,
+    server_hint: String,
+    viewer_name: &'a str,
+    clusters: Vec<ClusterRow>,
+    /// Admins only: every role and who holds it, as editable YAML.
+    roles_yaml: Option<String>,
+}
 
 async fn access_page(
     State(web): State<Arc<ProxyWeb>>,
+    _session: Session,
+    visitor: Visitor,
     SignedIn(viewer): SignedIn,
 ) -> Result<Html<String>, ApiError> {
     let pool = &web.service.pool;
     let enrolled = store::totp_enrolled(pool, &viewer.name).await?;
     let my_roles = store::user_roles(pool, &viewer.name).await?;
     let roles = store::list_roles(pool).await?;
-    let clusters = store::list_clusters(pool).await?;
-    let mut body = String::new();
-    body.push_str(&format!(
-        "<h2>Second factor</h2><p id=\"totp-status\">{}</p>\
-         <button onclick=\"enroll()\">{}</button>\
-         <p>Secret: <code id=\"secret\"></code><br>URI: <code id=\"uri\"></code></p>\
-         <p id=\"confirm\" hidden><label for=\"code\">Code from the app</label>\
-         <input id=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\"> \
-         <button onclick=\"confirmCode()\">Confirm</button></p>",
-        if enrolled {
-            "An authenticator app is enrolled."
-        } else {
-            "No authenticator app yet: enrol one to use hardlab login."
-        },
-        if enrolled { "Replace it" } else { "Enrol" }
-    ));
-    body.push_str(&format!(
-        "<h2>Your roles</h2><p>{}</p><p>Log in from a terminal: <code>hardlab login --server {} --user {}</code>, then \
-         <code>hardlab kube login --cluster NAME</code>.</p>",
-        if my_roles.is_empty() {
-            "none".to_owned()
-        } else {
-            escape(&my_roles.join(", "))
-        },
-        escape(&server_hint()),
-        escape(&viewer.name)
-    ));
-    body.push_str("<h2>Clusters behind the proxy</h2><table><tr><th>Name</th><th>Labels</th><th>Your groups there</th></tr>");
     let held: Vec<&Role> = roles
         .iter()
         .filter(|r| my_roles.contains(&r.name))
         .collect();
-    for cluster in &clusters {
-        let labels: Vec<String> = cluster
-            .spec
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        let groups = match super::roles::principals(&viewer.name, &held, &cluster.spec.labels) {
-            Ok(p) => p.groups.join(", "),
-            Err(denial) => format!("refused ({denial})"),
-        };
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&cluster.spec.name),
-            escape(&labels.join(", ")),
-            escape(&groups)
-        ));
-    }
-    body.push_str("</table>");
-    if viewer.admin {
+    let clusters = store::list_clusters(pool)
+        .await?
+        .into_iter()
+        .map(|cluster| {
+            let labels: Vec<String> = cluster
+                .spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let groups = match super::roles::principals(&viewer.name, &held, &cluster.spec.labels) {
+                Ok(p) => p.groups.join(", "),
+                Err(denial) => format!("refused ({denial})"),
+            };
+            ClusterRow {
+                name: cluster.spec.name,
+                labels: labels.join(", "),
+                groups,
+            }
+        })
+        .collect();
+    let roles_yaml = if viewer.admin {
         let users = store::all_user_roles(pool).await?;
         let config = ProxyConfig {
             roles,
@@ -321,20 +285,23 @@ async fn access_page(
                 .map(|(name, roles)| super::roles::UserRoles { name, roles })
                 .collect(),
         };
-        let yaml = serde_yaml::to_string(&config)
-            .map_err(|error| ApiError(ProxyError::Internal(error.to_string())))?;
-        body.push_str(&format!(
-            "<h2>Roles and who holds them (admin)</h2>\
-             <p>Teleport's field names: <code>kubernetes_labels</code> (which clusters), <code>kubernetes_groups</code>, \
-             <code>kubernetes_users</code>, <code>max_session_ttl</code>. Roles listed here replace those of the same name; \
-             each listed user gets exactly the roles listed.</p>\
-             <label for=\"roles\" hidden>Roles YAML</label><textarea id=\"roles\" spellcheck=\"false\">{}</textarea>\
-             <p><button onclick=\"applyRoles()\">Apply</button> <span id=\"apply-status\"></span></p>",
-            escape(&yaml)
-        ));
-    }
-    body.push_str(SCRIPT);
-    Ok(page("Access", &viewer.csrf, &body))
+        Some(
+            serde_yaml::to_string(&config)
+                .map_err(|error| ApiError(ProxyError::Internal(error.to_string())))?,
+        )
+    } else {
+        None
+    };
+    render(&AccessPage {
+        visitor: &visitor,
+        section: "access",
+        enrolled,
+        my_roles,
+        server_hint: server_hint(),
+        viewer_name: &viewer.name,
+        clusters,
+        roles_yaml,
+    })
 }
 
 fn server_hint() -> String {
@@ -349,70 +316,49 @@ fn scoped(viewer: &Viewer, mut filter: AuditFilter) -> AuditFilter {
     filter
 }
 
+#[derive(Template)]
+#[template(path = "access_audit.html")]
+struct AuditPage<'a> {
+    visitor: &'a Visitor,
+    section: &'static str,
+    /// The filter form's fields: name and current value.
+    fields: Vec<(&'static str, String)>,
+    /// The same filter for the export link, already URL-encoded.
+    export_query: String,
+    events: Vec<audit::AuditEvent>,
+}
+
 async fn audit_page(
     State(web): State<Arc<ProxyWeb>>,
+    _session: Session,
+    visitor: Visitor,
     SignedIn(viewer): SignedIn,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Html<String>, ApiError> {
     let filter = scoped(&viewer, filter);
     let events = audit::list(&web.service.pool, &filter).await?;
-    let field = |name: &str, value: &str| {
-        format!(
-            "<label>{name} <input name=\"{name}\" value=\"{}\"></label>",
-            escape(value)
-        )
-    };
-    let mut body = format!(
-        "<form class=\"filters\" method=\"get\">{}{}{}{}{}{}<button>Filter</button></form>",
-        field("user", &filter.user),
-        field("cluster", &filter.cluster),
-        field("verb", &filter.verb),
-        field("resource", &filter.resource),
-        field("decision", &filter.decision),
-        field(
+    let fields = vec![
+        ("user", filter.user.clone()),
+        ("cluster", filter.cluster.clone()),
+        ("verb", filter.verb.clone()),
+        ("resource", filter.resource.clone()),
+        ("decision", filter.decision.clone()),
+        (
             "code",
-            &filter.code.map(|c| c.to_string()).unwrap_or_default()
+            filter.code.map(|c| c.to_string()).unwrap_or_default(),
         ),
-    );
-    let query = serde_urlencoded_filter(&filter);
-    body.push_str(&format!(
-        "<p><a href=\"/access/audit.jsonl?{query}\">Export as JSON lines</a> · {} events shown, newest first</p>\
-         <table><tr><th>#</th><th>Time</th><th>What happened</th><th>Cluster</th><th>Namespace</th><th>Name</th>\
-         <th>Decision</th><th>From</th><th>Session</th></tr>",
-        events.len()
-    ));
-    for event in &events {
-        let class = if event.response_code >= 400 {
-            "deny"
-        } else {
-            "ok"
-        };
-        let session = if event.session_id.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "<a href=\"/access/sessions/{0}\">replay</a>",
-                escape(&event.session_id)
-            )
-        };
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{session}</td></tr>",
-            event.seq,
-            escape(&event.time),
-            escape(&event.summary()),
-            escape(&event.kubernetes_cluster),
-            escape(&event.resource_namespace),
-            escape(&event.resource_name),
-            escape(event.decision.as_str()),
-            escape(&event.addr_remote),
-        ));
-    }
-    body.push_str("</table>");
-    Ok(page("Audit log", &viewer.csrf, &body))
+    ];
+    render(&AuditPage {
+        visitor: &visitor,
+        section: "audit",
+        fields,
+        export_query: export_query(&filter),
+        events,
+    })
 }
 
-fn serde_urlencoded_filter(filter: &AuditFilter) -> String {
-    let mut pairs = Vec::new();
+fn export_query(filter: &AuditFilter) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
     for (key, value) in [
         ("user", &filter.user),
         ("cluster", &filter.cluster),
@@ -421,23 +367,13 @@ fn serde_urlencoded_filter(filter: &AuditFilter) -> String {
         ("decision", &filter.decision),
     ] {
         if !value.is_empty() {
-            let encoded: String = value
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                        char::from(b).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            pairs.push(format!("{key}={encoded}"));
+            query.append_pair(key, value);
         }
     }
     if let Some(code) = filter.code {
-        pairs.push(format!("code={code}"));
+        query.append_pair("code", &code.to_string());
     }
-    pairs.join("&amp;")
+    query.finish()
 }
 
 async fn audit_export(
@@ -460,53 +396,70 @@ async fn audit_export(
     Ok((headers, lines).into_response())
 }
 
-async fn sessions_page(
-    State(web): State<Arc<ProxyWeb>>,
-    SignedIn(viewer): SignedIn,
-) -> Result<Html<String>, ApiError> {
-    let sessions = recording::list_sessions(&web.service.pool).await?;
-    let mut body = String::from(
-        "<p>Interactive exec and attach sessions through the proxy, recorded as the bytes each way with timings.</p>\
-         <table><tr><th>Started</th><th>User</th><th>Cluster</th><th>Request</th><th></th></tr>",
-    );
-    for session in sessions
-        .iter()
-        .filter(|s| viewer.admin || s.user == viewer.name)
-    {
-        let started = time::OffsetDateTime::from_unix_timestamp(session.started_at / 1000)
-            .map(audit::format_time)
-            .unwrap_or_default();
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><a href=\"/access/sessions/{}\">replay</a></td></tr>",
-            escape(&started),
-            escape(&session.user),
-            escape(&session.cluster),
-            escape(&session.request_path),
-            escape(&session.id)
-        ));
-    }
-    body.push_str("</table>");
-    Ok(page("Sessions", &viewer.csrf, &body))
+struct SessionRow {
+    id: String,
+    started: String,
+    user: String,
+    cluster: String,
+    request_path: String,
 }
 
-async fn session_page(SignedIn(viewer): SignedIn, Path(id): Path<String>) -> Html<String> {
-    let body = format!(
-        "<p><button id=\"play\">Play</button> <span id=\"meta\"></span></p><pre id=\"screen\" aria-live=\"polite\"></pre>\
-         <script>\
-         const id={id};\
-         document.getElementById('play').onclick=async()=>{{\
-           const r=await fetch('/api/proxy/sessions/'+encodeURIComponent(id));const s=await r.json();\
-           const screen=document.getElementById('screen');screen.textContent='';\
-           document.getElementById('meta').textContent=s.user+' on '+s.cluster+' ('+s.protocol+')';\
-           let last=0;for(const c of s.chunks){{if(c.direction!=='to_client'||!c.text)continue;\
-             await new Promise(res=>setTimeout(res,Math.min(c.offset_ms-last,2000)));last=c.offset_ms;screen.textContent+=c.text;}}\
-         }};</script>",
-        // JSON string, with `<` escaped so the id cannot close the script element.
-        id = serde_json::to_string(&id)
-            .unwrap_or_else(|_| "\"\"".into())
-            .replace('<', "\\u003c")
-    );
-    page("Session replay", &viewer.csrf, &body)
+#[derive(Template)]
+#[template(path = "access_sessions.html")]
+struct SessionsPage<'a> {
+    visitor: &'a Visitor,
+    section: &'static str,
+    sessions: Vec<SessionRow>,
+}
+
+async fn sessions_page(
+    State(web): State<Arc<ProxyWeb>>,
+    _session: Session,
+    visitor: Visitor,
+    SignedIn(viewer): SignedIn,
+) -> Result<Html<String>, ApiError> {
+    let sessions = recording::list_sessions(&web.service.pool)
+        .await?
+        .into_iter()
+        .filter(|s| viewer.admin || s.user == viewer.name)
+        .map(|session| SessionRow {
+            started: time::OffsetDateTime::from_unix_timestamp(session.started_at / 1000)
+                .map(audit::format_time)
+                .unwrap_or_default(),
+            id: session.id,
+            user: session.user,
+            cluster: session.cluster,
+            request_path: session.request_path,
+        })
+        .collect();
+    render(&SessionsPage {
+        visitor: &visitor,
+        section: "sessions",
+        sessions,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "access_session.html")]
+struct SessionPage<'a> {
+    visitor: &'a Visitor,
+    section: &'static str,
+    id: String,
+}
+
+/// The replay page; the recording itself comes from `/api/proxy/sessions/{id}`, which checks who
+/// may see it.
+async fn session_page(
+    _session: Session,
+    visitor: Visitor,
+    SignedIn(_viewer): SignedIn,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    render(&SessionPage {
+        visitor: &visitor,
+        section: "sessions",
+        id,
+    })
 }
 
 /// hardlab's own accounts and sessions, as the proxy's routes use them.

@@ -1,0 +1,64 @@
+// The access proxy's pages: TOTP enrolment, the admin's roles editor and session replay.
+// Handlers are bound by data-action (no inline script), and every change sends the page's CSRF token.
+"use strict";
+(function () {
+  function csrf() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+  async function postJson(url, body) {
+    var response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      body: JSON.stringify(body),
+    });
+    var json = await response.json().catch(function () { return {}; });
+    if (!response.ok) throw new Error(json.error || String(response.status));
+    return json;
+  }
+  function byId(id) { return document.getElementById(id); }
+  var actions = {
+    enroll: async function () {
+      var answer = await postJson("/api/proxy/totp/enroll", {});
+      byId("secret").textContent = answer.secret;
+      byId("uri").textContent = answer.uri;
+      byId("confirm").hidden = false;
+    },
+    confirm: async function () {
+      try {
+        await postJson("/api/proxy/totp/confirm", { code: byId("code").value });
+        byId("totp-status").textContent = "Confirmed. hardlab login will ask for this code.";
+      } catch (error) {
+        byId("totp-status").textContent = "Not accepted: " + error.message;
+      }
+    },
+    "apply-roles": async function () {
+      try {
+        await postJson("/api/proxy/config", { yaml: byId("roles").value });
+        byId("apply-status").textContent = "Applied.";
+      } catch (error) {
+        byId("apply-status").textContent = "Refused: " + error.message;
+      }
+    },
+    replay: async function (button) {
+      var response = await fetch("/api/proxy/sessions/" + encodeURIComponent(button.dataset.session), { credentials: "same-origin" });
+      var session = await response.json();
+      var screen = byId("screen");
+      screen.textContent = "";
+      byId("meta").textContent = session.user + " on " + session.cluster + " (" + session.protocol + ")";
+      var last = 0;
+      for (var i = 0; i < session.chunks.length; i++) {
+        var chunk = session.chunks[i];
+        if (chunk.direction !== "to_client" || !chunk.text) continue;
+        await new Promise(function (done) { setTimeout(done, Math.min(chunk.offset_ms - last, 2000)); });
+        last = chunk.offset_ms;
+        screen.textContent += chunk.text;
+      }
+    },
+  };
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-action]");
+    if (button && actions[button.dataset.action]) actions[button.dataset.action](button);
+  });
+})();
