@@ -112,6 +112,8 @@ pub struct Step {
     pub checks: Vec<String>,
     pub hints: Vec<String>,
     pub solution: Option<PathBuf>,
+    /// The solution's text, read once at load for the step page's "Show the solution".
+    pub solution_script: Option<String>,
     pub needs: Vec<String>,
 }
 
@@ -281,9 +283,13 @@ fn load_one(
             }
         }
         let mut solution = None;
+        let mut solution_script = None;
         if let Some(relative) = &step.solution {
             match read_inside(folder, relative) {
-                Ok(_) => solution = Some(folder.join(relative)),
+                Ok(text) => {
+                    solution = Some(folder.join(relative));
+                    solution_script = Some(text);
+                }
                 Err(message) => problems.push(problem(
                     line_of(&text, relative, 1),
                     &format!("{field}.solution"),
@@ -298,6 +304,7 @@ fn load_one(
             checks: step.checks.clone(),
             hints: step.hints.clone(),
             solution,
+            solution_script,
             needs: step.needs.clone(),
         });
     }

@@ -174,7 +174,7 @@ struct StepPage<'a> {
     /// Learners get their own cluster with Start on this page (else they register one).
     starts_clusters: bool,
     /// The step's solution script, revealed on request.
-    solution: Option<SolutionView>,
+    solution: Option<SolutionView<'a>>,
 }
 
 async fn step_page(
@@ -206,21 +206,17 @@ async fn step_page(
         .min(step.hints.len());
     let has_cluster = super::cluster::is_registered(&state, &session.user.id).await?
         || learner_cluster_ready(&state, &session.user.id, &lab.id).await;
-    let solution = match &step.solution {
-        // The loader checked the file exists; one that vanished since is shown as missing,
-        // not as a failed page.
-        Some(path) => tokio::fs::read_to_string(path)
-            .await
-            .ok()
-            .map(|script| SolutionView {
-                name: path
-                    .file_stem()
-                    .map(|stem| stem.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                script,
-            }),
-        None => None,
-    };
+    let solution = step
+        .solution
+        .as_ref()
+        .zip(step.solution_script.as_ref())
+        .map(|(path, script)| SolutionView {
+            name: path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            script: script.as_str(),
+        });
     let page = StepPage {
         visitor: &visitor,
         lab: &lab,
@@ -241,9 +237,9 @@ async fn step_page(
 }
 
 /// A step's solution as the page shows it; `name` is what `hardlab-solution` in the node runs.
-struct SolutionView {
+struct SolutionView<'a> {
     name: String,
-    script: String,
+    script: &'a str,
 }
 
 /// Whether the learner's own cluster for this lab is up; a database hiccup reads as "not yet"
