@@ -1,70 +1,33 @@
-//! Shared by the proxy_* tests: a real etcd + kube-apiserver (from `KUBEBUILDER_ASSETS`), a fresh
-//! database, and the access proxy in front of the API server with its own impersonating identity.
+//! Shared by the proxy_* tests: the testkit's real etcd + kube-apiserver, a fresh database, and the
+//! access proxy in front of the API server with its own impersonating identity.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use hardlab_server::proxy::ca::UserCa;
 use hardlab_server::proxy::roles::Role;
 use hardlab_server::proxy::service::{ProxyService, ProxySettings};
 use hardlab_server::proxy::store;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use sqlx::AnyPool;
 
-/// Whether the real control plane can run here; prints why not, and fails under `CI=true`.
+/// Whether the real control plane and kubectl can run here; prints why not, and fails under
+/// `CI=true`.
 pub fn control_plane_available() -> bool {
-    let strict = std::env::var("CI").is_ok_and(|v| v == "true");
-    let why = match std::env::var("KUBEBUILDER_ASSETS") {
-        Err(_) => Some("KUBEBUILDER_ASSETS is not set (source .ci/env)".to_owned()),
-        Ok(dir) if !Path::new(&dir).join("kube-apiserver").exists() => {
-            Some(format!("{dir}/kube-apiserver does not exist"))
-        }
-        Ok(_) if which("etcd").is_none() => Some("etcd is not on PATH".to_owned()),
-        Ok(_) if which("kubectl").is_none() => Some("kubectl is not on PATH".to_owned()),
-        Ok(_) => None,
-    };
-    if let Some(why) = why {
-        assert!(!strict, "CI=true and the control plane cannot run: {why}");
-        eprintln!("skipping: {why}");
+    if !hardlab_testkit::require(hardlab_testkit::Component::ControlPlane) {
         return false;
     }
-    true
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|path| path.exists())
-}
-
-/// Starts `program` under a shell that kills it when our end of its stdin closes, so the
-/// control plane dies with the test process even when no destructor runs (a shared static).
-fn spawn_supervised(program: &Path, args: &[String], log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    Command::new("sh")
-        .arg("-c")
-        .arg("\"$@\" & child=$!; read _; kill $child; wait $child")
-        .arg("sh")
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let has_kubectl = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join("kubectl").exists());
+    if !has_kubectl {
+        let strict = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!strict, "CI=true and kubectl is not on PATH");
+        eprintln!("skipping: kubectl is not on PATH");
+    }
+    has_kubectl
 }
 
 /// A client identity on the cluster: certificate and key PEM signed by the cluster CA.
@@ -73,131 +36,32 @@ pub struct ClusterIdentity {
     pub key_pem: String,
 }
 
-/// A real etcd and kube-apiserver; both are killed on drop.
+/// The testkit's real etcd and kube-apiserver, with what the proxy tests need from it close at hand.
 pub struct ControlPlane {
-    pub dir: tempfile::TempDir,
+    inner: hardlab_testkit::ControlPlane,
     pub server: String,
     pub ca_pem: String,
-    ca_cert: String,
-    ca_key: KeyPair,
-    processes: Vec<Child>,
     pub admin_kubeconfig: PathBuf,
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        for child in &mut self.processes {
-            // Closing the shell's stdin makes it stop its program and wait for it.
-            drop(child.stdin.take());
-            let _ = child.wait();
-        }
-    }
 }
 
 impl ControlPlane {
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "test cluster CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let ca_pem = ca_cert.pem();
-        std::fs::write(dir.path().join("ca.crt"), &ca_pem).unwrap();
-
-        let serving_key = KeyPair::generate().unwrap();
-        let mut serving =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        serving
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver");
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, &ca_key).unwrap();
-        let serving_cert = serving.signed_by(&serving_key, &issuer).unwrap();
-        std::fs::write(dir.path().join("apiserver.crt"), serving_cert.pem()).unwrap();
-        std::fs::write(
-            dir.path().join("apiserver.key"),
-            serving_key.serialize_pem(),
-        )
-        .unwrap();
-        let sa_key = KeyPair::generate().unwrap();
-        std::fs::write(dir.path().join("sa.key"), sa_key.serialize_pem()).unwrap();
-        std::fs::write(dir.path().join("sa.pub"), sa_key.public_key_pem()).unwrap();
-
-        let etcd_port = free_port();
-        let peer_port = free_port();
-        let etcd_args = vec![
-            format!("--data-dir={}", dir.path().join("etcd").display()),
-            format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
-            format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
-            format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
-            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
-            format!("--initial-cluster=default=http://127.0.0.1:{peer_port}"),
-        ];
-        let etcd = spawn_supervised(
-            &which("etcd").unwrap(),
-            &etcd_args,
-            &dir.path().join("etcd.log"),
-        );
-        let secure_port = free_port();
-        let assets = std::env::var("KUBEBUILDER_ASSETS").unwrap();
-        let d = |name: &str| dir.path().join(name).display().to_string();
-        let apiserver_args = vec![
-            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-            format!("--secure-port={secure_port}"),
-            "--bind-address=127.0.0.1".to_owned(),
-            "--insecure-port=0".to_owned(),
-            format!("--cert-dir={}", dir.path().display()),
-            format!("--tls-cert-file={}", d("apiserver.crt")),
-            format!("--tls-private-key-file={}", d("apiserver.key")),
-            format!("--client-ca-file={}", d("ca.crt")),
-            format!("--service-account-key-file={}", d("sa.pub")),
-            format!("--service-account-signing-key-file={}", d("sa.key")),
-            "--service-account-issuer=https://kubernetes.default.svc".to_owned(),
-            "--authorization-mode=RBAC".to_owned(),
-            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-            "--disable-admission-plugins=ServiceAccount".to_owned(),
-        ];
-        let apiserver = spawn_supervised(
-            &Path::new(&assets).join("kube-apiserver"),
-            &apiserver_args,
-            &dir.path().join("apiserver.log"),
-        );
-        let mut plane = ControlPlane {
-            server: format!("https://127.0.0.1:{secure_port}"),
-            ca_pem,
-            ca_cert: ca_cert.pem(),
-            ca_key,
-            processes: vec![etcd, apiserver],
-            admin_kubeconfig: dir.path().join("admin.kubeconfig"),
-            dir,
-        };
-        let admin = plane.issue_client_cert("admin", &["system:masters"]);
-        let text = plane.kubeconfig_for(&admin);
-        std::fs::write(&plane.admin_kubeconfig, text).unwrap();
-        plane.wait_ready();
-        plane
+        let inner = hardlab_testkit::ControlPlane::builder()
+            .start()
+            .await
+            .unwrap();
+        ControlPlane {
+            server: inner.server_url(),
+            ca_pem: inner.ca_pem().to_owned(),
+            admin_kubeconfig: inner.kubeconfig_path().to_owned(),
+            inner,
+        }
     }
 
-    /// A client certificate for `user` in (at most one) group, signed by the cluster CA.
+    /// A client certificate for `user` in `groups`, signed by the cluster CA.
     pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> ClusterIdentity {
-        assert!(groups.len() <= 1, "rcgen writes one O per subject");
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, user);
-        if let Some(group) = groups.first() {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *group);
-        }
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = Issuer::from_ca_cert_pem(&self.ca_cert, &self.ca_key).unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        ClusterIdentity {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
+        let (cert_pem, key_pem) = self.inner.issue_client_cert(user, groups);
+        ClusterIdentity { cert_pem, key_pem }
     }
 
     pub fn kubeconfig_for(&self, identity: &ClusterIdentity) -> String {
@@ -212,23 +76,6 @@ impl ControlPlane {
         )
     }
 
-    fn wait_ready(&mut self) {
-        let started = Instant::now();
-        loop {
-            let output = self.kubectl_admin(&["get", "--raw", "/readyz"]);
-            if output.status.success() {
-                return;
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                let log = std::fs::read_to_string(self.dir.path().join("apiserver.log"))
-                    .unwrap_or_default();
-                let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
-                panic!("the API server did not become ready in 60 s:\n{tail}");
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
     pub fn kubectl_admin(&self, args: &[&str]) -> std::process::Output {
         Command::new("kubectl")
             .arg("--kubeconfig")
@@ -241,8 +88,8 @@ impl ControlPlane {
     /// Applies YAML as the admin.
     pub fn apply(&self, yaml: &str) {
         let path = self
-            .dir
-            .path()
+            .inner
+            .dir()
             .join(format!("apply-{}.yaml", rand::random::<u32>()));
         std::fs::write(&path, yaml).unwrap();
         let output = self.kubectl_admin(&["apply", "-f", path.to_str().unwrap()]);
