@@ -44,7 +44,9 @@ pub enum Error {
     DockerUnreachable(String),
     #[error("Docker refused {action}: {message}")]
     Docker { action: String, message: String },
-    #[error("the node image {0} is not on this Docker host and could not be pulled")]
+    #[error(
+        "the node image {0} is not on this Docker host and could not be pulled; whoever runs hardlab builds it with docker/node/build.sh or picks another with --node-image"
+    )]
     ImageMissing(String),
     #[error(
         "cluster name {0:?} is not valid: use 1-40 lower-case letters, digits and '-', starting and ending with a letter or digit"
