@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod proxy_common;
+// Only the WebDriver client of the web tests' support, not their whole app harness.
+#[allow(dead_code)]
+#[path = "common/webdriver.rs"]
+mod webdriver;
 
 use std::sync::Arc;
 
@@ -26,11 +30,11 @@ fn serve_web(shared: &proxy_common::Shared) -> (String, AppState) {
         // Another test in this binary may have created the account already.
         let _ = shared.block_on(accounts::create_user(&pool, name, PASSWORD, role));
     }
-    let mut state = AppState::new(
-        pool.clone(),
-        hardlab_server::config::Config::default(),
-        hardlab_server::labs::Labs::default(),
-    );
+    let config = hardlab_server::config::Config {
+        static_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../static"),
+        ..hardlab_server::config::Config::default()
+    };
+    let mut state = AppState::new(pool.clone(), config, hardlab_server::labs::Labs::default());
     state.proxy = Some(Arc::new(ProxyWeb {
         service: Arc::clone(&shared.harness.service),
         accounts: Arc::new(AppAccounts { db: pool }),
@@ -452,4 +456,62 @@ fn kubectl_gets_its_credentials_from_hardlab_kube_credentials() {
         "{}",
         stderr(&services)
     );
+}
+
+#[test]
+fn an_admin_enrols_a_second_factor_and_applies_roles_on_the_access_pages_in_chromium() {
+    let Some(shared) = shared() else { return };
+    if !hardlab_testkit::require(hardlab_testkit::Component::Chromium) {
+        return;
+    }
+    let (server, state) = serve_web(shared);
+    let (cookie, _) = browser(shared, &state, &server, "admin");
+    let artifacts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    shared.block_on(async {
+        let chromium = webdriver::Browser::start().await;
+        chromium.goto(&format!("{server}/healthz")).await;
+        chromium
+            .script(&format!("document.cookie = '{cookie}; path=/'; return true;"))
+            .await;
+        chromium.goto(&format!("{server}/access")).await;
+        assert_eq!(chromium.text("main h1").await, "Access");
+        assert!(chromium.text(".nav").await.contains("Access"));
+
+        // Enrolment goes through static/access.js with the page's CSRF token.
+        chromium.click("button[data-action=enroll]").await;
+        chromium.find("#confirm:not([hidden])").await;
+        assert!(chromium.text("#uri").await.starts_with("otpauth://totp/"));
+
+        // The roles editor, as an admin uses it.
+        let yaml = "roles:\n  - {name: page-readers, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}\n";
+        chromium
+            .script(&format!(
+                "document.getElementById('roles').value = {}; return true;",
+                serde_json::to_string(yaml).unwrap()
+            ))
+            .await;
+        chromium.click("button[data-action=apply-roles]").await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while chromium.text("#apply-status").await != "Applied." {
+            assert!(std::time::Instant::now() < deadline, "{}", chromium.text("#apply-status").await);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        chromium
+            .full_page_screenshot(&artifacts.join("access-1280.png"), 1280)
+            .await;
+        chromium.goto(&format!("{server}/access/audit")).await;
+        assert_eq!(chromium.text("main h1").await, "Audit log");
+        chromium.find("form.filters input[name=user]").await;
+        chromium
+            .full_page_screenshot(&artifacts.join("access-audit-1280.png"), 1280)
+            .await;
+        chromium
+            .full_page_screenshot(&artifacts.join("access-audit-390.png"), 390)
+            .await;
+    });
+    let roles = shared
+        .block_on(store::list_roles(&shared.harness.pool))
+        .unwrap();
+    assert!(roles.iter().any(|role| role.name == "page-readers"));
 }
