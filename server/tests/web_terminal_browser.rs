@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::webdriver::Browser;
 use common::{TestApp, TestDb};
 use hardlab_server::clusters::app::ClusterArgs;
-use hardlab_server::clusters::random_name;
+use hardlab_server::clusters::{ClusterManager, DockerProvider, random_name};
 use hardlab_testkit::{Component, require};
 use support::{TEST_IMAGE, assert_nothing_left, docker_or_skip};
 
@@ -49,6 +49,23 @@ async fn app_with_clusters() -> TestApp {
         })
         .start()
         .await
+}
+
+/// The Docker provider, the app with learners' clusters, and Chromium signed in as `learner`;
+/// `None` (after saying why) where Docker or Chromium is missing.
+async fn learner_in_chromium(learner: &str) -> Option<(DockerProvider, TestApp, Browser)> {
+    let provider = docker_or_skip().await?;
+    if !require(Component::Chromium) {
+        return None;
+    }
+    let app = app_with_clusters().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, learner).await;
+    Some((provider, app, browser))
+}
+
+fn clusters(app: &TestApp) -> &ClusterManager {
+    &app.state.clusters.as_ref().unwrap().manager
 }
 
 /// Signs `name` up through the app and hands the session cookie to the browser.
@@ -175,15 +192,9 @@ async fn start_and_watch(browser: &Browser) -> Vec<String> {
 
 #[tokio::test]
 async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_checks() {
-    let Some(provider) = docker_or_skip().await else {
+    let Some((provider, app, browser)) = learner_in_chromium("ada").await else {
         return;
     };
-    if !require(Component::Chromium) {
-        return;
-    }
-    let app = app_with_clusters().await;
-    let browser = Browser::start().await;
-    sign_in(&browser, &app, "ada").await;
 
     browser
         .goto(&format!(
@@ -201,16 +212,7 @@ async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_che
     );
     let cluster = cluster_of_page(&browser, "etcd-secrets").await;
     assert!(!cluster.is_empty());
-    let record = app
-        .state
-        .clusters
-        .as_ref()
-        .unwrap()
-        .manager
-        .get(&cluster)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = clusters(&app).get(&cluster).await.unwrap().unwrap();
     assert_eq!(
         record.owner_id.as_deref(),
         Some(app.user_id("ada").await.as_str())
@@ -284,12 +286,7 @@ async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_che
     assert!(browser.text(".cluster-status").await.contains("removed"));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let state = app
-            .state
-            .clusters
-            .as_ref()
-            .unwrap()
-            .manager
+        let state = clusters(&app)
             .get(&cluster)
             .await
             .unwrap()
@@ -308,16 +305,10 @@ const NOT_OFFLINE: &[&str] = &["kms-v2"];
 
 #[tokio::test]
 async fn lab_1_read_start_to_finish_in_the_browser_every_check_fails_then_passes() {
-    let Some(provider) = docker_or_skip().await else {
+    let Some((provider, app, browser)) = learner_in_chromium("grace").await else {
         return;
     };
-    if !require(Component::Chromium) {
-        return;
-    }
-    let app = app_with_clusters().await;
     let lab = app.state.labs.get("etcd-secrets").unwrap().clone();
-    let browser = Browser::start().await;
-    sign_in(&browser, &app, "grace").await;
     let step_url = |step: &str| format!("{}/labs/etcd-secrets/steps/{step}", app.base_url);
 
     browser
@@ -386,13 +377,6 @@ async fn lab_1_read_start_to_finish_in_the_browser_every_check_fails_then_passes
         .full_page_screenshot(&artifacts().join("lab1-done-1280.png"), 1280)
         .await;
 
-    app.state
-        .clusters
-        .as_ref()
-        .unwrap()
-        .manager
-        .delete(&cluster)
-        .await
-        .unwrap();
+    clusters(&app).delete(&cluster).await.unwrap();
     assert_nothing_left(&provider, &[&cluster]).await;
 }

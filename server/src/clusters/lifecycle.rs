@@ -570,18 +570,7 @@ impl ClusterManager {
             )
         })?;
         self.write_into_node(id, SETUP_PATH, text, false).await?;
-        let run: Vec<String> = [
-            "env",
-            "KUBECONFIG=/etc/kubernetes/admin.conf",
-            "ETCDCTL_API=3",
-            "bash",
-            "-euo",
-            "pipefail",
-            SETUP_PATH,
-        ]
-        .iter()
-        .map(|part| (*part).to_owned())
-        .collect();
+        let run = super::lab_script_command(SETUP_PATH);
         let ran = tokio::time::timeout(SETUP_TIMEOUT, self.provider.exec(id, &run, None))
             .await
             .map_err(|_| {

@@ -144,6 +144,22 @@ pub struct NodeInfo {
     pub ownership: Ownership,
 }
 
+/// How a lab script runs in a node, for the lab harness and for learners' new clusters alike: as
+/// root, `bash -euo pipefail`, with the admin kubeconfig and etcdctl's v3 API (docs/authoring.md).
+pub fn lab_script_command(path: &str) -> Vec<String> {
+    [
+        "env",
+        "KUBECONFIG=/etc/kubernetes/admin.conf",
+        "ETCDCTL_API=3",
+        "bash",
+        "-euo",
+        "pipefail",
+        path,
+    ]
+    .map(str::to_owned)
+    .into()
+}
+
 /// A step of creation, shown to the learner as progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -114,18 +114,9 @@ impl Target {
                 copied.short_output()
             )));
         }
-        let run = self.exec(
-            &[
-                "env",
-                "KUBECONFIG=/etc/kubernetes/admin.conf",
-                "ETCDCTL_API=3",
-                "bash",
-                "-euo",
-                "pipefail",
-                SCRIPT_PATH,
-            ],
-            None,
-        );
+        let command = crate::clusters::lab_script_command(SCRIPT_PATH);
+        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+        let run = self.exec(&argv, None);
         match tokio::time::timeout(timeout, run).await {
             Ok(output) => {
                 let output = output?;
