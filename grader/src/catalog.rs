@@ -56,6 +56,29 @@ pub struct CheckMeta {
     pub references: &'static [&'static str],
 }
 
+impl Lab {
+    /// The catalog entry of one of this lab's checks.
+    pub const fn meta(
+        self,
+        id: &'static str,
+        title: &'static str,
+        step: &'static str,
+        severity: Severity,
+        remediation: &'static str,
+        references: &'static [&'static str],
+    ) -> CheckMeta {
+        CheckMeta {
+            id,
+            title,
+            lab: self,
+            step,
+            severity,
+            remediation,
+            references,
+        }
+    }
+}
+
 pub type CheckFn = for<'a> fn(&'a Context) -> BoxFuture<'a, Result<Outcome>>;
 
 /// A check: its catalog entry and the function that judges it.

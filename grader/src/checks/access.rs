@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use futures::FutureExt;
 
-use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::catalog::{CheckDef, Lab};
 use crate::context::Mode;
 use crate::inputs::objects::{KubeObject, objects};
 use crate::model::{Location, Outcome, Severity};
@@ -28,25 +28,6 @@ const NSA_AUTH: &str = "NSA/CISA Kubernetes Hardening Guide v1.2: Authentication
 const RBAC_GOOD_PRACTICES: &str =
     "https://kubernetes.io/docs/concepts/security/rbac-good-practices/";
 
-fn meta(
-    id: &'static str,
-    title: &'static str,
-    step: &'static str,
-    severity: Severity,
-    remediation: &'static str,
-    references: &'static [&'static str],
-) -> CheckMeta {
-    CheckMeta {
-        id,
-        title,
-        lab: Lab::SecureAccess,
-        step,
-        severity,
-        remediation,
-        references,
-    }
-}
-
 pub fn checks() -> Vec<CheckDef> {
     let mut checks = flag_checks();
     checks.extend(rbac_checks());
@@ -56,7 +37,7 @@ pub fn checks() -> Vec<CheckDef> {
 fn flag_checks() -> Vec<CheckDef> {
     vec![
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.anonymous-auth-disabled",
                 "The API server refuses unauthenticated requests",
                 "anonymous-auth",
@@ -73,7 +54,7 @@ fn flag_checks() -> Vec<CheckDef> {
             run: |ctx| anonymous_auth_disabled(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.insecure-port-disabled",
                 "The API server serves no unauthenticated plain-HTTP port",
                 "insecure-port",
@@ -89,7 +70,7 @@ fn flag_checks() -> Vec<CheckDef> {
             run: |ctx| insecure_port_disabled(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.authorization-rbac",
                 "The API server authorizes with RBAC, never AlwaysAllow",
                 "authorization",
@@ -106,7 +87,7 @@ fn flag_checks() -> Vec<CheckDef> {
             run: |ctx| authorization_rbac(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.oidc-configured",
                 "People sign in through an OIDC identity provider",
                 "oidc",
@@ -363,7 +344,7 @@ async fn oidc_configured(ctx: &Context) -> Result<Outcome> {
 fn rbac_checks() -> Vec<CheckDef> {
     vec![
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.no-anonymous-grants",
                 "Anonymous requests get nothing beyond the defaults",
                 "rbac-least-privilege",
@@ -380,7 +361,7 @@ fn rbac_checks() -> Vec<CheckDef> {
             run: |ctx| no_anonymous_grants(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.secrets-readers",
                 "Only system components can read Secrets in every namespace",
                 "rbac-least-privilege",
@@ -396,7 +377,7 @@ fn rbac_checks() -> Vec<CheckDef> {
             run: |ctx| secrets_readers(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.cluster-admin-bindings",
                 "No person or application is bound to cluster-admin",
                 "rbac-least-privilege",
@@ -412,7 +393,7 @@ fn rbac_checks() -> Vec<CheckDef> {
             run: |ctx| cluster_admin_bindings(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.no-wildcard-roles",
                 "Bound roles name their verbs and resources",
                 "rbac-least-privilege",
@@ -428,7 +409,7 @@ fn rbac_checks() -> Vec<CheckDef> {
             run: |ctx| no_wildcard_roles(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::SecureAccess.meta(
                 "access.developer-read-grant",
                 "The developer group can read pods and their logs, and nothing more",
                 "developer-grant",

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 
-use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::catalog::{CheckDef, Lab};
 use crate::context::Mode;
 use crate::inputs::encryption::{EncryptionConfiguration, Provider, Strength};
 use crate::inputs::etcdvalue::{self, StoredFormat};
@@ -24,29 +24,10 @@ const ENCRYPT_DATA_DOC: &str = "https://kubernetes.io/docs/tasks/administer-clus
 const KMS_DOC: &str = "https://kubernetes.io/docs/tasks/administer-cluster/kms-provider/";
 const ETCD_SECURITY_DOC: &str = "https://etcd.io/docs/v3.5/op-guide/security/";
 
-fn meta(
-    id: &'static str,
-    title: &'static str,
-    step: &'static str,
-    severity: Severity,
-    remediation: &'static str,
-    references: &'static [&'static str],
-) -> CheckMeta {
-    CheckMeta {
-        id,
-        title,
-        lab: Lab::EtcdSecrets,
-        step,
-        severity,
-        remediation,
-        references,
-    }
-}
-
 pub fn checks() -> Vec<CheckDef> {
     vec![
         CheckDef {
-            meta: meta(
+            meta: Lab::EtcdSecrets.meta(
                 "etcd.encryption-configured",
                 "Secrets are encrypted at rest by a sound provider",
                 "encrypt-aescbc",
@@ -63,7 +44,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| encryption_configured(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::EtcdSecrets.meta(
                 "etcd.encryption-kms-v2",
                 "Secrets are encrypted with a KMS v2 plugin",
                 "kms-v2",
@@ -76,7 +57,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| encryption_kms_v2(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::EtcdSecrets.meta(
                 "etcd.secrets-encrypted",
                 "A Secret read straight from etcd is ciphertext",
                 "encrypt-aescbc",
@@ -92,7 +73,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| secrets_encrypted(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::EtcdSecrets.meta(
                 "etcd.no-plaintext-secrets",
                 "No Secret is still stored in plaintext",
                 "rewrite-secrets",
@@ -104,7 +85,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| no_plaintext_secrets(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::EtcdSecrets.meta(
                 "etcd.client-cert-auth",
                 "etcd serves only TLS and demands client certificates",
                 "lock-down-etcd",
@@ -127,7 +108,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| client_cert_auth(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::EtcdSecrets.meta(
                 "etcd.apiserver-tls",
                 "The API server talks to etcd over TLS with a client certificate",
                 "lock-down-etcd",

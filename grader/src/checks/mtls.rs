@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::FutureExt;
 use serde_json::Value;
 
-use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::catalog::{CheckDef, Lab};
 use crate::checks::podsec::SYSTEM_NAMESPACES;
 use crate::context::Mode;
 use crate::inputs::objects::{KubeObject, objects};
@@ -31,29 +31,10 @@ const ISTIO_PA_URL: &str =
 const LINKERD_URL: &str = "https://linkerd.io/2/reference/authorization-policy/";
 const NSA: &str = "NSA/CISA Kubernetes Hardening Guide v1.2: Network separation and hardening (encrypt traffic between pods)";
 
-fn meta(
-    id: &'static str,
-    title: &'static str,
-    step: &'static str,
-    severity: Severity,
-    remediation: &'static str,
-    references: &'static [&'static str],
-) -> CheckMeta {
-    CheckMeta {
-        id,
-        title,
-        lab: Lab::PodMtls,
-        step,
-        severity,
-        remediation,
-        references,
-    }
-}
-
 pub fn checks() -> Vec<CheckDef> {
     vec![
         CheckDef {
-            meta: meta(
+            meta: Lab::PodMtls.meta(
                 "mtls.strict-mode",
                 "Pod-to-pod traffic must be mutual TLS (Istio STRICT or Linkerd authenticated-only)",
                 "enforce-mtls",
@@ -72,7 +53,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| strict_mode(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::PodMtls.meta(
                 "mtls.workloads-meshed",
                 "Every workload in scope runs with a mesh proxy",
                 "inject-sidecars",
@@ -90,7 +71,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| workloads_meshed(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::PodMtls.meta(
                 "mtls.plaintext-refused",
                 "A plaintext request from an unmeshed pod to a meshed service fails",
                 "enforce-mtls",

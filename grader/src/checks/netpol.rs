@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use futures::FutureExt;
 
-use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::catalog::{CheckDef, Lab};
 use crate::model::{Location, Outcome, Severity};
 use crate::{Context, Result};
 use engine::{Cluster, ContainerPort, Direction, Labels, Pod, Protocol};
@@ -27,29 +27,10 @@ const MYSQL_PORT: u16 = 3306;
 const DNS_PORT: u16 = 53;
 pub const NOT_RUNNING: &str = "not run: pods are not running (needs a full cluster)";
 
-fn meta(
-    id: &'static str,
-    title: &'static str,
-    step: &'static str,
-    severity: Severity,
-    remediation: &'static str,
-    references: &'static [&'static str],
-) -> CheckMeta {
-    CheckMeta {
-        id,
-        title,
-        lab: Lab::NetworkPolicies,
-        step,
-        severity,
-        remediation,
-        references,
-    }
-}
-
 pub fn checks() -> Vec<CheckDef> {
     vec![
         CheckDef {
-            meta: meta(
+            meta: Lab::NetworkPolicies.meta(
                 "netpol.default-deny-ingress",
                 "Every pod in the lab namespace denies ingress unless a rule allows it",
                 "default-deny",
@@ -62,7 +43,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| default_deny(ctx, Direction::Ingress).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::NetworkPolicies.meta(
                 "netpol.default-deny-egress",
                 "Every pod in the lab namespace denies egress unless a rule allows it",
                 "default-deny",
@@ -74,7 +55,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| default_deny(ctx, Direction::Egress).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::NetworkPolicies.meta(
                 "netpol.intended-matrix",
                 "Only frontend to backend, backend to db on 3306 and DNS are allowed",
                 "allow-app-traffic",
@@ -87,7 +68,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| intended_matrix(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::NetworkPolicies.meta(
                 "netpol.live-probe",
                 "Connections attempted between running pods match the computed matrix",
                 "allow-app-traffic",

@@ -37,29 +37,10 @@ fn check(meta: CheckMeta, run: fn(&Context) -> BoxFuture<'_, Result<Outcome>>) -
     CheckDef { meta, run }
 }
 
-fn meta(
-    id: &'static str,
-    title: &'static str,
-    step: &'static str,
-    severity: Severity,
-    remediation: &'static str,
-    references: &'static [&'static str],
-) -> CheckMeta {
-    CheckMeta {
-        id,
-        title,
-        lab: Lab::PodSecurity,
-        step,
-        severity,
-        remediation,
-        references,
-    }
-}
-
 pub fn checks() -> Vec<CheckDef> {
     vec![
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.run-as-non-root",
                 "Containers run as a non-root user",
                 "security-context",
@@ -84,7 +65,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.no-privilege-escalation",
                 "Containers cannot gain more privileges than their process",
                 "security-context",
@@ -108,7 +89,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.capabilities-dropped",
                 "Containers drop all Linux capabilities",
                 "security-context",
@@ -134,7 +115,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.no-privileged",
                 "No privileged containers",
                 "security-context",
@@ -152,7 +133,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.no-host-namespaces",
                 "Pods do not share the host's PID, IPC or network namespace",
                 "host-isolation",
@@ -178,7 +159,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.no-host-path",
                 "Pods do not mount directories of the node",
                 "host-isolation",
@@ -202,7 +183,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.seccomp-profile",
                 "Containers run with a seccomp profile",
                 "security-context",
@@ -227,7 +208,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.read-only-root-fs",
                 "Containers have a read-only root filesystem",
                 "hygiene",
@@ -246,7 +227,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.resource-limits",
                 "Containers declare CPU and memory limits",
                 "hygiene",
@@ -269,7 +250,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.image-pinned",
                 "Images are pinned to a tag or digest",
                 "hygiene",
@@ -291,7 +272,7 @@ pub fn checks() -> Vec<CheckDef> {
             },
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.psa-enforce-label",
                 "Namespaces enforce a Pod Security Standard",
                 "admission",
@@ -307,7 +288,7 @@ pub fn checks() -> Vec<CheckDef> {
             |ctx| psa_enforce_label(ctx).boxed(),
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.psa-workloads-admitted",
                 "Existing workloads meet their namespace's Pod Security Standard",
                 "admission",
@@ -323,7 +304,7 @@ pub fn checks() -> Vec<CheckDef> {
             |ctx| psa_workloads_admitted(ctx).boxed(),
         ),
         check(
-            meta(
+            Lab::PodSecurity.meta(
                 "podsec.incoming-manifests-clean",
                 "Manifests waiting to be applied pass the pod security rules",
                 "scan-manifests",

@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 use serde::Deserialize;
 
-use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::catalog::{CheckDef, Lab};
 use crate::context::Mode;
 use crate::model::{Outcome, Severity};
 use crate::{Context, Result};
@@ -29,29 +29,10 @@ const IMPERSONATION: &str =
     "https://kubernetes.io/docs/reference/access-authn-authz/authentication/#user-impersonation";
 const NSA_AUTH: &str = "NSA/CISA Kubernetes Hardening Guide v1.2: Authentication and authorization";
 
-fn meta(
-    id: &'static str,
-    title: &'static str,
-    step: &'static str,
-    severity: Severity,
-    remediation: &'static str,
-    references: &'static [&'static str],
-) -> CheckMeta {
-    CheckMeta {
-        id,
-        title,
-        lab: Lab::AccessProxy,
-        step,
-        severity,
-        remediation,
-        references,
-    }
-}
-
 pub fn checks() -> Vec<CheckDef> {
     vec![
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.no-role-refused",
                 "A user without a role for the cluster is refused by the proxy",
                 "no-role",
@@ -63,7 +44,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| no_role_refused(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.admin-reaches-cluster",
                 "The admin reaches the cluster through the proxy with a role mapping to system:masters",
                 "admin-role",
@@ -77,7 +58,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| admin_reaches_cluster(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.developer-read-rbac",
                 "Group developer-read can read pods and their logs, and cannot list services",
                 "developer-rbac",
@@ -92,7 +73,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| developer_read_rbac(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.developer-role-mapped",
                 "A hardlab role maps the developer to group developer-read, and to nothing stronger",
                 "developer-role",
@@ -104,7 +85,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| developer_role_mapped(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.developer-reads-pods-only",
                 "Bob listed pods (200) and was forbidden services (403) by the cluster's RBAC",
                 "bob-reads",
@@ -115,7 +96,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| developer_reads_pods_only(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.audit-chain-intact",
                 "The proxy's audit log is intact: every event's hash chains to the one before",
                 "bob-reads",
@@ -127,7 +108,7 @@ pub fn checks() -> Vec<CheckDef> {
             run: |ctx| audit_chain_intact(ctx).boxed(),
         },
         CheckDef {
-            meta: meta(
+            meta: Lab::AccessProxy.meta(
                 "proxy.developer-restricted-to-prod",
                 "Bob's roles reach only env: prod clusters, and the dev cluster refuses him",
                 "labels",
