@@ -436,21 +436,19 @@ fn kubectl_gets_its_credentials_from_hardlab_kube_credentials() {
         .unwrap();
     assert!(login.status.success(), "{}", stderr(&login));
 
-    let pods = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "pods", "-n", "default"])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
+    // kubectl with this home: the kubeconfig's exec plugin reads the profile saved there.
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let pods = kubectl(&["get", "pods", "-n", "default"]);
     assert!(pods.status.success(), "{}", stderr(&pods));
-    let services = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(["get", "services", "-n", "default"])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
+    let services = kubectl(&["get", "services", "-n", "default"]);
     assert!(
         stderr(&services).contains("User \"erin\" cannot list resource \"services\""),
         "{}",
