@@ -182,7 +182,7 @@ async fn step_page(
     visitor: Visitor,
     session: Session,
     Path((lab_id, step_id)): Path<(String, String)>,
-) -> Result<Html<String>, WebError> {
+) -> Result<(axum::Extension<super::headers::RuntimeStyles>, Html<String>), WebError> {
     let lab = find_lab(&state, &lab_id)?;
     let index = lab
         .steps
@@ -233,7 +233,11 @@ async fn step_page(
         starts_clusters: state.clusters.is_some(),
         solution,
     };
-    Ok(Html(page.render()?))
+    // The step page hosts the terminal, whose renderer needs style elements.
+    Ok((
+        axum::Extension(super::headers::RuntimeStyles),
+        Html(page.render()?),
+    ))
 }
 
 /// A step's solution as the page shows it; `name` is what `hardlab-solution` in the node runs.
