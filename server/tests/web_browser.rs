@@ -201,6 +201,9 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     .await
     .unwrap();
     assert_eq!(attempts, 2);
+    // Nothing on the way was refused by the Content-Security-Policy (scripts, styles, fetches).
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
 
     // Sign out: the lab is out of reach again.
     browser.click("form[action='/signout'] button").await;
