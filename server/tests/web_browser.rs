@@ -239,3 +239,47 @@ async fn hostile_lab_markup_runs_no_script_in_a_real_browser() {
     let title = browser.script("return document.title;").await;
     assert!(!title.as_str().unwrap().contains("pwned"), "{title}");
 }
+
+#[tokio::test]
+async fn the_step_page_applies_only_style_elements_that_carry_its_nonce() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = TestApp::start(TestDb::sqlite().await).await;
+    let learner = app.learner("styler").await;
+    let cookie = learner.cookie("hardlab_session").unwrap();
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/healthz", app.base_url)).await;
+    browser
+        .script(&format!(
+            "document.cookie = 'hardlab_session={cookie}; path=/'; return true;"
+        ))
+        .await;
+    browser
+        .goto(&format!("{}/labs/demo-etcd/steps/encrypt", app.base_url))
+        .await;
+    browser.find(".step-text").await;
+    // What xterm.js does: create a style element, insert it, fill it. static/style-nonce.js has
+    // stamped the nonce on it, so its rules apply.
+    let created = browser
+        .script(
+            "const s = document.createElement('style'); document.head.appendChild(s); \
+             s.textContent = 'body { outline: 3px solid rgb(1, 2, 3); }'; \
+             return getComputedStyle(document.body).outlineColor;",
+        )
+        .await;
+    assert_eq!(created.as_str(), Some("rgb(1, 2, 3)"), "{created}");
+    // Markup that arrives without the nonce (as injected HTML would) is refused.
+    let injected = browser
+        .script(
+            "const t = document.createElement('template'); \
+             t.innerHTML = '<style>body { outline-color: rgb(9, 9, 9) !important; }</style>'; \
+             document.head.appendChild(t.content); \
+             return getComputedStyle(document.body).outlineColor;",
+        )
+        .await;
+    assert_eq!(injected.as_str(), Some("rgb(1, 2, 3)"), "{injected}");
+    let violations = browser.csp_violations().await;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("style-src"), "{violations:?}");
+}

@@ -75,16 +75,32 @@ async fn every_kind_of_response_carries_the_security_headers() {
                 "{what}: HSTS over plain http"
             );
         }
-        // The step page hosts the terminal, whose renderer writes style elements; its scripts
-        // are as strict as everywhere else.
-        let step = alice.get("/labs/demo-etcd/steps/encrypt").await;
-        assert_eq!(step.status, 200, "{}", step.body);
-        let policy = header(&step, "content-security-policy");
-        assert!(
-            policy.contains("style-src 'self' 'unsafe-inline';"),
-            "{policy}"
-        );
-        assert!(policy.contains("script-src 'self';"), "{policy}");
+        // The step page hosts the terminal, whose renderer creates style elements: they may carry
+        // this response's nonce, which the page hands to static/style-nonce.js. Scripts are as
+        // strict as everywhere else.
+        let mut nonces = Vec::new();
+        for _ in 0..2 {
+            let step = alice.get("/labs/demo-etcd/steps/encrypt").await;
+            assert_eq!(step.status, 200, "{}", step.body);
+            let policy = header(&step, "content-security-policy");
+            assert!(policy.contains("script-src 'self';"), "{policy}");
+            assert!(!policy.contains("unsafe"), "{policy}");
+            let nonce = policy
+                .split("style-src 'self' 'nonce-")
+                .nth(1)
+                .and_then(|rest| rest.split('\'').next())
+                .unwrap_or_else(|| panic!("no style nonce in {policy}"))
+                .to_owned();
+            assert!(nonce.len() >= 16, "{nonce}");
+            assert!(
+                step.body
+                    .contains(&format!("<meta name=\"style-nonce\" content=\"{nonce}\">")),
+                "{}",
+                step.body
+            );
+            nonces.push(nonce);
+        }
+        assert_ne!(nonces[0], nonces[1], "a nonce is per response");
     })
     .await;
 }

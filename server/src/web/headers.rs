@@ -13,17 +13,23 @@ use crate::config::Config;
 use crate::{Error, Result};
 
 /// Put into a response's extensions by a page that hosts the xterm.js terminal: xterm's renderer
-/// writes its measured cell sizes and theme into `<style>` elements it creates at run time, and
-/// accepts no nonce, so that page's policy also allows inline style elements. Scripts stay
-/// `'self'` only there too.
+/// writes its measured cell sizes and theme into `<style>` elements it creates at run time and
+/// takes no nonce itself. That page's policy also allows style elements that carry the
+/// request's [`StyleNonce`], which `static/style-nonce.js` stamps on every style element the
+/// page's scripts create. Markup injected into the page cannot know the nonce.
 #[derive(Debug, Clone, Copy)]
 pub struct RuntimeStyles;
+
+/// A fresh random value per request, in the request's extensions for a page that renders it
+/// (`<meta name="style-nonce">`) and marks its response with [`RuntimeStyles`].
+#[derive(Debug, Clone)]
+pub struct StyleNonce(pub String);
 
 /// The header values, computed once from the configuration.
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
     policy: HeaderValue,
-    policy_with_runtime_styles: HeaderValue,
+    frame_ancestors: String,
     frame_options: Option<HeaderValue>,
     hsts: Option<HeaderValue>,
 }
@@ -46,23 +52,10 @@ impl SecurityHeaders {
         } else {
             "'none'".to_owned()
         };
-        let policy = |style: &str| {
-            HeaderValue::from_str(&format!(
-                "default-src 'self'; script-src 'self'; style-src {style}; \
-                 img-src 'self' data:; font-src 'self'; connect-src 'self'; \
-                 object-src 'none'; base-uri 'none'; form-action 'self'; \
-                 frame-ancestors {ancestors}"
-            ))
-            // Checked origins are header-safe; this only keeps a policy in every case.
-            .unwrap_or(HeaderValue::from_static(
-                "default-src 'self'; frame-ancestors 'none'",
-            ))
-        };
-        let policy_with_runtime_styles = policy("'self' 'unsafe-inline'");
-        let policy = policy("'self'");
+        let policy = policy_value("'self'", &ancestors);
         SecurityHeaders {
             policy,
-            policy_with_runtime_styles,
+            frame_ancestors: ancestors,
             // Older browsers know only X-Frame-Options, which cannot list origins: sent only
             // when nobody may frame the app.
             frame_options: (!framable).then_some(HeaderValue::from_static("DENY")),
@@ -73,15 +66,30 @@ impl SecurityHeaders {
     }
 }
 
+fn policy_value(style_sources: &str, frame_ancestors: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "default-src 'self'; script-src 'self'; style-src {style_sources}; img-src 'self' data:; \
+         font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors {frame_ancestors}"
+    ))
+    // Checked origins and base64url nonces are header-safe; this only keeps a policy in every
+    // case.
+    .unwrap_or(HeaderValue::from_static(
+        "default-src 'self'; frame-ancestors 'none'",
+    ))
+}
+
 /// The middleware of [`super::app`]; a value a handler set itself is kept.
 pub async fn security_headers(
     State(headers): State<Arc<SecurityHeaders>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let nonce = crate::db::random_id();
+    request.extensions_mut().insert(StyleNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let policy = if response.extensions().get::<RuntimeStyles>().is_some() {
-        headers.policy_with_runtime_styles.clone()
+        policy_value(&format!("'self' 'nonce-{nonce}'"), &headers.frame_ancestors)
     } else {
         headers.policy.clone()
     };
