@@ -283,3 +283,84 @@ async fn the_step_page_applies_only_style_elements_that_carry_its_nonce() {
     assert_eq!(violations.len(), 1, "{violations:?}");
     assert!(violations[0].contains("style-src"), "{violations:?}");
 }
+
+#[tokio::test]
+async fn an_instructor_makes_an_invitation_link_in_chromium_and_a_learner_signs_up_with_it() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = TestApp::builder(TestDb::sqlite().await)
+        .configure(|c| c.signup = hardlab_server::web::signup::SignupMode::Invite)
+        .start()
+        .await;
+    hardlab_server::web::accounts::create_user(&app.db.pool, "teacher", PASSWORD, Role::Instructor)
+        .await
+        .unwrap();
+    let base = &app.base_url;
+    let browser = Browser::start().await;
+
+    // Without a link, the sign-up page only explains.
+    browser.goto(&format!("{base}/signup")).await;
+    assert!(
+        browser
+            .text(".signup-mode")
+            .await
+            .contains("ask your instructor for a link")
+    );
+    assert!(browser.try_find("form[action='/signup']").await.is_none());
+
+    browser.goto(&format!("{base}/signin")).await;
+    browser.type_into("#username", "teacher").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser
+        .click("form[action='/signin'] button[type=submit]")
+        .await;
+    browser.click("a[href='/admin/invites']").await;
+    browser.find("#uses").await;
+    browser
+        .script("document.querySelector('#uses').value = ''; return true;")
+        .await;
+    browser.type_into("#uses", "30").await;
+    browser
+        .click("form[action='/admin/invites'] button[type=submit]")
+        .await;
+    let link = browser.text(".invite-link").await;
+    assert!(
+        link.starts_with(&format!("{base}/signup?invite=")),
+        "{link}"
+    );
+    assert!(browser.text("table").await.contains("0 of 30"));
+    browser
+        .full_page_screenshot(&artifacts().join("invites-1280.png"), 1280)
+        .await;
+    browser
+        .full_page_screenshot(&artifacts().join("invites-390.png"), 390)
+        .await;
+    // On a phone the page does not scroll sideways (the table scrolls in its own box).
+    let overflow = browser
+        .script(
+            "return [document.documentElement.scrollWidth, window.innerWidth, \
+             [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className).slice(0, 8)];",
+        )
+        .await;
+    assert!(
+        overflow[0].as_u64() <= overflow[1].as_u64(),
+        "the page is wider than the window: {overflow}"
+    );
+    browser.resize(1280, 900).await;
+    browser.click("form[action='/signout'] button").await;
+    browser.find("form[action='/signin']").await;
+
+    // The learner opens the link and signs up.
+    browser.goto(&link).await;
+    browser.type_into("#username", "invited1").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.type_into("#confirm", PASSWORD).await;
+    browser
+        .click("form[action='/signup'] button[type=submit]")
+        .await;
+    browser.find("ul.cards").await;
+    assert!(browser.text(".nav .who").await.contains("invited1"));
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
+}
