@@ -552,3 +552,163 @@ async fn the_grader_reads_the_nodes_manifests_through_docker_exec() {
     provider.delete(&name).await.unwrap();
     assert_nothing_left(&provider, &[&name]).await;
 }
+
+/// A remote engine as `dockerd --tlsverify -H tcp://...` serves one: TLS with a certificate from
+/// its own CA, and only clients with a certificate from that CA get through. Here it fronts the
+/// local engine's socket (no second engine can run on this machine); the bytes behind it are the
+/// real engine's.
+struct TlsEngine {
+    address: String,
+    dir: tempfile::TempDir,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsEngine {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+impl TlsEngine {
+    async fn start() -> TlsEngine {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let ca = hardlab_testkit::Authority::new("docker-engine-ca").unwrap();
+        let (server_cert, server_key) = ca
+            .issue(
+                "docker-engine",
+                &[],
+                &["127.0.0.1", "localhost"],
+                &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+            )
+            .unwrap();
+        let (client_cert, client_key) = ca
+            .issue(
+                "hardlab-server",
+                &[],
+                &[],
+                &[rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &client_cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &client_key).unwrap();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server_cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("tcp://{}", listener.local_addr().unwrap());
+        let relay = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+                });
+            }
+        });
+        TlsEngine {
+            address,
+            dir,
+            relay,
+        }
+    }
+
+    fn args(&self, instance: &str) -> hardlab_server::clusters::app::ClusterArgs {
+        hardlab_server::clusters::app::ClusterArgs {
+            docker_host: Some(self.address.clone()),
+            docker_tls_ca: Some(self.dir.path().join("ca.pem")),
+            docker_tls_cert: Some(self.dir.path().join("cert.pem")),
+            docker_tls_key: Some(self.dir.path().join("key.pem")),
+            docker_instance: Some(instance.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_remote_engine_is_driven_over_tls_with_a_client_certificate_and_refused_without_one() {
+    let Some(local) = docker_or_skip().await else {
+        return;
+    };
+    let engine = TlsEngine::start().await;
+    let args = engine.args(local.instance());
+    let remote = hardlab_server::clusters::app::connect(&args, false)
+        .await
+        .expect("the engine over TLS");
+    remote.health().await.unwrap();
+    let name = random_name();
+    let created = remote.create(&spec(&name), &|_| {}).await.unwrap();
+    assert!(created.node.running);
+    let output = remote
+        .exec(&name, &["kubectl".into(), "get".into(), "ns".into()], None)
+        .await
+        .unwrap();
+    assert!(
+        output.stdout_text().contains("kube-system"),
+        "{}",
+        output.short_output()
+    );
+    remote.delete(&name).await.unwrap();
+    assert_nothing_left(&local, &[&name]).await;
+
+    // No client certificate: refused before a connection is tried.
+    let mut bare = args.clone();
+    bare.docker_tls_cert = None;
+    let refused = hardlab_server::clusters::app::connect(&bare, false)
+        .await
+        .err()
+        .expect("a TCP engine without TLS client files is refused");
+    assert!(
+        refused.to_string().contains("--docker-tls-cert"),
+        "{refused}"
+    );
+    // A certificate from another CA: the engine's TLS refuses it.
+    let stranger = hardlab_testkit::Authority::new("someone-else").unwrap();
+    let (cert, key) = stranger
+        .issue(
+            "intruder",
+            &[],
+            &[],
+            &[rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+        )
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(other.path().join("key.pem"), key).unwrap();
+    let mut forged = args.clone();
+    forged.docker_tls_cert = Some(other.path().join("cert.pem"));
+    forged.docker_tls_key = Some(other.path().join("key.pem"));
+    assert!(
+        hardlab_server::clusters::app::connect(&forged, false)
+            .await
+            .is_err()
+    );
+}

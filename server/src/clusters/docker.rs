@@ -256,6 +256,35 @@ impl DockerProvider {
         Self::negotiated(docker).await
     }
 
+    /// A remote engine at `tcp://HOST:PORT` over TLS: the engine's certificate must chain to `ca`,
+    /// and the server proves itself with `cert` and `key` (the engine's `--tlsverify`).
+    pub async fn connect_tls(
+        address: &str,
+        ca: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self> {
+        for (flag, path) in [("CA", ca), ("certificate", cert), ("key", key)] {
+            if !path.is_file() {
+                return Err(Error::Invalid(format!(
+                    "the Docker TLS {flag} {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        let docker =
+            Docker::connect_with_ssl(address, key, cert, ca, 30, bollard::API_DEFAULT_VERSION)
+                .map_err(docker_error("connecting over TLS"))?;
+        Self::negotiated(docker).await
+    }
+
+    /// Publishes node ports on `ip` of the engine's host and dials them there.
+    pub fn publishing_on(mut self, ip: std::net::IpAddr) -> Self {
+        self.publish_ip = ip.to_string();
+        self.dial_host = ip.to_string();
+        self
+    }
+
     async fn negotiated(docker: Docker) -> Result<Self> {
         let docker = docker
             .negotiate_version()
