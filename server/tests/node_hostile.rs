@@ -362,3 +362,97 @@ async fn a_second_installation_with_default_settings_leaves_the_first_ones_clust
     cleanup.run().await;
     support::assert_nothing_left(&provider, &[cluster.id.as_str()]).await;
 }
+
+/// Whether a TCP connection from inside `cluster`'s node to `host:port` opens within 3 s.
+async fn node_connects(cluster: &str, host: &str, port: u16) -> bool {
+    tokio::process::Command::new("docker")
+        .args([
+            "exec",
+            &node_container_name(cluster),
+            "timeout",
+            "3",
+            "bash",
+            "-c",
+            &format!("exec 3<>/dev/tcp/{host}/{port}"),
+        ])
+        .status()
+        .await
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn a_node_reaches_neither_the_server_nor_the_docker_api_nor_another_learners_node() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let app = app(Some(format!("test-{}", random_name()))).await;
+    let ada = app.learner("ada").await;
+    let bob = app.learner("bob").await;
+    let mine = start_cluster(&app, &ada).await;
+    let _mine = Cleanup(manager(&app), mine.id.clone());
+    let theirs = start_cluster(&app, &bob).await;
+    let _theirs = Cleanup(manager(&app), theirs.id.clone());
+
+    // The engine applied the limits the server asked for.
+    let inspected = provider
+        .docker()
+        .inspect_container(&node_container_name(&mine.id), None)
+        .await
+        .unwrap();
+    let host_config = inspected.host_config.unwrap();
+    assert_eq!(host_config.pids_limit, Some(4096));
+    assert_eq!(host_config.nano_cpus, Some(1_000_000_000));
+    assert_eq!(host_config.memory, Some(1024 << 20));
+
+    // Where the node would look for its host: the gateway of its network (read from the engine).
+    let network = provider
+        .docker()
+        .inspect_network(
+            &hardlab_server::clusters::network_name(&mine.id),
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    let gateway = network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .and_then(|configs| configs.into_iter().find_map(|c| c.gateway))
+        .unwrap();
+    let their_ip = provider
+        .docker()
+        .inspect_container(&node_container_name(&theirs.id), None)
+        .await
+        .unwrap()
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|networks| {
+            networks
+                .get(&hardlab_server::clusters::network_name(&theirs.id))
+                .cloned()
+        })
+        .and_then(|endpoint| endpoint.ip_address)
+        .unwrap();
+    // A positive control: the node does reach its own API server, so a refusal below means
+    // something.
+    assert!(node_connects(&mine.id, "127.0.0.1", 6443).await);
+    let server_port = app.addr.port();
+    assert!(
+        !node_connects(&mine.id, &gateway, server_port).await,
+        "the node reached the hardlab server at {gateway}:{server_port}"
+    );
+    assert!(!node_connects(&mine.id, "127.0.0.1", server_port).await);
+    for docker_port in [2375, 2376] {
+        assert!(
+            !node_connects(&mine.id, &gateway, docker_port).await,
+            "the node reached a Docker API port {docker_port}"
+        );
+    }
+    as_root_in_node(&mine.id, "test ! -e /var/run/docker.sock").await;
+    assert!(
+        !node_connects(&mine.id, &their_ip, 6443).await,
+        "one learner's node reached another's API server at {their_ip}"
+    );
+    manager(&app).delete(&mine.id).await.unwrap();
+    manager(&app).delete(&theirs.id).await.unwrap();
+}

@@ -86,6 +86,11 @@ pub struct ClusterArgs {
     /// that the server dials [default: 127.0.0.1]. With a remote engine: that host's private address.
     #[arg(long, env = "HARDLAB_NODE_PUBLISH_IP", value_name = "IP")]
     pub node_publish_ip: Option<std::net::IpAddr>,
+    /// Whether nodes reach addresses beyond their host: the internet (image pulls, which labs 2, 3
+    /// and 5 need unless the node image carries their images) and, on a cloud VM, its metadata
+    /// service unless the host's firewall drops it (docs/security.md).
+    #[arg(long, env = "HARDLAB_NODE_EGRESS", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub node_egress: bool,
     /// Terminal shells with no browser attached are closed after this many seconds.
     #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", default_value_t = 120)]
     pub terminal_grace_seconds: u64,
@@ -112,6 +117,7 @@ impl Default for ClusterArgs {
             docker_tls_cert: None,
             docker_tls_key: None,
             node_publish_ip: None,
+            node_egress: true,
             terminal_grace_seconds: 120,
         }
     }
@@ -241,6 +247,7 @@ pub async fn connect(args: &ClusterArgs, lenient: bool) -> crate::clusters::Resu
         None if lenient => DockerProvider::connect_lenient().await?,
         None => DockerProvider::connect().await?,
     };
+    let provider = provider.with_egress(args.node_egress);
     Ok(match args.node_publish_ip {
         Some(ip) => provider.publishing_on(ip),
         None => provider,
