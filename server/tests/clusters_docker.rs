@@ -712,3 +712,140 @@ async fn a_remote_engine_is_driven_over_tls_with_a_client_certificate_and_refuse
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_learner_has_at_most_their_share_of_clusters_and_extensions_stop_at_the_ceiling() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let manager = ClusterManager::new(
+        db.clone(),
+        Arc::new(provider.clone()),
+        ManagerConfig {
+            max_clusters_per_user: 1,
+            max_lifetime: Duration::from_secs(90 * 60),
+            ..test_config()
+        },
+    );
+    let request = |lab: &str| LabClusterRequest {
+        lab_id: lab.into(),
+        apiserver_flags: BTreeMap::new(),
+        setup: None,
+        solutions: Vec::new(),
+    };
+    let first = manager
+        .start("learner-4", None, &request("etcd-secrets"))
+        .await
+        .unwrap();
+    // Another lab would be a second cluster: refused with the reason.
+    let error = manager
+        .start("learner-4", None, &request("network-policies"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("you already have 1 clusters"),
+        "{error}"
+    );
+    // The same lab gives back the cluster they have.
+    let again = manager
+        .start("learner-4", None, &request("etcd-secrets"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    // Another learner is not held back by this one.
+    let other = manager
+        .start("learner-5", None, &request("etcd-secrets"))
+        .await
+        .unwrap();
+
+    for id in [&first.id, &other.id] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while manager.get(id).await.unwrap().unwrap().state != ClusterState::Ready {
+            assert!(std::time::Instant::now() < deadline, "{id} not ready");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // Extend gives a full TTL (60 min) but not past 90 minutes after creation; then it refuses.
+    let created = manager.get(&first.id).await.unwrap().unwrap().created_at;
+    sqlx::query("UPDATE clusters SET created_at = $1, expires_at = $2 WHERE id = $3")
+        .bind(created - 40 * 60 * 1000)
+        .bind(hardlab_server::clusters::now_ms() + 1000)
+        .bind(&first.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let extended = manager.extend(&first.id).await.unwrap();
+    assert_eq!(
+        extended.expires_at,
+        created - 40 * 60 * 1000 + 90 * 60 * 1000
+    );
+    let refused = manager.extend(&first.id).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("longer than 90 minutes"),
+        "{refused}"
+    );
+    manager.delete(&first.id).await.unwrap();
+    manager.delete(&other.id).await.unwrap();
+    assert_nothing_left(&provider, &[&first.id, &other.id]).await;
+}
+
+#[tokio::test]
+async fn the_reaper_goes_on_after_a_failed_removal_and_clears_rows_stuck_in_creation() {
+    // Fault injection: the first manager reaches Docker through a socket that is dead, so every
+    // removal it tries fails, as with an engine that hangs up.
+    let Some(real) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let healthy = ClusterManager::new(db.clone(), Arc::new(real.clone()), test_config());
+    let expired = random_name();
+    healthy
+        .create_named(&expired, None, None, Some("learner-6"))
+        .await
+        .unwrap();
+    let now = hardlab_server::clusters::now_ms();
+    sqlx::query("UPDATE clusters SET expires_at = 1 WHERE id = $1")
+        .bind(&expired)
+        .execute(&db)
+        .await
+        .unwrap();
+    // A row whose creation was cut short long ago (a server that died mid-create).
+    let stuck = random_name();
+    sqlx::query(
+        "INSERT INTO clusters (id, owner_id, lab_id, session_id, image, state, phase, failure_reason, api_port, \
+         pooled, created_at, updated_at, expires_at, last_active_at) \
+         VALUES ($1, 'learner-7', 'etcd-secrets', NULL, $2, 'creating', 'waiting-for-api-server', NULL, NULL, 0, $3, $3, $4, $3)",
+    )
+    .bind(&stuck)
+    .bind(TEST_IMAGE)
+    .bind(now - 60 * 60 * 1000)
+    .bind(now + 60 * 60 * 1000)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let proxy = support::DyingDockerSocket::start().await;
+    proxy.kill();
+    let broken = DockerProvider::connect_to_socket(proxy.path()).await;
+    if let Ok(broken) = broken {
+        let failing = ClusterManager::new(
+            db.clone(),
+            Arc::new(broken.with_instance(real.instance())),
+            test_config(),
+        );
+        let removed = failing
+            .reap_once()
+            .await
+            .expect("a failed removal is not the reaper's end");
+        assert!(!removed.contains(&expired), "{removed:?}");
+    }
+    // The next round, with the engine back, finishes the job.
+    let removed = healthy.reap_once().await.unwrap();
+    assert!(removed.contains(&expired), "{removed:?}");
+    assert!(removed.contains(&stuck), "{removed:?}");
+    let stuck_row = healthy.get(&stuck).await.unwrap().unwrap();
+    assert_eq!(stuck_row.state, ClusterState::Failed);
+    assert!(stuck_row.failure_reason.unwrap().contains("took too long"));
+    assert_nothing_left(&real, &[&expired]).await;
+}
