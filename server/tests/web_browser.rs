@@ -364,3 +364,56 @@ async fn an_instructor_makes_an_invitation_link_in_chromium_and_a_learner_signs_
     let violations = browser.csp_violations().await;
     assert!(violations.is_empty(), "{violations:?}");
 }
+
+/// Processes whose command line mentions `needle` (the browser's profile folder).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(needle)
+                .then(|| format!("{}: {text}", entry.file_name().to_string_lossy()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_browser_helper_leaves_no_process_or_profile_behind_even_when_a_test_panics() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    // A test that ends normally.
+    let browser = Browser::start().await;
+    browser.goto("about:blank").await;
+    let profile = browser.profile_dir();
+    assert!(!processes_mentioning(&profile.display().to_string()).is_empty());
+    drop(browser);
+    assert!(processes_mentioning(&profile.display().to_string()).is_empty());
+    assert!(!profile.exists(), "{} is still there", profile.display());
+
+    // A test that panics while the browser is open: the unwinding drops it.
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let panicked = tokio::spawn(async move {
+        let browser = Browser::start().await;
+        browser.goto("about:blank").await;
+        let _ = sender.send(browser.profile_dir());
+        panic!("a failing assertion in a browser test");
+    })
+    .await;
+    assert!(panicked.is_err());
+    let profile = receiver.await.unwrap();
+    let left = processes_mentioning(&profile.display().to_string());
+    assert!(left.is_empty(), "left running after a panic: {left:#?}");
+    assert!(!profile.exists());
+}

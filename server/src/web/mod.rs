@@ -120,7 +120,14 @@ pub async fn serve(
         .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
     tracing::info!(address = %config.listen, "listening");
     let mut state = AppState::new(db, config, labs);
-    match crate::clusters::app::start(state.db.clone(), Arc::clone(&state.labs), cluster_args).await
+    state.sealer.ensure_key()?;
+    match crate::clusters::app::start(
+        state.db.clone(),
+        Arc::clone(&state.labs),
+        cluster_args,
+        Arc::clone(&state.sealer),
+    )
+    .await
     {
         Ok(clusters) => state.clusters = Some(clusters),
         Err(error) => tracing::error!(%error, "clusters are unavailable"),
@@ -129,7 +136,6 @@ pub async fn serve(
         Ok(proxy) => state.proxy = Some(proxy),
         Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
     }
-    state.sealer.ensure_key()?;
     let privileged_nodes = state.clusters.is_some() && !cluster_args.node_unprivileged;
     for warning in accounts::startup_warnings(&state.config, privileged_nodes) {
         tracing::warn!("{warning}");

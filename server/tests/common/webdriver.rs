@@ -21,10 +21,39 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Runs on every path out of a test, panics included. Killing chromedriver alone leaves its
+    /// Chromium (and that one's helpers) running, orphaned to init: so the session is ended over
+    /// WebDriver first, then the whole process group chromedriver leads is killed.
     fn drop(&mut self) {
-        // The session's Chromium goes with its chromedriver.
+        end_session(&self.base, &self.session);
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE /session/{id}` with a plain blocking request (a `Drop` has no runtime to wait on),
+/// bounded to a few seconds; chromedriver then closes its Chromium itself.
+fn end_session(base: &str, session: &str) {
+    use std::io::{Read, Write};
+    let Some(address) = base.strip_prefix("http://") else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
     }
 }
 
@@ -38,12 +67,16 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        // Its own process group, so that the browser it starts can be killed with it.
+        let driver = std::os::unix::process::CommandExt::process_group(
+            Command::new("/usr/bin/chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -94,6 +127,11 @@ impl Browser {
             driver,
             _profile: profile,
         }
+    }
+
+    /// The browser's temporary profile folder (gone once the browser is dropped).
+    pub fn profile_dir(&self) -> std::path::PathBuf {
+        self._profile.path().to_path_buf()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
