@@ -33,6 +33,8 @@ fn spec(name: &str) -> ClusterSpec {
         bootstrap: Bootstrap::SelfStarting,
         privileged: false,
         memory_bytes: Some(1 << 30),
+        pids_limit: Some(4096),
+        nano_cpus: None,
         ownership: Ownership {
             owner: "u1".into(),
             lab: "etcd-secrets".into(),
@@ -57,7 +59,8 @@ async fn a_cluster_is_created_ready_answers_exec_and_its_kubeconfig_reaches_the_
     wanted
         .apiserver_flags
         .insert("anonymous-auth".into(), "false".into());
-    let node = provider.create(&wanted, &record).await.expect("create");
+    let created = provider.create(&wanted, &record).await.expect("create");
+    let node = &created.node;
     assert!(node.running);
     let port = node.api_port.expect("published port");
     assert_eq!(node.ownership.owner, "u1");
@@ -107,7 +110,10 @@ async fn a_cluster_is_created_ready_answers_exec_and_its_kubeconfig_reaches_the_
     );
 
     // From the host, with the rewritten kubeconfig (a real TLS client, the apiserver cert has 127.0.0.1).
-    let kubeconfig = provider.kubeconfig(&name).await.unwrap();
+    // The server's own kubeconfig, from the certificates captured before hand-over.
+    let address = provider.address(&name).await.unwrap();
+    assert_eq!(address.api_port, port);
+    let kubeconfig = created.credentials.kubeconfig_yaml(&name, &address);
     assert!(kubeconfig.contains(&format!("server: https://127.0.0.1:{port}")));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");

@@ -30,6 +30,8 @@ async fn a_kind_node_image_becomes_a_ready_cluster_with_the_labs_api_server_flag
         bootstrap: Bootstrap::Kind,
         privileged: true,
         memory_bytes: None,
+        pids_limit: None,
+        nano_cpus: None,
         ownership: Ownership {
             owner: "ci".into(),
             lab: "kind-e2e".into(),
@@ -54,7 +56,7 @@ async fn a_kind_node_image_becomes_a_ready_cluster_with_the_labs_api_server_flag
             .await;
         eprintln!("creation failed: {error}\n{logs:?}");
     }
-    created.unwrap();
+    let created = created.unwrap();
     assert!(phases.lock().unwrap().contains(&Phase::InstallingCni));
 
     let run = |argv: &[&str]| {
@@ -85,7 +87,9 @@ async fn a_kind_node_image_becomes_a_ready_cluster_with_the_labs_api_server_flag
         "the single node is untainted: {taints}"
     );
 
-    let kubeconfig = provider.kubeconfig(&name).await.unwrap();
+    // The kubeconfig the server writes from the certificates it captured at creation.
+    let address = provider.address(&name).await.unwrap();
+    let kubeconfig = created.credentials.kubeconfig_yaml(&name, &address);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, kubeconfig).unwrap();

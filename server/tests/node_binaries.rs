@@ -74,8 +74,12 @@ async fn the_node_scans_lab_5s_incoming_chart_and_runs_the_kms_plugin() {
     let cluster = target.name().to_owned();
     // In a task of its own, so that a panic is caught and the cluster still removed.
     let runs = tokio::spawn({
-        let target = Target::existing(provider.clone(), &cluster);
-        async move { exercise(&target, &plan).await }
+        let provider = provider.clone();
+        let cluster = cluster.clone();
+        async move {
+            let target = Target::existing(provider, &cluster).await.unwrap();
+            exercise(&target, &plan).await
+        }
     })
     .await;
     target.remove().await.unwrap();

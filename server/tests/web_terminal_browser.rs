@@ -44,7 +44,7 @@ async fn app_with_clusters() -> TestApp {
             node_unprivileged: true,
             node_memory_mb: 1024,
             // Its own label value, so start-up adoption and orphan removal touch no other test's nodes.
-            docker_instance: format!("test-{}", random_name()),
+            docker_instance: Some(format!("test-{}", random_name())),
             ..ClusterArgs::default()
         })
         .start()

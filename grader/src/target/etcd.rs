@@ -57,7 +57,12 @@ fn decode_kvs(response: RangeResponse) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 pub struct EtcdHttp {
     url: String,
     http: reqwest::Client,
+    /// The largest answer read; a listing past it is an error, not the server's memory.
+    max_bytes: usize,
 }
+
+/// The largest etcd answer read by default: a learner's cluster holds a few hundred objects.
+pub const DEFAULT_MAX_ETCD_BYTES: usize = 32 << 20;
 
 impl EtcdHttp {
     /// `ca`, `cert` and `key` are PEM file paths; all three are needed for an `https` URL that
@@ -68,31 +73,61 @@ impl EtcdHttp {
         cert: Option<&std::path::Path>,
         key: Option<&std::path::Path>,
     ) -> Result<Self> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|source| Error::Io {
-                path: path.to_owned(),
-                source,
+        let read = |path: Option<&std::path::Path>| {
+            path.map(|path| {
+                std::fs::read(path).map_err(|source| Error::Io {
+                    path: path.to_owned(),
+                    source,
+                })
             })
+            .transpose()
         };
+        let named = |path: Option<&std::path::Path>| {
+            path.map_or_else(String::new, |p| p.display().to_string())
+        };
+        let client = Self::from_pem(
+            url,
+            read(ca)?.as_deref(),
+            read(cert)?.as_deref(),
+            read(key)?.as_deref(),
+        );
+        client.map_err(|error| match error {
+            Error::Invalid { location, message } if location == "etcd CA" => {
+                Error::invalid(named(ca), message)
+            }
+            Error::Invalid { location, message } if location == "etcd client certificate" => {
+                Error::invalid(named(cert), message)
+            }
+            other => other,
+        })
+    }
+
+    /// Like [`EtcdHttp::new`] with the PEM text itself (certificates the server captured and keeps
+    /// sealed), so no key is written to disk.
+    pub fn from_pem(
+        url: &str,
+        ca_pem: Option<&[u8]>,
+        cert_pem: Option<&[u8]>,
+        key_pem: Option<&[u8]>,
+    ) -> Result<Self> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(std::time::Duration::from_secs(10));
-        if let Some(ca) = ca {
-            let pem = read(ca)?;
-            let certificate = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| Error::invalid(ca.display().to_string(), format!("CA: {e}")))?;
+        if let Some(pem) = ca_pem {
+            let certificate = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| Error::invalid("etcd CA", format!("CA: {e}")))?;
             builder = builder
                 .tls_built_in_root_certs(false)
                 .add_root_certificate(certificate);
         }
-        match (cert, key) {
+        match (cert_pem, key_pem) {
             (Some(cert), Some(key)) => {
-                let mut pem = read(cert)?;
+                let mut pem = cert.to_vec();
                 pem.push(b'\n');
-                pem.extend(read(key)?);
+                pem.extend_from_slice(key);
                 let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                     Error::invalid(
-                        cert.display().to_string(),
+                        "etcd client certificate",
                         format!("client certificate: {e}"),
                     )
                 })?;
@@ -111,7 +146,14 @@ impl EtcdHttp {
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             http,
+            max_bytes: DEFAULT_MAX_ETCD_BYTES,
         })
+    }
+
+    /// Reads answers up to `max_bytes` at most.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     async fn range(&self, key: &[u8], range_end: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -130,15 +172,31 @@ impl EtcdHttp {
                 message: e.to_string(),
             })?;
         let status = response.status();
+        let body = self.bounded_body(response).await?;
         if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&body[..body.len().min(400)]).into_owned();
             return Err(Error::Etcd(format!("{status}: {}", text.trim())));
         }
-        let parsed: RangeResponse = response
-            .json()
-            .await
+        let parsed: RangeResponse = serde_json::from_slice(&body)
             .map_err(|e| Error::Etcd(format!("unexpected answer from etcd: {e}")))?;
         decode_kvs(parsed)
+    }
+
+    async fn bounded_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| Error::Unreachable {
+            what: format!("etcd at {}", self.url),
+            message: e.to_string(),
+        })? {
+            if body.len() + chunk.len() > self.max_bytes {
+                return Err(Error::Etcd(format!(
+                    "the answer of etcd at {} is larger than the limit of {} bytes",
+                    self.url, self.max_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 

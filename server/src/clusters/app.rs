@@ -12,6 +12,7 @@ use sqlx::AnyPool;
 use super::lifecycle::LabClusterRequest;
 use super::routes::{ClustersState, Site, Viewer};
 use super::{ClusterManager, DockerProvider, ManagerConfig};
+use crate::db::seal::Sealer;
 use crate::labs::Labs;
 use crate::terminal::{TerminalConfig, TerminalHub};
 use crate::web::AppState;
@@ -34,6 +35,18 @@ pub struct ClusterArgs {
     /// Memory limit per node container, in MiB (0: none).
     #[arg(long, env = "HARDLAB_NODE_MEMORY_MB", default_value_t = 2048)]
     pub node_memory_mb: i64,
+    /// Processes per node container at most (0: none); stops a fork bomb in a node there.
+    #[arg(long, env = "HARDLAB_NODE_PIDS_LIMIT", default_value_t = 4096)]
+    pub node_pids_limit: i64,
+    /// CPUs per node container at most, e.g. 1.5 (0: none).
+    #[arg(long, env = "HARDLAB_NODE_CPUS", default_value_t = 2.0)]
+    pub node_cpus: f64,
+    /// Live clusters one learner may have at once, over all labs.
+    #[arg(long, env = "HARDLAB_MAX_CLUSTERS_PER_USER", default_value_t = 3)]
+    pub max_clusters_per_user: usize,
+    /// Hours a cluster may live in all, however often it is extended.
+    #[arg(long, env = "HARDLAB_CLUSTER_MAX_HOURS", default_value_t = 4)]
+    pub cluster_max_hours: u64,
     /// Minutes a cluster lives before it is removed (learners can extend).
     #[arg(long, env = "HARDLAB_CLUSTER_TTL_MINUTES", default_value_t = 60)]
     pub cluster_ttl_minutes: u64,
@@ -49,10 +62,12 @@ pub struct ClusterArgs {
     /// Labs whose pool is kept warm (comma-separated IDs; default: every lab when pool-size > 0).
     #[arg(long, env = "HARDLAB_POOL_LABS", value_delimiter = ',')]
     pub pool_labs: Vec<String>,
-    /// Name on the labels of everything this server creates; servers sharing a Docker host need
-    /// different names.
-    #[arg(long, env = "HARDLAB_DOCKER_INSTANCE", default_value = "hardlab")]
-    pub docker_instance: String,
+    /// Name on the labels of everything this server creates [default: this installation's id,
+    /// made at first start and kept in its database]. Only servers given the same name (or sharing
+    /// a database) manage each other's clusters; a second installation on the same engine sees
+    /// nothing of the first.
+    #[arg(long, env = "HARDLAB_DOCKER_INSTANCE")]
+    pub docker_instance: Option<String>,
     /// Terminal shells with no browser attached are closed after this many seconds.
     #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", default_value_t = 120)]
     pub terminal_grace_seconds: u64,
@@ -64,12 +79,16 @@ impl Default for ClusterArgs {
             node_image: "hardlab/node:v1.36.1".to_owned(),
             node_unprivileged: false,
             node_memory_mb: 2048,
+            node_pids_limit: 4096,
+            node_cpus: 2.0,
+            max_clusters_per_user: 3,
+            cluster_max_hours: 4,
             cluster_ttl_minutes: 60,
             cluster_idle_minutes: 30,
             max_clusters: 20,
             pool_size: 0,
             pool_labs: Vec::new(),
-            docker_instance: "hardlab".to_owned(),
+            docker_instance: None,
             terminal_grace_seconds: 120,
         }
     }
@@ -93,9 +112,15 @@ impl ClusterArgs {
             idle_timeout: Duration::from_secs(self.cluster_idle_minutes * 60),
             max_clusters: self.max_clusters,
             memory_bytes: (self.node_memory_mb > 0).then_some(self.node_memory_mb << 20),
+            pids_limit: (self.node_pids_limit > 0).then_some(self.node_pids_limit),
+            // Whole billionths of a CPU; the cast saturates and the setting is a small number.
+            #[allow(clippy::cast_possible_truncation)]
+            nano_cpus: (self.node_cpus > 0.0).then_some((self.node_cpus * 1e9) as i64),
             pool_size: self.pool_size,
             pool_labs,
-            reap_interval: Duration::from_secs(15),
+            max_clusters_per_user: self.max_clusters_per_user,
+            max_lifetime: Duration::from_secs(self.cluster_max_hours * 60 * 60),
+            ..ManagerConfig::default()
         }
     }
 }
@@ -140,10 +165,13 @@ pub async fn start(
     db: AnyPool,
     labs: Arc<Labs>,
     args: &ClusterArgs,
+    sealer: Arc<Sealer>,
 ) -> crate::clusters::Result<ClustersState> {
+    let instance = instance_name(&db, args).await?;
+    tracing::info!(%instance, "clusters on the Docker engine carry this installation's label");
     let provider = DockerProvider::connect_lenient()
         .await?
-        .with_instance(&args.docker_instance);
+        .with_instance(&instance);
     let terminals = TerminalHub::new(
         provider.docker().clone(),
         TerminalConfig {
@@ -152,7 +180,9 @@ pub async fn start(
         },
     );
     terminals.spawn_sweeper();
-    let manager = ClusterManager::new(db, Arc::new(provider), args.manager_config(&labs));
+    let mut config = args.manager_config(&labs);
+    config.sealer = sealer;
+    let manager = ClusterManager::new(db, Arc::new(provider), config);
     match manager.adopt().await {
         Ok(report) => {
             tracing::info!(adopted = ?report.adopted, removed = ?report.removed, "clusters after start-up");
@@ -165,6 +195,16 @@ pub async fn start(
         terminals,
         site: Arc::new(AppSite { labs }),
     })
+}
+
+/// The label value of this installation: the explicit setting, else the id in its database.
+pub async fn instance_name(db: &AnyPool, args: &ClusterArgs) -> crate::clusters::Result<String> {
+    match &args.docker_instance {
+        Some(name) => Ok(name.clone()),
+        None => crate::db::installation_id(db)
+            .await
+            .map_err(|e| crate::clusters::Error::Invalid(format!("this installation's id: {e}"))),
+    }
 }
 
 /// The cluster routes for `app()`; none when clusters are not set up (tests of other parts).
@@ -190,15 +230,17 @@ pub async fn cli(
     args: &ClusterArgs,
 ) -> crate::Result<()> {
     let db = crate::db::connect(&config.database_url).await?;
+    let instance = instance_name(&db, args)
+        .await
+        .map_err(|e| crate::Error::Cluster(e.to_string()))?;
     let provider = DockerProvider::connect()
         .await
         .map_err(|e| crate::Error::Cluster(e.to_string()))?
-        .with_instance(&args.docker_instance);
-    let manager = ClusterManager::new(
-        db,
-        Arc::new(provider),
-        args.manager_config(&Labs::from_labs(Vec::new())),
-    );
+        .with_instance(&instance);
+    let mut manager_config = args.manager_config(&Labs::from_labs(Vec::new()));
+    // The same key as the server's, so both open the same stored credentials.
+    manager_config.sealer = Arc::new(Sealer::new(config.secret_key_file.clone()));
+    let manager = ClusterManager::new(db, Arc::new(provider), manager_config);
     match super::cli::run(command, &manager).await {
         Ok(0) => Ok(()),
         // `exec` passes the command's exit code on, like `docker exec`.

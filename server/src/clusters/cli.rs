@@ -80,7 +80,7 @@ pub async fn run(command: ClustersCommand, manager: &Arc<ClusterManager>) -> Res
             }
         }
         ClustersCommand::Kubeconfig { name } => {
-            let config = manager.provider().kubeconfig(&name).await?;
+            let config = manager.kubeconfig(&name).await?;
             let _ = write!(out, "{config}");
         }
         ClustersCommand::Exec { name, command } => {

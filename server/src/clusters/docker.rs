@@ -3,6 +3,7 @@
 //! (`providers/docker/provision.go`), plus a named volume and a memory limit as minikube does.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -21,14 +22,24 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use hardlab_grader::target::NodeAccess;
+use hardlab_grader::target::docker::{DockerNode, NodeLimits};
+
+use super::credentials::{self, ClusterAddress, ClusterCredentials};
 use super::kind::{self, KubeVersion, KubeadmInputs, NodeCommand};
 use super::{
-    Bootstrap, ClusterProvider, ClusterSpec, Error, ExecOutput, NodeInfo, Ownership, Phase,
-    PhaseSink, Result, labels, network_name, node_container_name, volume_name,
+    Bootstrap, ClusterProvider, ClusterSpec, CreatedCluster, Error, ExecOutput, NodeInfo,
+    Ownership, Phase, PhaseSink, Result, labels, network_name, node_container_name, volume_name,
 };
 
 pub const API_SERVER_PORT: &str = "6443/tcp";
+/// etcd's client port, published so the grader reads etcd with the certificates captured at
+/// creation instead of running `etcdctl` inside a node the learner controls.
+pub const ETCD_PORT: &str = "2379/tcp";
 pub const DEFAULT_INSTANCE: &str = "hardlab";
+/// A command's output kept at most (setup scripts, the admin CLI's exec); past it the command is
+/// reported as failed instead of filling the server's memory.
+pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
 
 /// Turns a bollard error into ours: no answer at all means the engine is unreachable.
 pub(crate) fn docker_error(action: &str) -> impl Fn(bollard::errors::Error) -> Error + '_ {
@@ -90,6 +101,15 @@ pub fn volume_request(instance: &str, spec: &ClusterSpec) -> VolumeCreateRequest
 /// Docker picks on 127.0.0.1, a named `/var` volume (so it can be found and removed by label) and
 /// a memory limit. Without privileges the security options stay at Docker's defaults.
 pub fn container_body(instance: &str, spec: &ClusterSpec) -> ContainerCreateBody {
+    container_body_on(instance, spec, "127.0.0.1")
+}
+
+/// [`container_body`] with the ports published on `publish_ip` of the engine's host.
+pub fn container_body_on(
+    instance: &str,
+    spec: &ClusterSpec,
+    publish_ip: &str,
+) -> ContainerCreateBody {
     let node = node_container_name(&spec.name);
     let mut container_labels = resource_labels(instance, spec);
     container_labels.insert(labels::ROLE.to_owned(), "control-plane".to_owned());
@@ -129,7 +149,7 @@ pub fn container_body(instance: &str, spec: &ClusterSpec) -> ContainerCreateBody
         tty: Some(true),
         env: Some(env),
         labels: Some(container_labels),
-        exposed_ports: Some(vec![API_SERVER_PORT.to_owned()]),
+        exposed_ports: Some(vec![API_SERVER_PORT.to_owned(), ETCD_PORT.to_owned()]),
         host_config: Some(HostConfig {
             privileged: Some(spec.privileged),
             security_opt,
@@ -145,15 +165,19 @@ pub fn container_body(instance: &str, spec: &ClusterSpec) -> ContainerCreateBody
             }),
             init: Some(false),
             cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
-            port_bindings: Some(HashMap::from([(
-                API_SERVER_PORT.to_owned(),
-                Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".to_owned()),
-                    host_port: Some(String::new()),
-                }]),
-            )])),
+            port_bindings: Some(HashMap::from([API_SERVER_PORT, ETCD_PORT].map(|port| {
+                (
+                    port.to_owned(),
+                    Some(vec![PortBinding {
+                        host_ip: Some(publish_ip.to_owned()),
+                        host_port: Some(String::new()),
+                    }]),
+                )
+            }))),
             memory: spec.memory_bytes,
             memory_swap: spec.memory_bytes,
+            pids_limit: spec.pids_limit,
+            nano_cpus: spec.nano_cpus,
             ..Default::default()
         }),
         ..Default::default()
@@ -186,6 +210,12 @@ pub struct DockerProvider {
     instance: String,
     /// How long a new cluster may take to answer `/readyz`.
     pub ready_timeout: Duration,
+    /// Where node ports are published on the engine's host, and the host the server dials for
+    /// them (both 127.0.0.1 for the local engine).
+    pub publish_ip: String,
+    pub dial_host: String,
+    /// What the grader reads of a node at most, and how long it waits.
+    pub node_limits: NodeLimits,
 }
 
 impl DockerProvider {
@@ -214,11 +244,7 @@ impl DockerProvider {
                 };
                 let docker = Docker::connect_with_unix(&socket, 30, &version)
                     .map_err(docker_error("connecting"))?;
-                Ok(DockerProvider {
-                    docker,
-                    instance: DEFAULT_INSTANCE.to_owned(),
-                    ready_timeout: Duration::from_secs(180),
-                })
+                Ok(DockerProvider::over(docker))
             }
         }
     }
@@ -235,11 +261,18 @@ impl DockerProvider {
             .negotiate_version()
             .await
             .map_err(|e| Error::DockerUnreachable(e.to_string()))?;
-        Ok(DockerProvider {
+        Ok(DockerProvider::over(docker))
+    }
+
+    fn over(docker: Docker) -> Self {
+        DockerProvider {
             docker,
             instance: DEFAULT_INSTANCE.to_owned(),
             ready_timeout: Duration::from_secs(180),
-        })
+            publish_ip: "127.0.0.1".to_owned(),
+            dial_host: "127.0.0.1".to_owned(),
+            node_limits: NodeLimits::default(),
+        }
     }
 
     /// The same engine, managing only the clusters labelled with `instance`.
@@ -352,6 +385,13 @@ impl DockerProvider {
                         }
                         LogOutput::StdIn { .. } => {}
                     }
+                    if result.stdout.len() + result.stderr.len() > MAX_EXEC_OUTPUT {
+                        writer.abort();
+                        return Err(Error::OutputTooLarge {
+                            command: argv.first().cloned().unwrap_or_default(),
+                            limit: MAX_EXEC_OUTPUT,
+                        });
+                    }
                 }
                 writer.abort();
             }
@@ -408,12 +448,16 @@ impl DockerProvider {
             .as_ref()
             .and_then(|c| c.labels.clone())
             .unwrap_or_default();
-        let api_port = inspected
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.ports.as_ref())
-            .and_then(|ports| ports.get(API_SERVER_PORT).cloned().flatten())
-            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()));
+        let published = |port: &str| -> Option<u16> {
+            inspected
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.ports.as_ref())
+                .and_then(|ports| ports.get(port).cloned().flatten())
+                .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port?.parse().ok()))
+        };
+        let api_port = published(API_SERVER_PORT);
+        let etcd_port = published(ETCD_PORT);
         Ok(NodeInfo {
             cluster: cluster.to_owned(),
             container,
@@ -423,8 +467,36 @@ impl DockerProvider {
                 .and_then(|s| s.running)
                 .unwrap_or(false),
             api_port,
+            etcd_port,
             ownership: ownership_from(&container_labels),
+            exit_code: inspected.state.as_ref().and_then(|s| s.exit_code),
         })
+    }
+
+    /// Reads the certificates the server will use for this cluster from its node. Called while
+    /// the cluster is being created, before any learner has a shell in it; later reads would take
+    /// whatever the learner put there.
+    pub async fn capture_credentials(&self, cluster: &str) -> Result<ClusterCredentials> {
+        let node = DockerNode::with_client(
+            self.docker.clone(),
+            node_container_name(cluster),
+            self.node_limits,
+        );
+        let mut files = Vec::new();
+        for path in [
+            credentials::ADMIN_CONF,
+            credentials::ETCD_CA,
+            credentials::ETCD_CLIENT_CERT,
+            credentials::ETCD_CLIENT_KEY,
+        ] {
+            let bytes = node
+                .read_file(path)
+                .await
+                .map_err(|e| Error::Kubeconfig(e.to_string()))?
+                .ok_or_else(|| Error::Kubeconfig(format!("the node has no {path}")))?;
+            files.push(bytes);
+        }
+        ClusterCredentials::from_node_files(&files[0], &files[1], &files[2], &files[3])
     }
 
     async fn node_ip(&self, cluster: &str) -> Result<String> {
@@ -565,7 +637,11 @@ impl DockerProvider {
         Ok(())
     }
 
-    async fn create_inner(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<NodeInfo> {
+    async fn create_inner(
+        &self,
+        spec: &ClusterSpec,
+        progress: PhaseSink<'_>,
+    ) -> Result<CreatedCluster> {
         let container = node_container_name(&spec.name);
         self.docker
             .create_network(network_request(&self.instance, spec))
@@ -579,7 +655,10 @@ impl DockerProvider {
             .name(&container)
             .build();
         self.docker
-            .create_container(Some(options), container_body(&self.instance, spec))
+            .create_container(
+                Some(options),
+                container_body_on(&self.instance, spec, &self.publish_ip),
+            )
             .await
             .map_err(docker_error("creating the node container"))?;
         self.docker
@@ -594,8 +673,9 @@ impl DockerProvider {
         progress(Phase::WaitingForApiServer);
         self.wait_for_api_server(&container).await?;
         progress(Phase::ExportingKubeconfig);
-        self.kubeconfig(&spec.name).await?;
-        self.inspect_node(&spec.name).await
+        let credentials = self.capture_credentials(&spec.name).await?;
+        let node = self.inspect_node(&spec.name).await?;
+        Ok(CreatedCluster { node, credentials })
     }
 }
 
@@ -648,7 +728,7 @@ impl ClusterProvider for DockerProvider {
         Ok(removed)
     }
 
-    async fn create(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<NodeInfo> {
+    async fn create(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<CreatedCluster> {
         super::validate_name(&spec.name)?;
         progress(Phase::PreparingNode);
         self.health().await?;
@@ -722,12 +802,15 @@ impl ClusterProvider for DockerProvider {
             let Some(cluster) = container_labels.get(labels::CLUSTER).cloned() else {
                 continue;
             };
-            let api_port = summary
-                .ports
-                .unwrap_or_default()
-                .into_iter()
-                .find(|p| p.private_port == 6443)
-                .and_then(|p| p.public_port);
+            let ports = summary.ports.unwrap_or_default();
+            let published = |private: u16| {
+                ports
+                    .iter()
+                    .find(|p| p.private_port == private)
+                    .and_then(|p| p.public_port)
+            };
+            let api_port = published(6443);
+            let etcd_port = published(2379);
             nodes.push(NodeInfo {
                 container: node_container_name(&cluster),
                 cluster,
@@ -736,7 +819,9 @@ impl ClusterProvider for DockerProvider {
                     .map(|s| s.to_string() == "running")
                     .unwrap_or(false),
                 api_port,
+                etcd_port,
                 ownership: ownership_from(&container_labels),
+                exit_code: None,
             });
         }
         nodes.sort_by(|a, b| a.cluster.cmp(&b.cluster));
@@ -753,27 +838,33 @@ impl ClusterProvider for DockerProvider {
             .await
     }
 
-    async fn kubeconfig(&self, cluster: &str) -> Result<String> {
+    async fn address(&self, cluster: &str) -> Result<ClusterAddress> {
         let node = self.inspect_node(cluster).await?;
-        let port = node
-            .api_port
-            .ok_or_else(|| Error::Kubeconfig("the API server port is not published".to_owned()))?;
-        let output = self
-            .exec_in(
-                &node.container,
-                &["cat".to_owned(), kind::ADMIN_KUBECONFIG.to_owned()],
-                None,
-                false,
-            )
-            .await?;
-        if output.exit_code != 0 {
-            return Err(Error::Kubeconfig(format!(
-                "cannot read {}: {}",
-                kind::ADMIN_KUBECONFIG,
-                output.short_output()
+        if !node.running {
+            return Err(Error::NotReady(format!(
+                "the node container of {cluster} is not running"
             )));
         }
-        super::kubeconfig::rewrite(&output.stdout_text(), cluster, port)
+        let api_port = node
+            .api_port
+            .ok_or_else(|| Error::Kubeconfig("the API server port is not published".to_owned()))?;
+        Ok(ClusterAddress {
+            host: self.dial_host.clone(),
+            api_port,
+            etcd_port: node.etcd_port,
+        })
+    }
+
+    fn node_files(&self, cluster: &str) -> Arc<dyn NodeAccess> {
+        Arc::new(DockerNode::with_client(
+            self.docker.clone(),
+            node_container_name(cluster),
+            self.node_limits,
+        ))
+    }
+
+    async fn inspect(&self, cluster: &str) -> Result<NodeInfo> {
+        self.inspect_node(cluster).await
     }
 
     async fn image_defaults(&self, image: &str) -> Result<(Bootstrap, bool)> {
@@ -803,6 +894,8 @@ mod tests {
             bootstrap,
             privileged,
             memory_bytes: Some(2 << 30),
+            pids_limit: Some(4096),
+            nano_cpus: Some(2_000_000_000),
             ownership: Ownership {
                 owner: "u1".to_owned(),
                 lab: "etcd-secrets".to_owned(),
@@ -864,6 +957,8 @@ mod tests {
         assert_eq!(binding.host_port.as_deref(), Some(""));
         assert_eq!(host.memory, Some(2 << 30));
         assert_eq!(host.memory_swap, Some(2 << 30));
+        assert_eq!(host.pids_limit, Some(4096));
+        assert_eq!(host.nano_cpus, Some(2_000_000_000));
         let container_labels = body.labels.unwrap();
         for (key, value) in [
             ("io.hardlab.managed", "hardlab"),

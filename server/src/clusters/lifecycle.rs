@@ -12,10 +12,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{Mutex, broadcast};
 
+use super::credentials::{ClusterCredentials, GradingAccess};
 use super::{
     Bootstrap, ClusterProvider, ClusterSpec, Error, Ownership, Phase, Result, now_ms, random_name,
     validate_name,
 };
+use crate::db::seal::Sealer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -179,10 +181,26 @@ pub struct ManagerConfig {
     /// Clusters (any live state, pool included) this host runs at most.
     pub max_clusters: usize,
     pub memory_bytes: Option<i64>,
+    /// Processes per node container.
+    pub pids_limit: Option<i64>,
+    /// CPU per node container, in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
     /// Ready clusters kept per lab in `pool_labs`.
     pub pool_size: usize,
     pub pool_labs: Vec<LabClusterRequest>,
     pub reap_interval: Duration,
+    /// How often the node containers of ready clusters are looked at, so one that exits or
+    /// disappears turns `failed` within seconds.
+    pub watch_interval: Duration,
+    /// Live clusters one learner may have at once, over all labs.
+    pub max_clusters_per_user: usize,
+    /// How long a cluster may live in all, extensions included.
+    pub max_lifetime: Duration,
+    /// A row still `requested` or `creating` after this long is failed and its resources removed
+    /// (a server that died mid-creation, a stuck engine).
+    pub creation_timeout: Duration,
+    /// Seals the captured credentials in the database.
+    pub sealer: Arc<Sealer>,
 }
 
 impl Default for ManagerConfig {
@@ -194,9 +212,16 @@ impl Default for ManagerConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             max_clusters: 20,
             memory_bytes: Some(2 << 30),
+            pids_limit: Some(4096),
+            nano_cpus: Some(2_000_000_000),
             pool_size: 0,
             pool_labs: Vec::new(),
             reap_interval: Duration::from_secs(15),
+            watch_interval: Duration::from_secs(2),
+            max_clusters_per_user: 3,
+            max_lifetime: Duration::from_secs(4 * 60 * 60),
+            creation_timeout: Duration::from_secs(20 * 60),
+            sealer: Arc::new(Sealer::ephemeral()),
         }
     }
 }
@@ -352,6 +377,8 @@ impl ClusterManager {
                 .or(self.config.privileged)
                 .unwrap_or(image_privileged),
             memory_bytes: self.config.memory_bytes,
+            pids_limit: self.config.pids_limit,
+            nano_cpus: self.config.nano_cpus,
             ownership: Ownership {
                 owner: record.owner_id.clone().unwrap_or_default(),
                 lab: record.lab_id.clone(),
@@ -454,12 +481,29 @@ impl ClusterManager {
         drop(progress);
         let _ = recorder.await;
         match created {
-            Ok(node) => {
-                sqlx::query("UPDATE clusters SET api_port = $1 WHERE id = $2")
-                    .bind(node.api_port.map(i64::from))
-                    .bind(&id)
-                    .execute(&self.db)
-                    .await?;
+            Ok(created) => {
+                let sealed = match self.config.sealer.seal(&created.credentials.to_json()) {
+                    Ok(sealed) => sealed,
+                    Err(error) => {
+                        self.provider.delete(&id).await?;
+                        let reason =
+                            format!("the cluster's credentials could not be sealed: {error}");
+                        self.set_state(&id, ClusterState::Failed, None, Some(&reason))
+                            .await?;
+                        return self
+                            .get(&id)
+                            .await?
+                            .ok_or_else(|| Error::NotFound(id.clone()));
+                    }
+                };
+                sqlx::query(
+                    "UPDATE clusters SET api_port = $1, credentials_sealed = $2 WHERE id = $3",
+                )
+                .bind(created.node.api_port.map(i64::from))
+                .bind(sealed)
+                .bind(&id)
+                .execute(&self.db)
+                .await?;
                 if request.setup.is_some() || !request.solutions.is_empty() {
                     self.set_state(
                         &id,
@@ -619,6 +663,10 @@ impl ClusterManager {
         if let Some(existing) = self.find_for(owner, &request.lab_id).await? {
             return Ok(existing);
         }
+        let owned = self.live_count_of(owner).await?;
+        if owned >= self.config.max_clusters_per_user {
+            return Err(Error::UserAtCapacity(self.config.max_clusters_per_user));
+        }
         if let Some(claimed) = self.claim_pooled(owner, session, request).await? {
             let manager = Arc::clone(self);
             tokio::spawn(async move { manager.refill_pool().await });
@@ -725,11 +773,22 @@ impl ClusterManager {
         }
     }
 
-    /// Gives the cluster another full TTL from now.
+    /// Gives the cluster another full TTL from now, up to `max_lifetime` after its creation.
     pub async fn extend(&self, id: &str) -> Result<ClusterRecord> {
         let now = now_ms();
+        let record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+        let ceiling = record.created_at + duration_ms(self.config.max_lifetime);
+        let wanted = (now + duration_ms(self.config.ttl)).min(ceiling);
+        if wanted <= record.expires_at {
+            return Err(Error::ExtendCeiling(
+                self.config.max_lifetime.as_secs() / 3600,
+            ));
+        }
         sqlx::query("UPDATE clusters SET expires_at = $1, updated_at = $2 WHERE id = $3 AND state = 'ready'")
-            .bind(now + duration_ms(self.config.ttl))
+            .bind(wanted)
             .bind(now)
             .bind(id)
             .execute(&self.db)
@@ -768,26 +827,169 @@ impl ClusterManager {
         Ok(())
     }
 
-    /// Removes expired clusters and idle learners' clusters. Returns the removed IDs.
+    /// Removes expired clusters, idle learners' clusters and rows stuck in `requested` or
+    /// `creating` past the creation timeout. Returns the removed IDs. One removal that fails is
+    /// logged and tried again on the next round; it does not stop the others.
     pub async fn reap_once(&self) -> Result<Vec<String>> {
         let now = now_ms();
         let idle_before = now - duration_ms(self.config.idle_timeout);
+        let stuck_before = now - duration_ms(self.config.creation_timeout);
         let rows = sqlx::query(
-            "SELECT id FROM clusters WHERE state IN ('ready', 'expiring') \
-             AND (expires_at <= $1 OR (pooled = 0 AND last_active_at <= $2))",
+            "SELECT id, state FROM clusters WHERE (state IN ('ready', 'expiring') \
+             AND (expires_at <= $1 OR (pooled = 0 AND last_active_at <= $2))) \
+             OR (state IN ('requested', 'creating') AND updated_at <= $3)",
         )
         .bind(now)
         .bind(idle_before)
+        .bind(stuck_before)
         .fetch_all(&self.db)
         .await?;
         let mut removed = Vec::new();
         for row in rows {
             let id: String = row.try_get("id")?;
-            tracing::info!(cluster = %id, "removing an expired or idle cluster");
-            self.delete(&id).await?;
-            removed.push(id);
+            let state = ClusterState::parse(&row.try_get::<String, _>("state")?);
+            let outcome = if matches!(state, ClusterState::Requested | ClusterState::Creating) {
+                tracing::warn!(cluster = %id, "removing a cluster stuck in {}", state.as_str());
+                self.fail_and_remove(
+                    &id,
+                    "creating this cluster took too long and was stopped; start it again",
+                )
+                .await
+            } else {
+                tracing::info!(cluster = %id, "removing an expired or idle cluster");
+                self.delete(&id).await
+            };
+            match outcome {
+                Ok(()) => removed.push(id),
+                Err(error) => {
+                    tracing::warn!(cluster = %id, %error, "could not remove a cluster; trying again next round");
+                }
+            }
         }
         Ok(removed)
+    }
+
+    async fn fail_and_remove(&self, id: &str, reason: &str) -> Result<()> {
+        self.set_state(id, ClusterState::Failed, None, Some(reason))
+            .await?;
+        self.provider.delete(id).await
+    }
+
+    /// Turns every ready cluster whose node container stopped or disappeared `failed`, with the
+    /// reason, and removes what is left of it. Returns the clusters it failed.
+    pub async fn watch_once(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM clusters WHERE state IN ('ready', 'expiring') AND credentials_sealed IS NOT NULL",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let nodes: HashMap<String, bool> = self
+            .provider
+            .list_own()
+            .await?
+            .into_iter()
+            .map(|node| (node.cluster, node.running))
+            .collect();
+        let mut failed = Vec::new();
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let reason = match nodes.get(&id) {
+                Some(true) => continue,
+                Some(false) => match self.provider.inspect(&id).await {
+                    Ok(node) if node.running => continue,
+                    Ok(node) => format!(
+                        "the cluster's node container stopped{}; start a new cluster",
+                        node.exit_code
+                            .map(|code| format!(" (exit code {code})"))
+                            .unwrap_or_default()
+                    ),
+                    Err(Error::NotFound(_)) => {
+                        "the cluster's node container disappeared; start a new cluster".to_owned()
+                    }
+                    Err(error) => {
+                        tracing::warn!(cluster = %id, %error, "cannot inspect a node");
+                        continue;
+                    }
+                },
+                None => "the cluster's node container disappeared; start a new cluster".to_owned(),
+            };
+            // Only a row that is still ready turns failed: a Remove in progress owns the rest.
+            let changed = sqlx::query(
+                "UPDATE clusters SET state = 'failed', phase = NULL, failure_reason = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'ready'",
+            )
+            .bind(&reason)
+            .bind(now_ms())
+            .bind(&id)
+            .execute(&self.db)
+            .await?;
+            if changed.rows_affected() == 1 {
+                tracing::warn!(cluster = %id, %reason, "a cluster's node is gone");
+                self.publish(&id).await;
+                if let Err(error) = self.provider.delete(&id).await {
+                    tracing::warn!(cluster = %id, %error, "could not remove what is left of a dead cluster");
+                }
+                failed.push(id);
+            }
+        }
+        Ok(failed)
+    }
+
+    /// The credentials captured when the cluster was created.
+    pub async fn credentials(&self, id: &str) -> Result<ClusterCredentials> {
+        let row = sqlx::query("SELECT credentials_sealed FROM clusters WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+        let sealed: Option<String> = row.try_get("credentials_sealed")?;
+        let sealed = sealed.ok_or_else(|| {
+            Error::Credentials(
+                "none were captured (the cluster was made by an older hardlab)".into(),
+            )
+        })?;
+        let opened = self
+            .config
+            .sealer
+            .open(&sealed)
+            .map_err(|e| Error::Credentials(e.to_string()))?;
+        ClusterCredentials::from_json(&opened)
+    }
+
+    /// A kubeconfig for the cluster, written by the server from the captured certificates.
+    pub async fn kubeconfig(&self, id: &str) -> Result<String> {
+        let credentials = self.credentials(id).await?;
+        let address = self.provider.address(id).await?;
+        Ok(credentials.kubeconfig_yaml(id, &address))
+    }
+
+    /// Everything the grader uses to judge the cluster: a kube client and etcd's gateway built
+    /// from the captured certificates and the address the runtime reports, and the node's files
+    /// read without running anything in the node.
+    pub async fn grading_access(&self, id: &str) -> Result<GradingAccess> {
+        let credentials = self.credentials(id).await?;
+        let address = self.provider.address(id).await?;
+        let (client, endpoint) = credentials.kube_client(id, &address).await?;
+        Ok(GradingAccess {
+            client,
+            endpoint,
+            node: self.provider.node_files(id),
+            etcd: credentials.etcd(&address)?,
+        })
+    }
+
+    async fn live_count_of(&self, owner: &str) -> Result<usize> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM clusters WHERE owner_id = $1 \
+             AND state IN ('requested', 'creating', 'ready', 'expiring')",
+        )
+        .bind(owner)
+        .fetch_one(&self.db)
+        .await?;
+        Ok(usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
     /// After a restart: running clusters with a live, unexpired row are adopted; expired ones,
@@ -842,10 +1044,25 @@ impl ClusterManager {
         Ok(report)
     }
 
-    /// Reaps and refills the pool every `reap_interval` until the manager is dropped.
+    /// Reaps and refills the pool every `reap_interval`, and watches the nodes every
+    /// `watch_interval`, until the manager is dropped.
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         let interval = self.config.reap_interval;
+        let watched = Arc::downgrade(self);
+        let watch_interval = self.config.watch_interval;
+        tokio::spawn(async move {
+            loop {
+                let Some(manager) = watched.upgrade() else {
+                    return;
+                };
+                if let Err(error) = manager.watch_once().await {
+                    tracing::debug!(%error, "watching the nodes failed");
+                }
+                drop(manager);
+                tokio::time::sleep(watch_interval).await;
+            }
+        });
         tokio::spawn(async move {
             loop {
                 let Some(manager) = weak.upgrade() else {

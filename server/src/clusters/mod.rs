@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod credentials;
 pub mod docker;
 pub mod kind;
 pub mod kubeconfig;
@@ -15,6 +16,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
+use hardlab_grader::target::NodeAccess;
+
+pub use credentials::{ClusterAddress, ClusterCredentials};
 
 pub use docker::DockerProvider;
 pub use lifecycle::{ClusterManager, ClusterRecord, ClusterState, ManagerConfig};
@@ -67,6 +71,14 @@ pub enum Error {
     },
     #[error("the node's kubeconfig is not usable: {0}")]
     Kubeconfig(String),
+    #[error("`{command}` printed more than {limit} bytes; the server stopped reading it")]
+    OutputTooLarge { command: String, limit: usize },
+    #[error("the cluster's stored credentials cannot be opened: {0}")]
+    Credentials(String),
+    #[error("you already have {0} clusters, the most one learner may have; remove one first")]
+    UserAtCapacity(usize),
+    #[error("this cluster cannot be extended past {0} hours in all")]
+    ExtendCeiling(u64),
     #[error("this server already runs {0} clusters, its limit; try again in a few minutes")]
     AtCapacity(usize),
     #[error("database error: {0}")]
@@ -128,6 +140,10 @@ pub struct ClusterSpec {
     pub privileged: bool,
     /// Memory limit of the node container in bytes (memory and memory+swap), `None` for no limit.
     pub memory_bytes: Option<i64>,
+    /// Processes the node may run at once (a fork bomb in it stops there), `None` for no limit.
+    pub pids_limit: Option<i64>,
+    /// CPU time the node may use, in billionths of a CPU (Docker's `NanoCpus`), `None` for no limit.
+    pub nano_cpus: Option<i64>,
     pub ownership: Ownership,
     /// Extra API server flags (name without `--` → value).
     pub apiserver_flags: BTreeMap<String, String>,
@@ -142,7 +158,18 @@ pub struct NodeInfo {
     pub running: bool,
     /// The host port on 127.0.0.1 that forwards to the API server's 6443.
     pub api_port: Option<u16>,
+    /// The host port that forwards to etcd's 2379.
+    pub etcd_port: Option<u16>,
     pub ownership: Ownership,
+    /// How the node's main process ended, when it has (from an inspection, not a listing).
+    pub exit_code: Option<i64>,
+}
+
+/// A new cluster and the certificates captured from it before hand-over.
+#[derive(Debug, Clone)]
+pub struct CreatedCluster {
+    pub node: NodeInfo,
+    pub credentials: ClusterCredentials,
 }
 
 /// How a lab script runs in a node, for the lab harness and for learners' new clusters alike: as
@@ -265,7 +292,7 @@ pub type PhaseSink<'a> = &'a (dyn Fn(Phase) + Send + Sync);
 pub trait ClusterProvider: Send + Sync {
     /// Creates the cluster and waits until its API server answers. On failure everything created
     /// for it is removed again before the error is returned.
-    async fn create(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<NodeInfo>;
+    async fn create(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<CreatedCluster>;
     /// Removes the node container, its volume and its network; a missing part is not an error.
     async fn delete(&self, cluster: &str) -> Result<()>;
     /// Every cluster this provider created, found by its labels.
@@ -277,8 +304,13 @@ pub trait ClusterProvider: Send + Sync {
         command: &[String],
         stdin: Option<Vec<u8>>,
     ) -> Result<ExecOutput>;
-    /// The admin kubeconfig, pointing at the API server's port on 127.0.0.1.
-    async fn kubeconfig(&self, cluster: &str) -> Result<String>;
+    /// Where the cluster's API server and etcd are published, from the container runtime's own
+    /// view of the node (never from inside it); an error when the node is not running.
+    async fn address(&self, cluster: &str) -> Result<ClusterAddress>;
+    /// The node's files for the grader, read without running anything in the node.
+    fn node_files(&self, cluster: &str) -> std::sync::Arc<dyn NodeAccess>;
+    /// The node as the runtime sees it (running or not, how it exited).
+    async fn inspect(&self, cluster: &str) -> Result<NodeInfo>;
     /// Whether the container runtime answers.
     async fn health(&self) -> Result<()>;
     /// How an image bootstraps and whether its containers need privileges (from its labels).

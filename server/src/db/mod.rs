@@ -34,6 +34,26 @@ pub async fn migrate(pool: &AnyPool) -> Result<()> {
     Ok(())
 }
 
+/// This installation's identity, made at first start and kept in its database: servers on one
+/// database are one installation; another database is another installation, even on the same
+/// Docker engine.
+pub async fn installation_id(pool: &AnyPool) -> Result<String> {
+    let fresh = format!("hardlab-{:012x}", rand::random::<u64>() >> 16);
+    // Two servers starting at once on one new database: the first insert wins, both read it.
+    sqlx::query(
+        "INSERT INTO installation (id, created_at) SELECT $1, $2 \
+         WHERE NOT EXISTS (SELECT 1 FROM installation)",
+    )
+    .bind(&fresh)
+    .bind(now_ms())
+    .execute(pool)
+    .await?;
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM installation ORDER BY created_at, id")
+        .fetch_one(pool)
+        .await?;
+    Ok(id)
+}
+
 /// `sqlite://path` gets `mode=rwc` (create when missing) and its folder is created.
 fn prepare_url(url: &str) -> Result<String> {
     if let Some(rest) = url

@@ -35,6 +35,17 @@ impl Sealer {
         }
     }
 
+    /// A key that lives only in this process (tests, and tools whose sealed data dies with them).
+    pub fn ephemeral() -> Self {
+        let key: [u8; 32] = rand::random();
+        let cipher = OnceLock::new();
+        let _ = cipher.set(Aes256Gcm::new(&key.into()));
+        Sealer {
+            path: PathBuf::from("(in memory)"),
+            cipher,
+        }
+    }
+
     /// Reads or creates the key now, so `serve` fails at start rather than at first use.
     pub fn ensure_key(&self) -> Result<()> {
         self.cipher().map(|_| ())

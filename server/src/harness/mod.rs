@@ -236,7 +236,7 @@ pub async fn verify_lab(
     options: &Options,
 ) -> Result<LabReport> {
     let target = match &options.cluster {
-        Some(name) => Target::existing(provider.clone(), name),
+        Some(name) => Target::existing(provider.clone(), name).await?,
         None => {
             Target::create(provider.clone(), &options.image, options.unprivileged, plan).await?
         }

@@ -1,23 +1,20 @@
 //! The cluster a verification runs against: a disposable one the harness creates through the
 //! Docker provider (and removes), or an existing one named on the command line. Scripts run in
-//! its control-plane node; the grader reaches it through its kubeconfig, `docker exec` for the
-//! node's files, and `etcdctl` on the node for etcd.
+//! its control-plane node; the grader reaches it exactly as a learner's Check does: certificates
+//! captured at creation, the node's files through the engine's archive endpoint, etcd over its
+//! published port.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use base64::Engine;
 use hardlab_grader::context::{ApiEndpoint, Params};
-use hardlab_grader::target::{EtcdAccess, NodeAccess};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::{Error, Result};
 use crate::clusters::{
-    ClusterProvider, ClusterSpec, DockerProvider, ExecOutput, Ownership, node_container_name,
+    ClusterCredentials, ClusterProvider, ClusterSpec, DockerProvider, ExecOutput, Ownership,
 };
 
 /// Where scripts are copied in the node before they run.
@@ -36,6 +33,8 @@ pub struct Target {
     provider: DockerProvider,
     cluster: String,
     owned: bool,
+    /// Captured when the harness made the cluster (or when it was named), as for learners.
+    credentials: ClusterCredentials,
 }
 
 impl Target {
@@ -54,6 +53,8 @@ impl Target {
             bootstrap,
             privileged: privileged && !unprivileged,
             memory_bytes: None,
+            pids_limit: None,
+            nano_cpus: None,
             ownership: Ownership {
                 owner: "hardlab-labs-verify".to_owned(),
                 lab: plan.id.clone(),
@@ -65,21 +66,24 @@ impl Target {
             apiserver_mounts: Vec::new(),
         };
         let quiet = |_phase: crate::clusters::Phase| {};
-        provider.create(&spec, &quiet).await?;
+        let created = provider.create(&spec, &quiet).await?;
         Ok(Target {
             provider,
             cluster,
             owned: true,
+            credentials: created.credentials,
         })
     }
 
-    /// An existing cluster; left in place afterwards.
-    pub fn existing(provider: DockerProvider, cluster: &str) -> Self {
-        Target {
+    /// An existing cluster, named by whoever runs the harness; left in place afterwards.
+    pub async fn existing(provider: DockerProvider, cluster: &str) -> Result<Self> {
+        let credentials = provider.capture_credentials(cluster).await?;
+        Ok(Target {
             provider,
             cluster: cluster.to_owned(),
             owned: false,
-        }
+            credentials,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -134,38 +138,27 @@ impl Target {
         }
     }
 
-    async fn kube_config(&self) -> Result<kube::Config> {
-        let yaml = self.provider.kubeconfig(&self.cluster).await?;
-        let kubeconfig =
-            Kubeconfig::from_yaml(&yaml).map_err(|e| Error::Node(format!("kubeconfig: {e}")))?;
-        let mut config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Node(format!("kubeconfig: {e}")))?;
-        config.connect_timeout = Some(Duration::from_secs(10));
-        config.read_timeout = Some(Duration::from_secs(60));
-        config.write_timeout = Some(Duration::from_secs(60));
-        Ok(config)
+    async fn client(&self) -> Result<(kube::Client, ApiEndpoint)> {
+        let address = self.provider.address(&self.cluster).await?;
+        Ok(self
+            .credentials
+            .kube_client(&self.cluster, &address)
+            .await?)
     }
 
-    /// A grader context for this cluster, with the lab's parameters.
+    /// A grader context for this cluster, with the lab's parameters: the same clients a learner's
+    /// Check uses (captured certificates, node files through the engine, etcd over its port).
     pub async fn context(&self, params: &Params) -> Result<hardlab_grader::Context> {
-        let config = self.kube_config().await?;
-        let endpoint = ApiEndpoint::from_config(&config);
-        let client = kube::Client::try_from(config).map_err(|e| Error::Node(e.to_string()))?;
-        let node = Arc::new(DockerNodeFiles {
-            provider: self.provider.clone(),
-            cluster: self.cluster.clone(),
-        });
-        let etcd = Arc::new(NodeEtcdctl {
-            provider: self.provider.clone(),
-            cluster: self.cluster.clone(),
-        });
-        Ok(hardlab_grader::Context::live(Some(client))
+        let address = self.provider.address(&self.cluster).await?;
+        let (client, endpoint) = self.client().await?;
+        let mut ctx = hardlab_grader::Context::live(Some(client))
             .with_endpoint(endpoint)
-            .with_node(node)
-            .with_etcd(etcd)
-            .with_params(params.clone()))
+            .with_node(self.provider.node_files(&self.cluster))
+            .with_params(params.clone());
+        if let Some(etcd) = self.credentials.etcd(&address)? {
+            ctx = ctx.with_etcd(Arc::new(etcd));
+        }
+        Ok(ctx)
     }
 
     /// Publishes the node's static pod manifests as mirror pods in kube-system, as the kubelet
@@ -181,8 +174,7 @@ impl Target {
         let listing = self
             .exec(&["ls", "-1", "/etc/kubernetes/manifests"], None)
             .await?;
-        let client = kube::Client::try_from(self.kube_config().await?)
-            .map_err(|e| Error::Node(e.to_string()))?;
+        let (client, _) = self.client().await?;
         let pods: Api<Pod> = Api::namespaced(client, "kube-system");
         for file in listing
             .stdout_text()
@@ -230,8 +222,7 @@ impl Target {
 
     /// What this cluster can host: the detected capabilities plus those declared by the operator.
     pub async fn capabilities(&self, declared: &[String]) -> Result<BTreeSet<String>> {
-        let client = kube::Client::try_from(self.kube_config().await?)
-            .map_err(|e| Error::Node(e.to_string()))?;
+        let (client, _) = self.client().await?;
         let mut capabilities: BTreeSet<String> = declared.iter().cloned().collect();
         let version = client
             .apiserver_version()
@@ -273,161 +264,5 @@ impl Target {
             capabilities.insert("pods".to_owned());
         }
         Ok(capabilities)
-    }
-}
-
-/// The node's files through `docker exec` (`cat`, `ls`).
-struct DockerNodeFiles {
-    provider: DockerProvider,
-    cluster: String,
-}
-
-#[async_trait]
-impl NodeAccess for DockerNodeFiles {
-    fn describe(&self) -> String {
-        format!("docker:{}", node_container_name(&self.cluster))
-    }
-
-    async fn read_file(&self, path: &str) -> hardlab_grader::Result<Option<Vec<u8>>> {
-        let argv = vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
-            "if [ -e \"$1\" ]; then cat \"$1\"; else exit 44; fi".to_owned(),
-            "read".to_owned(),
-            path.to_owned(),
-        ];
-        let output = self
-            .provider
-            .exec(&self.cluster, &argv, None)
-            .await
-            .map_err(|e| hardlab_grader::Error::Node(e.to_string()))?;
-        match output.exit_code {
-            0 => Ok(Some(output.stdout)),
-            44 => Ok(None),
-            code => Err(hardlab_grader::Error::Node(format!(
-                "reading {path} in {} failed (exit {code}): {}",
-                self.describe(),
-                output.short_output()
-            ))),
-        }
-    }
-
-    async fn list_dir(&self, path: &str) -> hardlab_grader::Result<Vec<String>> {
-        let argv = vec![
-            "sh".to_owned(),
-            "-c".to_owned(),
-            "[ -d \"$1\" ] || exit 0; ls -1A \"$1\"".to_owned(),
-            "list".to_owned(),
-            path.to_owned(),
-        ];
-        let output = self
-            .provider
-            .exec(&self.cluster, &argv, None)
-            .await
-            .map_err(|e| hardlab_grader::Error::Node(e.to_string()))?;
-        if output.exit_code != 0 {
-            return Err(hardlab_grader::Error::Node(format!(
-                "listing {path} in {} failed: {}",
-                self.describe(),
-                output.short_output()
-            )));
-        }
-        Ok(output
-            .stdout_text()
-            .lines()
-            .filter(|line| !line.is_empty())
-            .map(str::to_owned)
-            .collect())
-    }
-}
-
-/// etcd read with `etcdctl` on the node, using the API server's etcd client certificate.
-struct NodeEtcdctl {
-    provider: DockerProvider,
-    cluster: String,
-}
-
-#[derive(serde::Deserialize)]
-struct EtcdctlGet {
-    #[serde(default)]
-    kvs: Vec<EtcdctlKv>,
-}
-
-#[derive(serde::Deserialize)]
-struct EtcdctlKv {
-    key: String,
-    #[serde(default)]
-    value: String,
-}
-
-impl NodeEtcdctl {
-    async fn get_json(&self, key: &[u8], prefix: bool) -> hardlab_grader::Result<EtcdctlGet> {
-        let etcd_error = |message: String| hardlab_grader::Error::Etcd(message);
-        let key = String::from_utf8(key.to_vec())
-            .map_err(|_| etcd_error("etcd keys read by the harness must be UTF-8".to_owned()))?;
-        let mut argv: Vec<String> = [
-            "etcdctl",
-            "--endpoints=https://127.0.0.1:2379",
-            "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-            "--cert=/etc/kubernetes/pki/apiserver-etcd-client.crt",
-            "--key=/etc/kubernetes/pki/apiserver-etcd-client.key",
-            "--command-timeout=20s",
-            "-w",
-            "json",
-            "get",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        argv.push(key);
-        if prefix {
-            argv.push("--prefix".to_owned());
-        }
-        let mut command = vec!["env".to_owned(), "ETCDCTL_API=3".to_owned()];
-        command.extend(argv);
-        let output = self
-            .provider
-            .exec(&self.cluster, &command, None)
-            .await
-            .map_err(|e| etcd_error(e.to_string()))?;
-        if output.exit_code != 0 {
-            return Err(etcd_error(format!(
-                "etcdctl on {} failed: {}",
-                node_container_name(&self.cluster),
-                output.short_output()
-            )));
-        }
-        serde_json::from_slice(&output.stdout)
-            .map_err(|e| etcd_error(format!("etcdctl printed something other than JSON: {e}")))
-    }
-}
-
-fn decode(text: &str) -> hardlab_grader::Result<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| hardlab_grader::Error::Etcd(format!("etcdctl JSON: {e}")))
-}
-
-#[async_trait]
-impl EtcdAccess for NodeEtcdctl {
-    fn describe(&self) -> String {
-        format!(
-            "etcdctl in docker:{} (https://127.0.0.1:2379)",
-            node_container_name(&self.cluster)
-        )
-    }
-
-    async fn get(&self, key: &[u8]) -> hardlab_grader::Result<Option<Vec<u8>>> {
-        let answer = self.get_json(key, false).await?;
-        answer.kvs.first().map(|kv| decode(&kv.value)).transpose()
-    }
-
-    async fn list(&self, prefix: &[u8]) -> hardlab_grader::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let answer = self.get_json(prefix, true).await?;
-        answer
-            .kvs
-            .iter()
-            .map(|kv| Ok((decode(&kv.key)?, decode(&kv.value)?)))
-            .collect()
     }
 }

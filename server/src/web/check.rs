@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::cluster;
 use crate::clusters::lifecycle::ClusterState;
-use crate::clusters::node_container_name;
 use crate::db::{now_ms, random_id};
 use crate::labs::{Lab, Step};
 use crate::{Error, Result};
@@ -295,15 +294,19 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
     let Some(record) = record.filter(|r| r.state == ClusterState::Ready) else {
         return Ok(None);
     };
-    let kubeconfig = clusters
+    // Built from the certificates captured when the cluster was made and Docker's view of where
+    // it listens; nothing the learner changed in the node since configures these clients.
+    let access = clusters
         .manager
-        .provider()
-        .kubeconfig(&record.id)
+        .grading_access(&record.id)
         .await
         .map_err(|e| Error::Cluster(e.to_string()))?;
-    let ctx = live_context(state, cluster::connect(&kubeconfig).await?, lab).await?;
-    let (node, etcd) = super::targets::docker_node(&node_container_name(&record.id)).await?;
-    Ok(Some(ctx.with_node(node).with_etcd(etcd)))
+    let ctx = live_context(state, (access.client, access.endpoint), lab).await?;
+    let ctx = ctx.with_node(access.node);
+    Ok(Some(match access.etcd {
+        Some(etcd) => ctx.with_etcd(Arc::new(etcd)),
+        None => ctx,
+    }))
 }
 
 async fn live_context(

@@ -115,7 +115,14 @@ pub async fn serve(
         .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
     tracing::info!(address = %config.listen, "listening");
     let mut state = AppState::new(db, config, labs);
-    match crate::clusters::app::start(state.db.clone(), Arc::clone(&state.labs), cluster_args).await
+    state.sealer.ensure_key()?;
+    match crate::clusters::app::start(
+        state.db.clone(),
+        Arc::clone(&state.labs),
+        cluster_args,
+        Arc::clone(&state.sealer),
+    )
+    .await
     {
         Ok(clusters) => state.clusters = Some(clusters),
         Err(error) => tracing::error!(%error, "clusters are unavailable"),
@@ -124,7 +131,6 @@ pub async fn serve(
         Ok(proxy) => state.proxy = Some(proxy),
         Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
     }
-    state.sealer.ensure_key()?;
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

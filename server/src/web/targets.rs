@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use hardlab_grader::target::docker::DockerNode;
-use hardlab_grader::target::etcd::{EtcdHttp, EtcdctlOnNode};
+use hardlab_grader::target::etcd::EtcdHttp;
 use hardlab_grader::target::local::LocalNode;
 use hardlab_grader::target::{EtcdAccess, NodeAccess};
 
@@ -54,14 +54,4 @@ pub fn etcd_access(endpoint: Option<&EtcdEndpoint>) -> Result<Option<Arc<dyn Etc
     )
     .map_err(|e| Error::Cluster(format!("etcd at {}: {e}", endpoint.url)))?;
     Ok(Some(Arc::new(client)))
-}
-
-/// A Docker cluster's control-plane node: its files through `docker exec`, and etcd through
-/// etcdctl on the node with kubeadm's certificates.
-pub async fn docker_node(container: &str) -> Result<(Arc<dyn NodeAccess>, Arc<dyn EtcdAccess>)> {
-    let node: Arc<dyn NodeAccess> = Arc::new(
-        DockerNode::new(container).map_err(|e| Error::Cluster(format!("node {container}: {e}")))?,
-    );
-    let etcd = EtcdctlOnNode::kubeadm_defaults(Arc::clone(&node)).await;
-    Ok((node, Arc::new(etcd)))
 }

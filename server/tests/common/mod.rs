@@ -196,6 +196,7 @@ impl TestAppBuilder {
                 state.db.clone(),
                 std::sync::Arc::clone(&state.labs),
                 args,
+                std::sync::Arc::clone(&state.sealer),
             )
             .await
             .unwrap();
