@@ -27,6 +27,13 @@ pub struct Config {
     /// How long Check retries an API server that refuses connections: the labs restart it on
     /// purpose, and one coming back from a manifest change takes seconds to a minute.
     pub check_patience: std::time::Duration,
+    /// Let registered kubeconfigs point at loopback, private (10/8, 172.16/12, 192.168/16,
+    /// fc00::/7) and shared (100.64/10) addresses. Off by default: from the server those reach
+    /// the server itself, its database and its neighbours. Link-local and cloud metadata
+    /// addresses are refused either way.
+    pub allow_private_cluster_addresses: bool,
+    /// The largest request body the server reads; larger ones get 413.
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for Config {
@@ -41,6 +48,9 @@ impl Default for Config {
             public_url: None,
             static_dir: PathBuf::from("static"),
             check_patience: std::time::Duration::from_secs(45),
+            allow_private_cluster_addresses: false,
+            // Forms are a few KiB (a kubeconfig up to 64 KiB); nothing takes uploads.
+            max_request_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -50,7 +60,7 @@ impl Default for Config {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ConfigArgs {
     /// YAML configuration file (keys: listen, database_url, labs, secure_cookies, secret_key_file,
-    /// public_url, static_dir).
+    /// public_url, static_dir, allow_private_cluster_addresses, max_request_body_bytes).
     #[arg(long, env = "HARDLAB_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -76,6 +86,14 @@ pub struct ConfigArgs {
     /// Folder served under /static [default: static].
     #[arg(long, env = "HARDLAB_STATIC_DIR", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Let registered kubeconfigs point at loopback and private addresses (10/8, 172.16/12,
+    /// 192.168/16, fc00::/7, 100.64/10) [default: false]. Link-local and cloud metadata
+    /// addresses are always refused.
+    #[arg(long, env = "HARDLAB_ALLOW_PRIVATE_CLUSTER_ADDRESSES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_cluster_addresses: Option<bool>,
+    /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "HARDLAB_MAX_REQUEST_BODY_BYTES", value_name = "BYTES")]
+    pub max_request_body_bytes: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -110,6 +128,12 @@ impl ConfigArgs {
         }
         if let Some(dir) = &self.static_dir {
             config.static_dir.clone_from(dir);
+        }
+        if let Some(allow) = self.allow_private_cluster_addresses {
+            config.allow_private_cluster_addresses = allow;
+        }
+        if let Some(bytes) = self.max_request_body_bytes {
+            config.max_request_body_bytes = bytes;
         }
     }
 }

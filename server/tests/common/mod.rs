@@ -251,6 +251,9 @@ impl TestApp {
                 setup_token: false,
                 // Tests that need to wait for a restarting API server say so.
                 check_patience: std::time::Duration::from_secs(1),
+                // Every test API server listens on loopback; the tests of the address rules
+                // turn this off again.
+                allow_private_cluster_addresses: true,
                 ..Config::default()
             },
             clusters: None,
