@@ -15,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::{Agent, TestApp, TestDb, each_database};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use hardlab_server::clusters::app::ClusterArgs;
 use hardlab_server::clusters::random_name;
 use tokio_tungstenite::tungstenite::Message;
@@ -240,47 +240,58 @@ async fn only_the_owner_opens_the_terminal_and_an_oversized_frame_closes_only_th
             .create_named(&cluster, None, None, Some(&bob_id))
             .await
             .unwrap();
-        assert_eq!(
-            record.state,
-            hardlab_server::clusters::ClusterState::Ready,
-            "{:?}",
-            record.failure_reason
-        );
-
-        assert_eq!(open_terminal(&app, &alice, &cluster).await.err(), Some(403));
-
-        let mut socket = open_terminal(&app, &bob, &cluster).await.unwrap();
-        socket
-            .send(Message::Binary(b"echo first-$((40+2))\r".to_vec().into()))
-            .await
-            .unwrap();
-        read_until(&mut socket, "first-42").await;
-
-        // One byte over the limit: the server closes this socket instead of buffering it.
-        let limit = hardlab_server::terminal::TerminalConfig::default().max_message_bytes;
-        let oversized = vec![b'x'; limit + 1];
-        let _ = socket.send(Message::Binary(oversized.into())).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, socket.next()).await {
-                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => break,
-                Ok(Some(Ok(_))) => {}
-                Err(_) => panic!("the socket stayed open after an oversized frame"),
-            }
-        }
-
-        // The server carries on, and so does bob's shell.
-        assert_eq!(app.agent().get("/healthz").await.status, 200);
-        let mut again = open_terminal(&app, &bob, &cluster).await.unwrap();
-        again
-            .send(Message::Binary(b"echo again-$((40+3))\r".to_vec().into()))
-            .await
-            .unwrap();
-        read_until(&mut again, "again-43").await;
-        drop(again);
-
+        // The node is removed even when an assertion below fails.
+        let outcome = std::panic::AssertUnwindSafe(async {
+            assert_eq!(
+                record.state,
+                hardlab_server::clusters::ClusterState::Ready,
+                "{:?}",
+                record.failure_reason
+            );
+            terminal_checks(&app, &alice, &bob, &cluster).await;
+        })
+        .catch_unwind()
+        .await;
         manager.delete(&cluster).await.unwrap();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
     })
     .await;
+}
+
+/// Alice is refused bob's terminal; bob's socket closes on a frame past the limit and the server
+/// and his shell carry on.
+async fn terminal_checks(app: &TestApp, alice: &Agent, bob: &Agent, cluster: &str) {
+    assert_eq!(open_terminal(app, alice, cluster).await.err(), Some(403));
+
+    let mut socket = open_terminal(app, bob, cluster).await.unwrap();
+    socket
+        .send(Message::Binary(b"echo first-$((40+2))\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut socket, "first-42").await;
+
+    // One byte over the limit: the server closes this socket instead of buffering it.
+    let limit = hardlab_server::terminal::TerminalConfig::default().max_message_bytes;
+    let oversized = vec![b'x'; limit + 1];
+    let _ = socket.send(Message::Binary(oversized.into())).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(_))) => {}
+            Err(_) => panic!("the socket stayed open after an oversized frame"),
+        }
+    }
+
+    // The server carries on, and so does bob's shell.
+    assert_eq!(app.agent().get("/healthz").await.status, 200);
+    let mut again = open_terminal(app, bob, cluster).await.unwrap();
+    again
+        .send(Message::Binary(b"echo again-$((40+3))\r".to_vec().into()))
+        .await
+        .unwrap();
+    read_until(&mut again, "again-43").await;
 }
