@@ -303,3 +303,84 @@ async fn bodies_past_the_limit_get_413_declared_or_not() {
     })
     .await;
 }
+
+/// The Check attempt's stored problem (why grading could not start), if any.
+async fn last_problem(app: &TestApp, user: &str) -> Option<String> {
+    let id = app.user_id(user).await;
+    let (json,): (String,) = sqlx::query_as(
+        "SELECT results_json FROM check_attempts WHERE user_id = $1 ORDER BY started_at DESC LIMIT 1",
+    )
+    .bind(&id)
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&json).unwrap();
+    record["problem"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_cluster_registered_by_host_name_is_reached_at_the_checked_address_with_tls_verified() {
+    use base64::Engine;
+    use hardlab_testkit::{Component, require, shared_control_plane};
+    if !require(Component::ControlPlane) {
+        return;
+    }
+    let plane = shared_control_plane().await;
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let (cert, key) = plane.issue_client_cert("lab-admin", &["system:masters"]);
+    // The serving certificate names `localhost`; the client connects to the address `localhost`
+    // was checked as, and verifies the certificate for the name (or tls-server-name).
+    let port: u16 = plane.server_url().rsplit(':').next().unwrap().parse().unwrap();
+    let by_name = |tls_server_name: &str| {
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: https://localhost:{port}
+    certificate-authority-data: {}
+{tls_server_name}users:
+- name: lab-admin
+  user:
+    client-certificate-data: {}
+    client-key-data: {}
+contexts:
+- name: lab
+  context: {{cluster: lab, user: lab-admin}}
+current-context: lab
+",
+            b64(plane.ca_pem()),
+            b64(&cert),
+            b64(&key)
+        )
+    };
+    each_database(|db| {
+        let good = by_name("");
+        let wrong_name = by_name("    tls-server-name: not-the-api-server.example\n");
+        async move {
+            let app = TestApp::start(db).await;
+            let alice = app.learner("alice").await;
+            for (kubeconfig, reached) in [(good, true), (wrong_name, false)] {
+                let saved = alice
+                    .post_form("/cluster", &[("kubeconfig", &kubeconfig)])
+                    .await;
+                assert_eq!(saved.status, 303, "{}", saved.body);
+                alice
+                    .post_form("/labs/demo-etcd/steps/encrypt/check", &[])
+                    .await;
+                let problem = last_problem(&app, "alice").await;
+                if reached {
+                    assert_eq!(problem, None, "the API server was not reached by name");
+                } else {
+                    let problem = problem.expect("a certificate for another name was accepted");
+                    assert!(
+                        problem.contains(&format!("localhost:{port} did not answer")),
+                        "{problem}"
+                    );
+                }
+            }
+        }
+    })
+    .await;
+}

@@ -211,21 +211,53 @@ fn normalized_host(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Resolves `host` (unless it is an IP address) and checks every address it resolves to; one
-/// refused address refuses the host, so a name cannot mix a public and an internal answer.
-/// Returns the address to connect to, so the connection goes where the check looked.
+/// How long choosing among a name's addresses waits for each to accept a connection.
+const PICK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Resolves `host` and checks every address (see [`resolve_checked_all`]); returns the one to
+/// connect to, so the connection goes where the check looked.
 pub async fn resolve_checked(
     host: &str,
     port: u16,
     policy: AddressPolicy,
 ) -> Result<SocketAddr, AddressError> {
+    let addresses = resolve_checked_all(host, port, policy).await?;
+    first_answering(&addresses)
+        .await
+        .ok_or(AddressError::NoAddress {
+            host: normalized_host(host),
+        })
+}
+
+/// The first address that accepts a TCP connection when there are several (as a client tries
+/// each address of a name in turn, e.g. `localhost` as ::1, then 127.0.0.1), else the first.
+async fn first_answering(addresses: &[SocketAddr]) -> Option<SocketAddr> {
+    if addresses.len() > 1 {
+        for address in addresses {
+            let connected =
+                tokio::time::timeout(PICK_TIMEOUT, tokio::net::TcpStream::connect(address)).await;
+            if matches!(connected, Ok(Ok(_))) {
+                return Some(*address);
+            }
+        }
+    }
+    addresses.first().copied()
+}
+
+/// Resolves `host` (unless it is an IP address) and checks every address it resolves to; one
+/// refused address refuses the host, so a name cannot mix a public and an internal answer.
+pub async fn resolve_checked_all(
+    host: &str,
+    port: u16,
+    policy: AddressPolicy,
+) -> Result<Vec<SocketAddr>, AddressError> {
     let name = normalized_host(host);
     if METADATA_HOST_NAMES.contains(&name.as_str()) {
         return Err(AddressError::MetadataHostName { host: name });
     }
     if let Ok(ip) = name.parse::<IpAddr>() {
         check_ip(&name, ip, policy)?;
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let resolved = tokio::time::timeout(
         RESOLVE_TIMEOUT,
@@ -244,10 +276,10 @@ pub async fn resolve_checked(
             return Err(refused);
         }
     }
-    addresses
-        .first()
-        .copied()
-        .ok_or(AddressError::NoAddress { host: name })
+    if addresses.is_empty() {
+        return Err(AddressError::NoAddress { host: name });
+    }
+    Ok(addresses)
 }
 
 #[cfg(test)]
@@ -396,6 +428,13 @@ mod tests {
             .unwrap();
         assert!(allowed.ip().is_loopback());
         assert_eq!(allowed.port(), 6443);
+        // Of several addresses, the one that accepts connections; with none, the first.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(first_answering(&[closed, open]).await, Some(open));
+        assert_eq!(first_answering(&[closed]).await, Some(closed));
+        assert_eq!(first_answering(&[]).await, None);
         let literal = resolve_checked("[::1]", 1, PERMISSIVE).await.unwrap();
         assert_eq!(literal, "[::1]:1".parse().unwrap());
         assert!(matches!(

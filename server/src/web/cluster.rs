@@ -22,7 +22,9 @@ use super::accounts::Role;
 use super::session::{Session, Visitor};
 use super::{AppState, WebError};
 use crate::clusters::kubeconfig::{ClientTimeouts, InlineCredentials, parse_inline};
-use crate::clusters::server_address::{AddressError, AddressPolicy, resolve_checked};
+use crate::clusters::server_address::{
+    AddressError, AddressPolicy, resolve_checked, resolve_checked_all,
+};
 use crate::db::now_ms;
 use crate::{Error, Result};
 
@@ -77,10 +79,19 @@ pub fn address_policy(state: &AppState) -> AddressPolicy {
 /// rules allow. Errors are written for the person who pasted it.
 pub async fn validate_kubeconfig(text: &str, policy: AddressPolicy) -> Result<InlineCredentials> {
     let credentials = parse_inline(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    checked_address(&credentials, policy)
+    // Only judged here, not dialled: registering does not connect anywhere.
+    let (host, port) = server_host_and_port(&credentials);
+    resolve_checked_all(&host, port, policy)
         .await
         .map_err(|e| Error::InvalidInput(e.to_string()))?;
     Ok(credentials)
+}
+
+fn server_host_and_port(credentials: &InlineCredentials) -> (String, u16) {
+    // parse_inline only keeps https URLs with a host, so this always has one.
+    credentials
+        .host_and_port()
+        .unwrap_or_else(|| (String::new(), 443))
 }
 
 /// The address to connect to for the credentials' server, after the address rules.
@@ -88,10 +99,7 @@ async fn checked_address(
     credentials: &InlineCredentials,
     policy: AddressPolicy,
 ) -> std::result::Result<SocketAddr, AddressError> {
-    // parse_inline only keeps https URLs with a host, so this always has one.
-    let (host, port) = credentials
-        .host_and_port()
-        .unwrap_or_else(|| (String::new(), 443));
+    let (host, port) = server_host_and_port(credentials);
     resolve_checked(&host, port, policy).await
 }
 
