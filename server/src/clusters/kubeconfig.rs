@@ -28,8 +28,17 @@ pub const MAX_KUBECONFIG_BYTES: usize = 64 * 1024;
 pub enum KubeconfigError {
     #[error("the kubeconfig is larger than {limit} bytes")]
     TooLarge { limit: usize },
-    #[error("the kubeconfig does not parse: {0}")]
-    Parse(#[source] kube::config::KubeconfigError),
+    /// Only the place is shown: the parser's own message quotes the text around the error,
+    /// which may be a token or a key.
+    #[error(
+        "the kubeconfig does not parse as a kubeconfig{}; check its YAML (e.g. with `kubectl config view --kubeconfig FILE`)",
+        place.as_deref().map(|p| format!(" at {p}")).unwrap_or_default()
+    )]
+    Parse {
+        place: Option<String>,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
     #[error(
         "user {user:?} uses exec (a credential plugin would run a command on the server); {}",
         INLINE_HINT
@@ -166,7 +175,10 @@ pub fn parse_inline(text: &str) -> Result<InlineCredentials, KubeconfigError> {
             limit: MAX_KUBECONFIG_BYTES,
         });
     }
-    let config = Kubeconfig::from_yaml(text).map_err(KubeconfigError::Parse)?;
+    let config = Kubeconfig::from_yaml(text).map_err(|source| KubeconfigError::Parse {
+        place: error_place(&source.to_string()),
+        source,
+    })?;
     for named in &config.auth_infos {
         if let Some(user) = &named.auth_info {
             refuse_user_fields(&named.name, user)?;
@@ -289,6 +301,22 @@ pub fn parse_inline(text: &str) -> Result<InlineCredentials, KubeconfigError> {
         tls_server_name: cluster.tls_server_name.clone().filter(|n| !n.is_empty()),
         insecure_skip_tls_verify: cluster.insecure_skip_tls_verify.unwrap_or(false),
     })
+}
+
+/// `line L column C` from a parser's message, without any of the text it quotes.
+fn error_place(message: &str) -> Option<String> {
+    let at = message.find("line ")?;
+    let mut words = message[at..].split_whitespace();
+    let (Some("line"), Some(line), Some("column"), Some(column)) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    let digits = |text: &str| -> Option<String> {
+        let number: String = text.chars().take_while(char::is_ascii_digit).collect();
+        (!number.is_empty()).then_some(number)
+    };
+    Some(format!("line {} column {}", digits(line)?, digits(column)?))
 }
 
 fn refuse_user_fields(name: &str, user: &kube::config::AuthInfo) -> Result<(), KubeconfigError> {
@@ -829,13 +857,31 @@ current-context: x
         ));
         assert!(matches!(
             parse_inline("clusters: ["),
-            Err(KubeconfigError::Parse(_))
+            Err(KubeconfigError::Parse { .. })
         ));
         let huge = format!("{good}#{}", "x".repeat(MAX_KUBECONFIG_BYTES));
         assert!(matches!(
             parse_inline(&huge),
             Err(KubeconfigError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_parse_error_does_not_echo_the_kubeconfig() {
+        for broken in [
+            "users: [{name: u, user: {token: SECRET-TOKEN-1}}]\nclusters: {",
+            "users:\n- name: u\n  user:\n    token: SECRET-TOKEN-1\n   bad: [indent\n",
+            "users: [{name: u, user: {token: [SECRET-TOKEN-1]}}]\n",
+            "clusters: [{name: c, cluster: {insecure-skip-tls-verify: SECRET-TOKEN-1}}]\n",
+        ] {
+            let message = parse_inline(broken).unwrap_err().to_string();
+            assert!(!message.contains("SECRET-TOKEN-1"), "{message}");
+            assert!(message.contains("does not parse"), "{message}");
+        }
+        let placed = parse_inline("users: [{name: u, user: {token: SECRET-TOKEN-1}}]\nclusters: {")
+            .unwrap_err()
+            .to_string();
+        assert!(placed.contains("at line 2 column 11"), "{placed}");
     }
 
     #[tokio::test]
