@@ -552,3 +552,300 @@ async fn the_grader_reads_the_nodes_manifests_through_docker_exec() {
     provider.delete(&name).await.unwrap();
     assert_nothing_left(&provider, &[&name]).await;
 }
+
+/// A remote engine as `dockerd --tlsverify -H tcp://...` serves one: TLS with a certificate from
+/// its own CA, and only clients with a certificate from that CA get through. Here it fronts the
+/// local engine's socket (no second engine can run on this machine); the bytes behind it are the
+/// real engine's.
+struct TlsEngine {
+    address: String,
+    dir: tempfile::TempDir,
+    relay: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TlsEngine {
+    fn drop(&mut self) {
+        self.relay.abort();
+    }
+}
+
+impl TlsEngine {
+    async fn start() -> TlsEngine {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let ca = hardlab_testkit::Authority::new("docker-engine-ca").unwrap();
+        let (server_cert, server_key) = ca
+            .issue(
+                "docker-engine",
+                &[],
+                &["127.0.0.1", "localhost"],
+                &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+            )
+            .unwrap();
+        let (client_cert, client_key) = ca
+            .issue(
+                "hardlab-server",
+                &[],
+                &[],
+                &[rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert_pem).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &client_cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &client_key).unwrap();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from_pem_slice(server_cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(server_key.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("tcp://{}", listener.local_addr().unwrap());
+        let relay = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut engine) =
+                        tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut engine).await;
+                });
+            }
+        });
+        TlsEngine {
+            address,
+            dir,
+            relay,
+        }
+    }
+
+    fn args(&self, instance: &str) -> hardlab_server::clusters::app::ClusterArgs {
+        hardlab_server::clusters::app::ClusterArgs {
+            docker_host: Some(self.address.clone()),
+            docker_tls_ca: Some(self.dir.path().join("ca.pem")),
+            docker_tls_cert: Some(self.dir.path().join("cert.pem")),
+            docker_tls_key: Some(self.dir.path().join("key.pem")),
+            docker_instance: Some(instance.to_owned()),
+            ..Default::default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_remote_engine_is_driven_over_tls_with_a_client_certificate_and_refused_without_one() {
+    let Some(local) = docker_or_skip().await else {
+        return;
+    };
+    let engine = TlsEngine::start().await;
+    let args = engine.args(local.instance());
+    let remote = hardlab_server::clusters::app::connect(&args, false)
+        .await
+        .expect("the engine over TLS");
+    remote.health().await.unwrap();
+    let name = random_name();
+    let created = remote.create(&spec(&name), &|_| {}).await.unwrap();
+    assert!(created.node.running);
+    let output = remote
+        .exec(&name, &["kubectl".into(), "get".into(), "ns".into()], None)
+        .await
+        .unwrap();
+    assert!(
+        output.stdout_text().contains("kube-system"),
+        "{}",
+        output.short_output()
+    );
+    remote.delete(&name).await.unwrap();
+    assert_nothing_left(&local, &[&name]).await;
+
+    // No client certificate: refused before a connection is tried.
+    let mut bare = args.clone();
+    bare.docker_tls_cert = None;
+    let refused = hardlab_server::clusters::app::connect(&bare, false)
+        .await
+        .err()
+        .expect("a TCP engine without TLS client files is refused");
+    assert!(
+        refused.to_string().contains("--docker-tls-cert"),
+        "{refused}"
+    );
+    // A certificate from another CA: the engine's TLS refuses it.
+    let stranger = hardlab_testkit::Authority::new("someone-else").unwrap();
+    let (cert, key) = stranger
+        .issue(
+            "intruder",
+            &[],
+            &[],
+            &[rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+        )
+        .unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(other.path().join("key.pem"), key).unwrap();
+    let mut forged = args.clone();
+    forged.docker_tls_cert = Some(other.path().join("cert.pem"));
+    forged.docker_tls_key = Some(other.path().join("key.pem"));
+    assert!(
+        hardlab_server::clusters::app::connect(&forged, false)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_learner_has_at_most_their_share_of_clusters_and_extensions_stop_at_the_ceiling() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let manager = ClusterManager::new(
+        db.clone(),
+        Arc::new(provider.clone()),
+        ManagerConfig {
+            max_clusters_per_user: 1,
+            max_lifetime: Duration::from_secs(90 * 60),
+            ..test_config()
+        },
+    );
+    let request = |lab: &str| LabClusterRequest {
+        lab_id: lab.into(),
+        apiserver_flags: BTreeMap::new(),
+        setup: None,
+        solutions: Vec::new(),
+    };
+    let first = manager
+        .start("learner-4", None, &request("etcd-secrets"))
+        .await
+        .unwrap();
+    // Another lab would be a second cluster: refused with the reason.
+    let error = manager
+        .start("learner-4", None, &request("network-policies"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("you already have 1 clusters"),
+        "{error}"
+    );
+    // The same lab gives back the cluster they have.
+    let again = manager
+        .start("learner-4", None, &request("etcd-secrets"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    // Another learner is not held back by this one.
+    let other = manager
+        .start("learner-5", None, &request("etcd-secrets"))
+        .await
+        .unwrap();
+
+    for id in [&first.id, &other.id] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while manager.get(id).await.unwrap().unwrap().state != ClusterState::Ready {
+            assert!(std::time::Instant::now() < deadline, "{id} not ready");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    // Extend gives a full TTL (60 min) but not past 90 minutes after creation; then it refuses.
+    let created = manager.get(&first.id).await.unwrap().unwrap().created_at;
+    sqlx::query("UPDATE clusters SET created_at = $1, expires_at = $2 WHERE id = $3")
+        .bind(created - 40 * 60 * 1000)
+        .bind(hardlab_server::clusters::now_ms() + 1000)
+        .bind(&first.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let extended = manager.extend(&first.id).await.unwrap();
+    assert_eq!(
+        extended.expires_at,
+        created - 40 * 60 * 1000 + 90 * 60 * 1000
+    );
+    let refused = manager.extend(&first.id).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("longer than 90 minutes"),
+        "{refused}"
+    );
+    manager.delete(&first.id).await.unwrap();
+    manager.delete(&other.id).await.unwrap();
+    assert_nothing_left(&provider, &[&first.id, &other.id]).await;
+}
+
+#[tokio::test]
+async fn the_reaper_goes_on_after_a_failed_removal_and_clears_rows_stuck_in_creation() {
+    // Fault injection: the first manager reaches Docker through a socket that is dead, so every
+    // removal it tries fails, as with an engine that hangs up.
+    let Some(real) = docker_or_skip().await else {
+        return;
+    };
+    let (db, _dir) = test_db().await;
+    let healthy = ClusterManager::new(db.clone(), Arc::new(real.clone()), test_config());
+    let expired = random_name();
+    healthy
+        .create_named(&expired, None, None, Some("learner-6"))
+        .await
+        .unwrap();
+    let now = hardlab_server::clusters::now_ms();
+    sqlx::query("UPDATE clusters SET expires_at = 1 WHERE id = $1")
+        .bind(&expired)
+        .execute(&db)
+        .await
+        .unwrap();
+    // A row whose creation was cut short long ago (a server that died mid-create).
+    let stuck = random_name();
+    sqlx::query(
+        "INSERT INTO clusters (id, owner_id, lab_id, session_id, image, state, phase, failure_reason, api_port, \
+         pooled, created_at, updated_at, expires_at, last_active_at) \
+         VALUES ($1, 'learner-7', 'etcd-secrets', NULL, $2, 'creating', 'waiting-for-api-server', NULL, NULL, 0, $3, $3, $4, $3)",
+    )
+    .bind(&stuck)
+    .bind(TEST_IMAGE)
+    .bind(now - 60 * 60 * 1000)
+    .bind(now + 60 * 60 * 1000)
+    .execute(&db)
+    .await
+    .unwrap();
+
+    let proxy = support::DyingDockerSocket::start().await;
+    proxy.kill();
+    let broken = DockerProvider::connect_to_socket(proxy.path()).await;
+    if let Ok(broken) = broken {
+        let failing = ClusterManager::new(
+            db.clone(),
+            Arc::new(broken.with_instance(real.instance())),
+            test_config(),
+        );
+        let removed = failing
+            .reap_once()
+            .await
+            .expect("a failed removal is not the reaper's end");
+        assert!(!removed.contains(&expired), "{removed:?}");
+    }
+    // The next round, with the engine back, finishes the job.
+    let removed = healthy.reap_once().await.unwrap();
+    assert!(removed.contains(&expired), "{removed:?}");
+    assert!(removed.contains(&stuck), "{removed:?}");
+    let stuck_row = healthy.get(&stuck).await.unwrap().unwrap();
+    assert_eq!(stuck_row.state, ClusterState::Failed);
+    assert!(stuck_row.failure_reason.unwrap().contains("took too long"));
+    assert_nothing_left(&real, &[&expired]).await;
+}

@@ -300,6 +300,49 @@ async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_che
     assert_nothing_left(&provider, &[&cluster]).await;
 }
 
+#[tokio::test]
+async fn a_node_that_dies_under_the_learner_says_so_on_the_page_and_offers_start_again() {
+    let Some((provider, app, browser)) = learner_in_chromium("grace").await else {
+        return;
+    };
+    browser
+        .goto(&format!("{}/labs/access-proxy/steps/no-role", app.base_url))
+        .await;
+    browser.find("[data-action=start]").await;
+    start_and_watch(&browser).await;
+    let cluster = cluster_of_page(&browser, "access-proxy").await;
+    provider
+        .docker()
+        .kill_container(
+            &hardlab_server::clusters::node_container_name(&cluster),
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    // The page hears it from the cluster's events: no reload, no terminal retrying a dead node.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = browser.text(".cluster-status").await;
+        if status.contains("Your cluster stopped working") {
+            assert!(status.contains("stopped (exit code"), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the page still says: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(browser.text("[data-action=start]").await, "Start again");
+    assert!(
+        browser
+            .try_find("[data-terminal=connected]")
+            .await
+            .is_none()
+    );
+    browser
+        .full_page_screenshot(&artifacts().join("node-died-1280.png"), 1280)
+        .await;
+    assert_nothing_left(&provider, &[&cluster]).await;
+}
+
 /// Steps the test node cannot host (it runs kube-apiserver v1.20: no KMS v2), as the harness skips them.
 const NOT_OFFLINE: &[&str] = &["kms-v2"];
 

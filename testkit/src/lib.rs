@@ -33,6 +33,7 @@ mod process;
 mod require;
 
 pub use control_plane::{ControlPlane, ControlPlaneBuilder, EtcdClientCert, shared_control_plane};
+pub use pki::Authority;
 pub use require::{Component, require, require_that};
 
 /// Why a control plane could not start or be used.

@@ -9,14 +9,14 @@ use rcgen::{
 
 use crate::{Error, Result};
 
-/// A certificate authority that can still sign.
-pub(crate) struct Authority {
-    pub(crate) cert_pem: String,
+/// A certificate authority that can still sign (for tests that need TLS peers of their own).
+pub struct Authority {
+    pub cert_pem: String,
     key: KeyPair,
 }
 
 impl Authority {
-    pub(crate) fn new(common_name: &str) -> Result<Self> {
+    pub fn new(common_name: &str) -> Result<Self> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params
@@ -29,7 +29,7 @@ impl Authority {
 
     /// A leaf certificate: `(cert_pem, key_pem)`. `organizations` become the Kubernetes groups of a
     /// client certificate; `hosts` its subject alternative names.
-    pub(crate) fn issue(
+    pub fn issue(
         &self,
         common_name: &str,
         organizations: &[&str],

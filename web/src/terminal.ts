@@ -92,10 +92,10 @@ class ClusterPanel {
     return button;
   }
 
-  private showStart(message = ""): void {
+  private showStart(message = "", label = "Start"): void {
     this.status.textContent = message || "Start the lab to get your own cluster.";
     this.progress.replaceChildren();
-    this.actions.replaceChildren(this.button("Start", () => this.start(), { "data-action": "start" }));
+    this.actions.replaceChildren(this.button(label, () => this.start(), { "data-action": "start" }));
   }
 
   private async start(): Promise<void> {
@@ -109,12 +109,13 @@ class ClusterPanel {
   }
 
   private show(view: ClusterView): void {
+    const wasReady = this.cluster?.state === "ready";
     this.cluster = view;
     sessionStorage.setItem(this.storageKey(), view.id);
     this.root.dataset.clusterState = view.state;
     if (view.state === "ready") {
-      this.events?.close();
-      this.events = null;
+      // Kept open while ready: a node that dies later arrives here as a `failed` event.
+      this.watch(view.id);
       this.renderProgress(null);
       this.status.textContent = `Your cluster is ready (until ${new Date(view.expires_at).toLocaleTimeString()}).`;
       this.actions.replaceChildren(
@@ -124,8 +125,15 @@ class ClusterPanel {
       this.openTerminal();
     } else if (view.state === "failed") {
       this.events?.close();
+      this.events = null;
+      this.closedByServer = true;
+      this.socket?.close();
       sessionStorage.removeItem(this.storageKey());
-      this.showStart(`Your cluster could not be created: ${view.reason ?? "unknown reason"}`);
+      const reason = view.reason ?? "unknown reason";
+      this.showStart(
+        wasReady ? `Your cluster stopped working: ${reason}` : `Your cluster could not be created: ${reason}`,
+        "Start again",
+      );
     } else if (view.state === "deleted") {
       sessionStorage.removeItem(this.storageKey());
       this.showStart("Your cluster was removed.");

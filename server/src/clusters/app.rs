@@ -68,6 +68,29 @@ pub struct ClusterArgs {
     /// nothing of the first.
     #[arg(long, env = "HARDLAB_DOCKER_INSTANCE")]
     pub docker_instance: Option<String>,
+    /// A Docker engine on another machine, `tcp://HOST:2376`, reached over TLS with the three
+    /// `--docker-tls-*` files [default: the local engine (`DOCKER_HOST` or its unix socket)].
+    /// Keeps the server, its database and keys off the host whose root learners effectively hold.
+    #[arg(long, env = "HARDLAB_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// The CA that signed the remote engine's certificate (PEM).
+    #[arg(long, env = "HARDLAB_DOCKER_TLS_CA", value_name = "FILE")]
+    pub docker_tls_ca: Option<std::path::PathBuf>,
+    /// The server's client certificate for the remote engine (PEM).
+    #[arg(long, env = "HARDLAB_DOCKER_TLS_CERT", value_name = "FILE")]
+    pub docker_tls_cert: Option<std::path::PathBuf>,
+    /// The key of that client certificate (PEM).
+    #[arg(long, env = "HARDLAB_DOCKER_TLS_KEY", value_name = "FILE")]
+    pub docker_tls_key: Option<std::path::PathBuf>,
+    /// The address of the engine's host that node ports (API server, etcd) are published on and
+    /// that the server dials [default: 127.0.0.1]. With a remote engine: that host's private address.
+    #[arg(long, env = "HARDLAB_NODE_PUBLISH_IP", value_name = "IP")]
+    pub node_publish_ip: Option<std::net::IpAddr>,
+    /// Whether nodes reach addresses beyond their host: the internet (image pulls, which labs 2, 3
+    /// and 5 need unless the node image carries their images) and, on a cloud VM, its metadata
+    /// service unless the host's firewall drops it (docs/security.md).
+    #[arg(long, env = "HARDLAB_NODE_EGRESS", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub node_egress: bool,
     /// Terminal shells with no browser attached are closed after this many seconds.
     #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", default_value_t = 120)]
     pub terminal_grace_seconds: u64,
@@ -89,6 +112,12 @@ impl Default for ClusterArgs {
             pool_size: 0,
             pool_labs: Vec::new(),
             docker_instance: None,
+            docker_host: None,
+            docker_tls_ca: None,
+            docker_tls_cert: None,
+            docker_tls_key: None,
+            node_publish_ip: None,
+            node_egress: true,
             terminal_grace_seconds: 120,
         }
     }
@@ -169,9 +198,7 @@ pub async fn start(
 ) -> crate::clusters::Result<ClustersState> {
     let instance = instance_name(&db, args).await?;
     tracing::info!(%instance, "clusters on the Docker engine carry this installation's label");
-    let provider = DockerProvider::connect_lenient()
-        .await?
-        .with_instance(&instance);
+    let provider = connect(args, true).await?.with_instance(&instance);
     let terminals = TerminalHub::new(
         provider.docker().clone(),
         TerminalConfig {
@@ -194,6 +221,36 @@ pub async fn start(
         manager,
         terminals,
         site: Arc::new(AppSite { labs }),
+    })
+}
+
+/// The engine the settings name: a remote one over TLS, else the local one (`lenient`: a local
+/// engine that does not answer yet is not an error, `/readyz` says so until it does).
+pub async fn connect(args: &ClusterArgs, lenient: bool) -> crate::clusters::Result<DockerProvider> {
+    let provider = match &args.docker_host {
+        Some(host) if !host.starts_with("unix://") => {
+            let (Some(ca), Some(cert), Some(key)) = (
+                &args.docker_tls_ca,
+                &args.docker_tls_cert,
+                &args.docker_tls_key,
+            ) else {
+                return Err(crate::clusters::Error::Invalid(format!(
+                    "--docker-host {host} needs --docker-tls-ca, --docker-tls-cert and --docker-tls-key: \
+                     a Docker API reachable without a client certificate is root on its host for anyone who reaches it"
+                )));
+            };
+            DockerProvider::connect_tls(host, ca, cert, key).await?
+        }
+        Some(socket) => {
+            DockerProvider::connect_to_socket(socket.trim_start_matches("unix://")).await?
+        }
+        None if lenient => DockerProvider::connect_lenient().await?,
+        None => DockerProvider::connect().await?,
+    };
+    let provider = provider.with_egress(args.node_egress);
+    Ok(match args.node_publish_ip {
+        Some(ip) => provider.publishing_on(ip),
+        None => provider,
     })
 }
 
@@ -233,7 +290,7 @@ pub async fn cli(
     let instance = instance_name(&db, args)
         .await
         .map_err(|e| crate::Error::Cluster(e.to_string()))?;
-    let provider = DockerProvider::connect()
+    let provider = connect(args, false)
         .await
         .map_err(|e| crate::Error::Cluster(e.to_string()))?
         .with_instance(&instance);

@@ -156,9 +156,7 @@ impl ClusterCredentials {
         config.read_timeout = Some(Duration::from_secs(60));
         config.write_timeout = Some(Duration::from_secs(60));
         let endpoint = ApiEndpoint::from_config(&config);
-        let client =
-            kube::Client::try_from(config).map_err(|e| Error::Kubeconfig(e.to_string()))?;
-        Ok((client, endpoint))
+        Ok((bounded_client(config)?, endpoint))
     }
 
     /// etcd's gateway on its published port, with the API server's own etcd client certificate.
@@ -184,6 +182,22 @@ impl ClusterCredentials {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::Kubeconfig(format!("the stored credentials are unreadable: {e}")))
     }
+}
+
+/// The largest answer the server reads from a learner's API server. A learner who is root in the
+/// node holds the API server's serving key and can put any program behind its port; what that
+/// program sends is bounded here like every other read from the node.
+pub const MAX_API_RESPONSE: usize = 64 << 20;
+
+/// A kube client whose response bodies end in an error past [`MAX_API_RESPONSE`] bytes.
+pub fn bounded_client(config: kube::Config) -> Result<kube::Client> {
+    let limit = tower::util::MapResponseLayer::new(|response: http::Response<_>| {
+        response.map(|body| http_body_util::Limited::new(body, MAX_API_RESPONSE))
+    });
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| Error::Kubeconfig(e.to_string()))?
+        .with_layer(&limit)
+        .build())
 }
 
 /// PEM text, or an error naming `what`: anything else is not a certificate or key.
@@ -253,6 +267,41 @@ users:
         );
         assert!(!written.contains("exec"), "{written}");
         assert!(!format!("{captured:?}").contains("PRIVATE"));
+    }
+
+    /// A stand-in for what a learner could put behind the API server's port: an answer that never
+    /// ends. The client gives up at the limit instead of holding it all.
+    #[tokio::test]
+    async fn an_endless_answer_from_the_api_server_is_cut_off_at_the_limit() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&sent);
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, " ".repeat(1 << 20));
+            while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                counter.fetch_add(1 << 20, std::sync::atomic::Ordering::Relaxed);
+                if counter.load(std::sync::atomic::Ordering::Relaxed) > 4 * MAX_API_RESPONSE {
+                    break;
+                }
+            }
+        });
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = bounded_client(config).unwrap();
+        let answer = client.apiserver_version().await;
+        assert!(answer.is_err(), "an endless answer was accepted");
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            sent < 2 * MAX_API_RESPONSE,
+            "read {sent} bytes before giving up"
+        );
     }
 
     #[test]

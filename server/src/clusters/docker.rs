@@ -75,14 +75,16 @@ pub fn resource_labels(instance: &str, spec: &ClusterSpec) -> HashMap<String, St
     ])
 }
 
-/// kind's network, one per cluster so clusters cannot reach each other.
-pub fn network_request(instance: &str, spec: &ClusterSpec) -> NetworkCreateRequest {
+/// kind's network, one per cluster so clusters cannot reach each other (Docker isolates bridge
+/// networks from one another). Without `egress` nothing is masqueraded: the node reaches no
+/// address beyond its host (no image pulls, no cloud metadata service).
+pub fn network_request(instance: &str, spec: &ClusterSpec, egress: bool) -> NetworkCreateRequest {
     NetworkCreateRequest {
         name: network_name(&spec.name),
         driver: Some("bridge".to_owned()),
         options: Some(HashMap::from([(
             "com.docker.network.bridge.enable_ip_masquerade".to_owned(),
-            "true".to_owned(),
+            egress.to_string(),
         )])),
         labels: Some(resource_labels(instance, spec)),
         ..Default::default()
@@ -216,6 +218,8 @@ pub struct DockerProvider {
     pub dial_host: String,
     /// What the grader reads of a node at most, and how long it waits.
     pub node_limits: NodeLimits,
+    /// Whether nodes reach addresses beyond their host (image pulls need it).
+    pub egress: bool,
 }
 
 impl DockerProvider {
@@ -256,6 +260,41 @@ impl DockerProvider {
         Self::negotiated(docker).await
     }
 
+    /// A remote engine at `tcp://HOST:PORT` over TLS: the engine's certificate must chain to `ca`,
+    /// and the server proves itself with `cert` and `key` (the engine's `--tlsverify`).
+    pub async fn connect_tls(
+        address: &str,
+        ca: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<Self> {
+        for (flag, path) in [("CA", ca), ("certificate", cert), ("key", key)] {
+            if !path.is_file() {
+                return Err(Error::Invalid(format!(
+                    "the Docker TLS {flag} {} does not exist",
+                    path.display()
+                )));
+            }
+        }
+        let docker =
+            Docker::connect_with_ssl(address, key, cert, ca, 30, bollard::API_DEFAULT_VERSION)
+                .map_err(docker_error("connecting over TLS"))?;
+        Self::negotiated(docker).await
+    }
+
+    /// Whether new nodes reach addresses beyond their host.
+    pub fn with_egress(mut self, egress: bool) -> Self {
+        self.egress = egress;
+        self
+    }
+
+    /// Publishes node ports on `ip` of the engine's host and dials them there.
+    pub fn publishing_on(mut self, ip: std::net::IpAddr) -> Self {
+        self.publish_ip = ip.to_string();
+        self.dial_host = ip.to_string();
+        self
+    }
+
     async fn negotiated(docker: Docker) -> Result<Self> {
         let docker = docker
             .negotiate_version()
@@ -272,6 +311,7 @@ impl DockerProvider {
             publish_ip: "127.0.0.1".to_owned(),
             dial_host: "127.0.0.1".to_owned(),
             node_limits: NodeLimits::default(),
+            egress: true,
         }
     }
 
@@ -644,7 +684,7 @@ impl DockerProvider {
     ) -> Result<CreatedCluster> {
         let container = node_container_name(&spec.name);
         self.docker
-            .create_network(network_request(&self.instance, spec))
+            .create_network(network_request(&self.instance, spec, self.egress))
             .await
             .map_err(docker_error("creating the network"))?;
         self.docker
@@ -1009,7 +1049,12 @@ mod tests {
 
     #[test]
     fn the_network_and_volume_carry_the_clusters_labels() {
-        let network = network_request("hardlab", &spec(Bootstrap::Kind, true));
+        let closed = network_request("hardlab", &spec(Bootstrap::Kind, true), false);
+        assert_eq!(
+            closed.options.unwrap()["com.docker.network.bridge.enable_ip_masquerade"],
+            "false"
+        );
+        let network = network_request("hardlab", &spec(Bootstrap::Kind, true), true);
         assert_eq!(network.name, "hardlab-c-1");
         assert_eq!(network.driver.as_deref(), Some("bridge"));
         assert_eq!(

@@ -784,7 +784,7 @@ impl ClusterManager {
         let wanted = (now + duration_ms(self.config.ttl)).min(ceiling);
         if wanted <= record.expires_at {
             return Err(Error::ExtendCeiling(
-                self.config.max_lifetime.as_secs() / 3600,
+                self.config.max_lifetime.as_secs() / 60,
             ));
         }
         sqlx::query("UPDATE clusters SET expires_at = $1, updated_at = $2 WHERE id = $3 AND state = 'ready'")

@@ -77,7 +77,9 @@ pub enum Error {
     Credentials(String),
     #[error("you already have {0} clusters, the most one learner may have; remove one first")]
     UserAtCapacity(usize),
-    #[error("this cluster cannot be extended past {0} hours in all")]
+    #[error(
+        "this cluster cannot live longer than {0} minutes in all; start a new one when it ends"
+    )]
     ExtendCeiling(u64),
     #[error("this server already runs {0} clusters, its limit; try again in a few minutes")]
     AtCapacity(usize),

@@ -96,7 +96,9 @@ fn error_response(error: &Error) -> Response {
         Error::DockerUnreachable(_) | Error::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::InvalidName(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
-        Error::AlreadyExists(_) => StatusCode::CONFLICT,
+        Error::AlreadyExists(_) | Error::UserAtCapacity(_) | Error::ExtendCeiling(_) => {
+            StatusCode::CONFLICT
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -1,11 +1,9 @@
 //! What the harness needs from a lab folder: its setup, its grader parameters, and per step the
-//! checks, the solution script and the capabilities it needs. Read from `lab.yaml` (the contract in
-//! docs/authoring.md); fields only the web app uses are ignored here.
+//! checks, the solution script and the capabilities it needs: a view of the lab as `labs::load_lab`
+//! reads it (one parser and one set of rules for `serve`, `labs validate` and the harness).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use serde::Deserialize;
 
 use super::{Error, Result};
 
@@ -33,133 +31,157 @@ pub struct StepPlan {
     pub needs: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct LabFile {
-    id: String,
-    #[serde(default)]
-    cluster: ClusterFile,
-    setup: Option<String>,
-    #[serde(default)]
-    params: ParamsFile,
-    #[serde(default)]
-    steps: Vec<StepFile>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ClusterFile {
-    #[serde(default)]
-    needs: Vec<String>,
-    #[serde(default)]
-    apiserver_flags: BTreeMap<String, serde_yaml::Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ParamsFile {
-    namespace: Option<String>,
-    secret: Option<String>,
-    #[serde(default)]
-    extra: HashMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct StepFile {
-    id: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    checks: Vec<String>,
-    solution: Option<String>,
-    #[serde(default)]
-    needs: Vec<String>,
-}
-
 impl LabPlan {
-    /// Reads `dir/lab.yaml` and the scripts it names.
+    /// Reads `dir/lab.yaml` and the scripts it names, with the parser and rules `serve` and
+    /// `hardlab labs validate` use: a lab the server would refuse is refused here, with the same
+    /// problems.
     pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join("lab.yaml");
-        let text = read(&path)?;
-        let file: LabFile = serde_yaml::from_str(&text).map_err(|error| Error::Lab {
-            path: path.display().to_string(),
-            message: match error.location() {
-                Some(at) => format!("line {}, column {}: {error}", at.line(), at.column()),
-                None => error.to_string(),
-            },
-        })?;
-        let setup = file
-            .setup
-            .as_deref()
-            .map(|name| read(&dir.join(name)))
-            .transpose()?;
-        let mut apiserver_flags = BTreeMap::new();
-        for (flag, value) in file.cluster.apiserver_flags {
-            let value = match value {
-                serde_yaml::Value::String(text) => text,
-                serde_yaml::Value::Bool(b) => b.to_string(),
-                serde_yaml::Value::Number(n) => n.to_string(),
-                other => {
-                    return Err(Error::Lab {
-                        path: path.display().to_string(),
-                        message: format!(
-                            "cluster.apiserver_flags.{flag}: expected a string, number or boolean, found {other:?}"
-                        ),
-                    });
-                }
-            };
-            apiserver_flags.insert(flag.trim_start_matches('-').to_owned(), value);
-        }
-        let mut steps = Vec::new();
-        for step in file.steps {
-            let solution = step
-                .solution
-                .as_deref()
-                .map(|name| read(&dir.join(name)))
-                .transpose()?;
-            let mut needs = file.cluster.needs.clone();
-            needs.extend(step.needs.iter().cloned());
-            needs.sort();
-            needs.dedup();
-            steps.push(StepPlan {
-                id: step.id,
-                title: step.title,
-                checks: step.checks,
-                solution,
-                solution_path: step.solution,
-                needs,
-            });
-        }
-        Ok(LabPlan {
-            id: file.id,
-            dir: dir.to_path_buf(),
-            needs: file.cluster.needs,
-            apiserver_flags,
-            setup,
-            params: hardlab_grader::context::Params {
-                namespace: file.params.namespace,
-                secret: file.params.secret,
-                extra: file.params.extra,
-            },
-            steps,
-        })
+        let lab = crate::labs::load_lab(dir).map_err(|problems| problems_error(dir, &problems))?;
+        Ok(Self::from_lab(&lab))
     }
 
-    /// Every lab folder (`NN-id/lab.yaml`) under `root`, in folder order.
-    pub fn load_all(root: &Path) -> Result<Vec<Self>> {
-        let entries = std::fs::read_dir(root).map_err(|error| Error::Lab {
-            path: root.display().to_string(),
-            message: error.to_string(),
-        })?;
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|path| path.join("lab.yaml").is_file())
+    /// The harness's view of a loaded lab.
+    pub fn from_lab(lab: &crate::labs::Lab) -> Self {
+        let steps = lab
+            .steps
+            .iter()
+            .map(|step| {
+                let mut needs = lab.cluster.needs.clone();
+                needs.extend(step.needs.iter().cloned());
+                needs.sort();
+                needs.dedup();
+                StepPlan {
+                    id: step.id.clone(),
+                    title: step.title.clone(),
+                    checks: step.checks.clone(),
+                    solution: step.solution_script.clone(),
+                    solution_path: step.solution.as_ref().map(|path| {
+                        path.strip_prefix(&lab.dir)
+                            .unwrap_or(path)
+                            .display()
+                            .to_string()
+                    }),
+                    needs,
+                }
+            })
             .collect();
-        dirs.sort();
-        dirs.iter().map(|dir| LabPlan::load(dir)).collect()
+        LabPlan {
+            id: lab.id.clone(),
+            dir: lab.dir.clone(),
+            needs: lab.cluster.needs.clone(),
+            apiserver_flags: lab.cluster.apiserver_flags.clone(),
+            setup: lab.setup_script.clone(),
+            params: lab.params.clone(),
+            steps,
+        }
+    }
+
+    /// Every lab folder (`NN-id/lab.yaml`) under `root`, in folder order, loaded as `serve` loads them.
+    pub fn load_all(root: &Path) -> Result<Vec<Self>> {
+        let labs = crate::labs::load(root).map_err(|error| match error {
+            crate::Error::Labs(problems) => problems_error(root, &problems),
+            other => Error::Lab {
+                path: root.display().to_string(),
+                message: other.to_string(),
+            },
+        })?;
+        Ok(labs.all().iter().map(|lab| Self::from_lab(lab)).collect())
     }
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|error| Error::Lab {
-        path: path.display().to_string(),
-        message: error.to_string(),
-    })
+fn problems_error(dir: &Path, problems: &[crate::labs::LabProblem]) -> Error {
+    Error::Lab {
+        path: dir.display().to_string(),
+        message: problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "id: demo
+title: Demo
+summary: A lab.
+minutes: 5
+cluster:
+  apiserver_flags:
+    anonymous-auth: false
+    --profiling: \"false\"
+    max-requests-inflight: 400
+steps:
+  - id: one
+    title: One
+    file: one.md
+    checks: [etcd.encryption-configured]
+";
+
+    /// One lab folder with `lab.yaml` and the files `GOOD` names.
+    fn folder(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("01-demo");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lab.yaml"), yaml).unwrap();
+        std::fs::write(dir.join("one.md"), "# One\n").unwrap();
+        (root, dir)
+    }
+
+    /// What `serve` (and `hardlab labs validate`, which is the same load) and the harness say.
+    fn verdicts(
+        yaml: &str,
+    ) -> (
+        std::result::Result<(), String>,
+        std::result::Result<LabPlan, String>,
+    ) {
+        let (root, dir) = folder(yaml);
+        let served = crate::labs::load(root.path())
+            .map(|_| ())
+            .map_err(|e| match e {
+                crate::Error::Labs(problems) => problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => other.to_string(),
+            });
+        let harness = LabPlan::load(&dir).map_err(|e| match e {
+            Error::Lab { message, .. } => message,
+            other => other.to_string(),
+        });
+        (served, harness)
+    }
+
+    #[test]
+    fn serve_and_the_harness_give_one_verdict_on_unusual_and_broken_labs() {
+        let (served, harness) = verdicts(GOOD);
+        assert!(served.is_ok(), "{served:?}");
+        let plan = harness.unwrap();
+        // Booleans and numbers are taken as their text, leading dashes dropped, by both.
+        assert_eq!(plan.apiserver_flags["anonymous-auth"], "false");
+        assert_eq!(plan.apiserver_flags["profiling"], "false");
+        assert_eq!(plan.apiserver_flags["max-requests-inflight"], "400");
+
+        let broken = [
+            GOOD.replace("minutes: 5\n", "minutes: 5\ncolour: blue\n"),
+            GOOD.replace("etcd.encryption-configured", "etcd.no-such-check"),
+            GOOD.replace("file: one.md", "file: one.md\n    solution: missing.sh"),
+            GOOD.replace("file: one.md", "file: ../outside.md"),
+            GOOD.replace("anonymous-auth: false", "anonymous-auth: [a, b]"),
+            GOOD.replace("  - id: one", "  - id: One"),
+            GOOD.split("steps:").next().unwrap().to_owned() + "steps: []\n",
+        ];
+        for yaml in &broken {
+            let (served, harness) = verdicts(yaml);
+            let served = served.expect_err(&format!("serve accepted:\n{yaml}"));
+            let harness = harness
+                .err()
+                .unwrap_or_else(|| panic!("the harness accepted:\n{yaml}"));
+            assert_eq!(served, harness, "different verdicts for:\n{yaml}");
+        }
+    }
 }

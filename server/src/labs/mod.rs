@@ -58,8 +58,33 @@ struct LabFile {
 pub struct ClusterNeeds {
     #[serde(default)]
     pub needs: Vec<String>,
-    #[serde(default)]
+    /// Flag name (without `--`) → value. Authors write `anonymous-auth: false` as often as
+    /// `"false"`, so strings, numbers and booleans are all taken, as their text.
+    #[serde(default, deserialize_with = "flag_values")]
     pub apiserver_flags: BTreeMap<String, String>,
+}
+
+fn flag_values<'de, D>(deserializer: D) -> std::result::Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    let raw: BTreeMap<String, serde_yaml::Value> = BTreeMap::deserialize(deserializer)?;
+    raw.into_iter()
+        .map(|(flag, value)| {
+            let text = match value {
+                serde_yaml::Value::String(text) => text,
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "{flag}: expected a string, number or boolean, found {other:?}"
+                    )));
+                }
+            };
+            Ok((flag.trim_start_matches('-').to_owned(), text))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -100,6 +125,8 @@ pub struct Lab {
     pub wrapup_html: Option<String>,
     pub cluster: ClusterNeeds,
     pub setup: Option<PathBuf>,
+    /// The setup script's text, read once at load.
+    pub setup_script: Option<String>,
     pub params: hardlab_grader::context::Params,
     pub steps: Vec<Step>,
 }
@@ -145,6 +172,23 @@ impl Labs {
     }
 }
 
+/// Loads one lab folder with the same parser and rules as [`load`] (the lab harness uses it).
+pub fn load_lab(folder: &Path) -> std::result::Result<Lab, Vec<LabProblem>> {
+    let known_checks = known_checks();
+    let mut problems = Vec::new();
+    match load_one(folder, &known_checks, &mut problems) {
+        Some(lab) if problems.is_empty() => Ok(lab),
+        _ => Err(problems),
+    }
+}
+
+fn known_checks() -> HashSet<&'static str> {
+    hardlab_grader::catalog::all()
+        .iter()
+        .map(|check| check.meta.id)
+        .collect()
+}
+
 /// Loads every `<dir>/*/lab.yaml`; any problem anywhere stops the load with all problems listed.
 pub fn load(dir: &Path) -> Result<Labs> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -154,10 +198,7 @@ pub fn load(dir: &Path) -> Result<Labs> {
         .collect();
     folders.sort();
 
-    let known_checks: HashSet<&'static str> = hardlab_grader::catalog::all()
-        .iter()
-        .map(|check| check.meta.id)
-        .collect();
+    let known_checks = known_checks();
     let mut problems = Vec::new();
     let mut labs: Vec<Lab> = Vec::new();
     let mut seen_ids: HashMap<String, PathBuf> = HashMap::new();
@@ -316,9 +357,13 @@ fn load_one(
         ));
     }
     let mut setup = None;
+    let mut setup_script = None;
     if let Some(relative) = &parsed.setup {
         match read_inside(folder, relative) {
-            Ok(_) => setup = Some(folder.join(relative)),
+            Ok(text) => {
+                setup = Some(folder.join(relative));
+                setup_script = Some(text);
+            }
             Err(message) => problems.push(problem(
                 line_of(&text, relative, 1),
                 "setup",
@@ -343,6 +388,7 @@ fn load_one(
         wrapup_html,
         cluster: parsed.cluster,
         setup,
+        setup_script,
         params: hardlab_grader::context::Params {
             namespace: parsed.params.namespace,
             secret: parsed.params.secret,
