@@ -330,7 +330,13 @@ async fn a_cluster_registered_by_host_name_is_reached_at_the_checked_address_wit
     let (cert, key) = plane.issue_client_cert("lab-admin", &["system:masters"]);
     // The serving certificate names `localhost`; the client connects to the address `localhost`
     // was checked as, and verifies the certificate for the name (or tls-server-name).
-    let port: u16 = plane.server_url().rsplit(':').next().unwrap().parse().unwrap();
+    let port: u16 = plane
+        .server_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let by_name = |tls_server_name: &str| {
         format!(
             "apiVersion: v1
