@@ -108,7 +108,7 @@ pub enum KubeconfigError {
     #[error("the kubeconfig cannot be used: {0}")]
     Unusable(#[source] kube::config::KubeconfigError),
     #[error("cannot build a client: {0}")]
-    Client(#[source] kube::Error),
+    Client(#[source] Error),
 }
 
 const INLINE_HINT: &str = "paste a kubeconfig with inline credentials (client-certificate-data, \
@@ -523,7 +523,8 @@ impl InlineCredentials {
                 }
             }
         }
-        let client = kube::Client::try_from(config).map_err(KubeconfigError::Client)?;
+        // Whoever runs the API server decides what it answers: bounded like every read from a node.
+        let client = super::credentials::bounded_client(config).map_err(KubeconfigError::Client)?;
         Ok((client, endpoint))
     }
 }
