@@ -139,6 +139,25 @@ async fn the_address_rules_refuse_on_the_form_and_again_when_check_connects() {
             assert!(page.body.contains(named), "{server}: {}", page.body);
             assert!(!registered(&app, "alice").await, "{server} was stored");
         }
+        // The admin's form for a user applies the same rules.
+        let admin = app
+            .user_with_role("root", hardlab_server::web::accounts::Role::Admin)
+            .await;
+        let alice_id = app.user_id("alice").await;
+        let page = admin
+            .post_form(
+                &format!("/admin/users/{alice_id}/cluster"),
+                &[("kubeconfig", &kubeconfig("https://[fd00:ec2::254]", "", ""))],
+            )
+            .await;
+        assert_eq!(page.status, 400, "{}", page.body);
+        assert!(
+            page.body.contains("cloud metadata address"),
+            "{}",
+            page.body
+        );
+        assert!(!registered(&app, "alice").await);
+
         // A public address is taken (nothing is dialled at registration).
         let public = alice
             .post_form(
