@@ -7,14 +7,14 @@
 //! pass the installation's address rules (`clusters::server_address`), at registration and at
 //! every Check, so a registration cannot aim the server at its own network.
 
+use std::net::SocketAddr;
+
 use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use std::net::SocketAddr;
-
 use hardlab_grader::context::ApiEndpoint;
 use serde::Deserialize;
 
