@@ -191,19 +191,22 @@ async fn limit_body(State(state): State<AppState>, request: Request, next: Next)
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return payload_too_large(limit);
+    if declared.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return payload_too_large(Some(limit));
     }
     let request =
         request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
     next.run(request).await
 }
 
-/// 413, naming the limit.
-pub fn payload_too_large(limit: usize) -> Response {
+/// 413, naming the limit when the caller knows which one was hit.
+pub fn payload_too_large(limit: Option<usize>) -> Response {
+    let limit = limit
+        .map(|bytes| format!(" ({bytes} bytes)"))
+        .unwrap_or_default();
     (
         axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-        format!("The request body is larger than this server accepts ({limit} bytes)."),
+        format!("The request body is larger than this server accepts{limit}."),
     )
         .into_response()
 }
