@@ -1,5 +1,6 @@
 //! Authorization of every cluster route (`/api/clusters/{id}`: show, events, extend, delete,
-//! terminal) for learner A (alice) against learner B's (bob's) cluster, through the app that
+//! terminal; and Start, `/api/labs/{lab}/cluster`, which must only ever hand out the caller's own)
+//! for learner A (alice) against learner B's (bob's) cluster, through the app that
 //! `hardlab serve` builds: its session layer, its cluster routes wired to the real Docker engine,
 //! two signed-in agents, both databases.
 //!
@@ -24,11 +25,15 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 /// The app with clusters on the real Docker engine, labelled for this test only; `None` (the test
 /// is skipped, or fails under CI=true) without Docker and the test node image.
 async fn app_with_clusters(db: TestDb) -> Option<TestApp> {
+    app_with_cluster_args(db, ClusterArgs::default()).await
+}
+
+async fn app_with_cluster_args(db: TestDb, args: ClusterArgs) -> Option<TestApp> {
     support::docker_or_skip().await?;
     let args = ClusterArgs {
         node_image: support::TEST_IMAGE.to_owned(),
         docker_instance: Some(format!("test-{}", random_name())),
-        ..ClusterArgs::default()
+        ..args
     };
     Some(TestApp::builder(db).clusters(args).start().await)
 }
@@ -205,6 +210,38 @@ async fn learner_a_is_refused_every_route_of_learner_bs_cluster() {
         let removed = call(&app, &bob, reqwest::Method::DELETE, &base).await;
         assert_eq!(removed.status, 204, "{}", removed.body);
         assert_eq!(state_of(&app, &cluster).await.as_deref(), Some("deleted"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn start_never_hands_learner_a_the_cluster_learner_b_has_for_the_lab() {
+    each_database(|db| async move {
+        // No learner may have a new cluster, so nothing is created: Start can only hand out one
+        // that exists, and it must be the caller's own.
+        let args = ClusterArgs {
+            max_clusters_per_user: 0,
+            ..ClusterArgs::default()
+        };
+        let Some(app) = app_with_cluster_args(db, args).await else {
+            return;
+        };
+        let alice = app.learner("alice").await;
+        let bob = app.learner("bob").await;
+        let bob_id = app.user_id("bob").await;
+        let cluster = random_name();
+        insert_cluster_row(&app, &cluster, &bob_id).await;
+        let start = "/api/labs/demo-etcd/cluster";
+
+        let own = call(&app, &bob, reqwest::Method::POST, start).await;
+        assert_eq!(own.status, 202, "{}", own.body);
+        assert!(own.body.contains(&cluster), "{}", own.body);
+
+        let refused = call(&app, &alice, reqwest::Method::POST, start).await;
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert!(!refused.body.contains(&cluster), "{}", refused.body);
+        let anonymous = call(&app, &app.agent(), reqwest::Method::POST, start).await;
+        assert!(matches!(anonymous.status, 401 | 403), "{}", anonymous.body);
     })
     .await;
 }
