@@ -334,10 +334,13 @@ async fn live_context(
     };
     loop {
         match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-            Err(_) => {
+            // A silent address is retried like a refusing one, so how long Check takes does not
+            // tell a filtered port from a closed one either.
+            Err(_) if tokio::time::Instant::now() >= deadline => {
                 tracing::debug!(%address, "the API server did not answer within 10 seconds");
                 return Err(no_answer());
             }
+            Err(_) => {}
             Ok(Err(kube::Error::Api(status))) if matches!(status.code, 401 | 403) => {
                 return Err(Error::Cluster(format!(
                     "the API server at {address} refused the kubeconfig's credentials ({})",
