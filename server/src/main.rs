@@ -24,8 +24,6 @@ enum Command {
     Serve {
         #[command(flatten)]
         config: ConfigArgs,
-        #[command(flatten)]
-        clusters: hardlab_server::clusters::app::ClusterArgs,
     },
     /// Manage accounts.
     #[command(subcommand)]
@@ -58,8 +56,6 @@ enum Command {
         command: hardlab_server::clusters::cli::ClustersCommand,
         #[command(flatten)]
         config: ConfigArgs,
-        #[command(flatten)]
-        clusters: hardlab_server::clusters::app::ClusterArgs,
     },
     /// Run a KMS v2 plugin for kube-apiserver on a unix socket, with a local key file (a stand-in
     /// for a cloud KMS or Vault in lab 1).
@@ -130,9 +126,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, clusters } => {
-                hardlab_server::web::serve(config.resolve()?, &clusters).await
-            }
+            Command::Serve { config } => hardlab_server::app::launch(config.resolve()?).await,
             Command::Admin(AdminCommand::CreateUser {
                 username,
                 admin,
@@ -154,11 +148,9 @@ fn main() -> ExitCode {
             }) => {
                 hardlab_server::web::signup::invite_command(&config.resolve()?, uses, hours).await
             }
-            Command::Clusters {
-                command,
-                config,
-                clusters,
-            } => hardlab_server::clusters::app::cli(command, &config.resolve()?, &clusters).await,
+            Command::Clusters { command, config } => {
+                hardlab_server::clusters::setup::cli(command, &config.resolve()?).await
+            }
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
             }

@@ -17,20 +17,20 @@ use std::time::{Duration, Instant};
 
 use common::{Agent, TestApp, TestDb, each_database};
 use futures::{FutureExt, SinkExt, StreamExt};
-use hardlab_server::clusters::app::ClusterArgs;
 use hardlab_server::clusters::random_name;
+use hardlab_server::config::ClusterSettings;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The app with clusters on the real Docker engine, labelled for this test only; `None` (the test
 /// is skipped, or fails under CI=true) without Docker and the test node image.
 async fn app_with_clusters(db: TestDb) -> Option<TestApp> {
-    app_with_cluster_args(db, ClusterArgs::default()).await
+    app_with_cluster_args(db, ClusterSettings::default()).await
 }
 
-async fn app_with_cluster_args(db: TestDb, args: ClusterArgs) -> Option<TestApp> {
+async fn app_with_cluster_args(db: TestDb, args: ClusterSettings) -> Option<TestApp> {
     support::docker_or_skip().await?;
-    let args = ClusterArgs {
+    let args = ClusterSettings {
         node_image: support::TEST_IMAGE.to_owned(),
         docker_instance: Some(format!("test-{}", random_name())),
         ..args
@@ -219,9 +219,9 @@ async fn start_never_hands_learner_a_the_cluster_learner_b_has_for_the_lab() {
     each_database(|db| async move {
         // No learner may have a new cluster, so nothing is created: Start can only hand out one
         // that exists, and it must be the caller's own.
-        let args = ClusterArgs {
+        let args = ClusterSettings {
             max_clusters_per_user: 0,
-            ..ClusterArgs::default()
+            ..ClusterSettings::default()
         };
         let Some(app) = app_with_cluster_args(db, args).await else {
             return;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::webdriver::Browser;
 use common::{TestApp, TestDb};
-use hardlab_server::clusters::app::ClusterArgs;
 use hardlab_server::clusters::{ClusterManager, DockerProvider, random_name};
+use hardlab_server::config::ClusterSettings;
 use hardlab_testkit::{Component, require};
 use support::{TEST_IMAGE, assert_nothing_left, docker_or_skip};
 
@@ -39,13 +39,13 @@ async fn app_with_clusters() -> TestApp {
     TestApp::builder(TestDb::sqlite().await)
         .labs(repo_labs())
         .configure(|config| config.check_patience = Duration::from_secs(45))
-        .clusters(ClusterArgs {
+        .clusters(ClusterSettings {
             node_image: TEST_IMAGE.to_owned(),
             node_unprivileged: true,
             node_memory_mb: 1024,
             // Its own label value, so start-up adoption and orphan removal touch no other test's nodes.
             docker_instance: Some(format!("test-{}", random_name())),
-            ..ClusterArgs::default()
+            ..ClusterSettings::default()
         })
         .start()
         .await

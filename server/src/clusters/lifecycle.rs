@@ -916,22 +916,22 @@ impl ClusterManager {
                 },
                 None => "the cluster's node container disappeared; start a new cluster".to_owned(),
             };
-            // Only a row that is still ready turns failed: a Remove in progress owns the rest.
-            let changed = sqlx::query(
-                "UPDATE clusters SET state = 'failed', phase = NULL, failure_reason = $1, updated_at = $2 \
-                 WHERE id = $3 AND state = 'ready'",
+            // Only a row that is still ready is taken over (a Remove in progress owns the rest).
+            // What is left of the node goes first, so that `failed` means nothing remains.
+            let claimed = sqlx::query(
+                "UPDATE clusters SET state = 'expiring', updated_at = $1 WHERE id = $2 AND state = 'ready'",
             )
-            .bind(&reason)
             .bind(now_ms())
             .bind(&id)
             .execute(&self.db)
             .await?;
-            if changed.rows_affected() == 1 {
+            if claimed.rows_affected() == 1 {
                 tracing::warn!(cluster = %id, %reason, "a cluster's node is gone");
-                self.publish(&id).await;
                 if let Err(error) = self.provider.delete(&id).await {
-                    tracing::warn!(cluster = %id, %error, "could not remove what is left of a dead cluster");
+                    tracing::warn!(cluster = %id, %error, "could not remove what is left of a dead cluster; the next start-up removes it");
                 }
+                self.set_state(&id, ClusterState::Failed, None, Some(&reason))
+                    .await?;
                 failed.push(id);
             }
         }

@@ -491,10 +491,11 @@ impl Accounts for AppAccounts {
 }
 
 /// Starts the proxy (settings from `HARDLAB_PROXY_*`) with hardlab's accounts, for `serve`.
-pub async fn start(db: sqlx::AnyPool) -> Result<Arc<ProxyWeb>, ProxyError> {
-    let service =
-        super::service::ProxyService::start(db.clone(), super::service::ProxySettings::from_env()?)
-            .await?;
+pub async fn start(
+    db: sqlx::AnyPool,
+    settings: super::service::ProxySettings,
+) -> Result<Arc<ProxyWeb>, ProxyError> {
+    let service = super::service::ProxyService::start(db.clone(), settings).await?;
     Ok(Arc::new(ProxyWeb {
         service,
         accounts: Arc::new(AppAccounts { db }),

@@ -5,98 +5,15 @@
 //! proxies' own hops, and the first untrusted hop is the client. Everything left of that hop is
 //! whatever the client chose to write, so it is never used.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 use super::AppState;
-
-/// One address or a CIDR range of them (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AddressRange {
-    network: IpAddr,
-    prefix: u8,
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AddressRangeError {
-    #[error("not an IP address or CIDR range (like 10.0.0.0/8 or 192.0.2.7)")]
-    NotAnAddress,
-    #[error("the prefix length must be at most {max}")]
-    PrefixTooLong { max: u8 },
-}
-
-impl AddressRange {
-    pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, canonical(address)) {
-            (IpAddr::V4(network), IpAddr::V4(address)) => {
-                prefix_matches(&network.octets(), &address.octets(), self.prefix)
-            }
-            (IpAddr::V6(network), IpAddr::V6(address)) => {
-                prefix_matches(&network.octets(), &address.octets(), self.prefix)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_matches(network: &[u8], address: &[u8], prefix: u8) -> bool {
-    let full_bytes = usize::from(prefix / 8);
-    let rest_bits = prefix % 8;
-    if network[..full_bytes] != address[..full_bytes] {
-        return false;
-    }
-    if rest_bits == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest_bits);
-    (network[full_bytes] & mask) == (address[full_bytes] & mask)
-}
-
-impl FromStr for AddressRange {
-    type Err = AddressRangeError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (address, prefix) = match text.trim().split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text.trim(), None),
-        };
-        let network = canonical(
-            address
-                .parse::<IpAddr>()
-                .map_err(|_| AddressRangeError::NotAnAddress)?,
-        );
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .map_err(|_| AddressRangeError::NotAnAddress)?,
-            None => max,
-        };
-        if prefix > max {
-            return Err(AddressRangeError::PrefixTooLong { max });
-        }
-        Ok(AddressRange { network, prefix })
-    }
-}
-
-impl fmt::Display for AddressRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-/// An IPv4 client seen through an IPv6 socket (`::ffff:192.0.2.7`) is the IPv4 client.
-fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 @ IpAddr::V4(_) => v4,
-    }
-}
+use crate::config::canonical_address as canonical;
+pub use crate::config::{AddressRange, AddressRangeError};
 
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the right-most hop
 /// of `X-Forwarded-For` that is not itself a trusted proxy. `None` without a peer (an app served

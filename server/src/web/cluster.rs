@@ -21,7 +21,9 @@ use serde::Deserialize;
 use super::accounts::Role;
 use super::session::{Session, Visitor};
 use super::{AppState, WebError};
-use crate::clusters::kubeconfig::{ClientTimeouts, InlineCredentials, parse_inline};
+use crate::clusters::kubeconfig::{
+    ClientTimeouts, InlineCredentials, KubeconfigError, parse_inline,
+};
 use crate::clusters::server_address::{
     AddressError, AddressPolicy, resolve_checked, resolve_checked_all,
 };
@@ -109,15 +111,21 @@ async fn checked_address(
 pub async fn connect(
     kubeconfig: &str,
     policy: AddressPolicy,
-) -> Result<(kube::Client, ApiEndpoint)> {
-    let credentials = parse_inline(kubeconfig).map_err(|e| Error::Cluster(e.to_string()))?;
-    let address = checked_address(&credentials, policy)
-        .await
-        .map_err(|e| Error::Cluster(e.to_string()))?;
-    credentials
+) -> std::result::Result<(kube::Client, ApiEndpoint), ConnectError> {
+    let credentials = parse_inline(kubeconfig)?;
+    let address = checked_address(&credentials, policy).await?;
+    Ok(credentials
         .client_at(ClientTimeouts::default(), Some(address))
-        .await
-        .map_err(|e| Error::Cluster(e.to_string()))
+        .await?)
+}
+
+/// Why the server would not connect to a registered cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error(transparent)]
+    Address(#[from] AddressError),
 }
 
 /// Whether the user has registered a cluster (without opening the sealed kubeconfig).

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::config::Config;
-use crate::{Error, Result};
+pub use crate::config::parse_frame_ancestors;
 
 /// Put into a response's extensions by a page that hosts the xterm.js terminal: xterm's renderer
 /// writes its measured cell sizes and theme into `<style>` elements it creates at run time and
@@ -115,57 +115,11 @@ pub async fn security_headers(
     response
 }
 
-/// Checks the `frame_ancestors` setting: `'self'` or origins like `https://lms.example.org`
-/// (`https://*.example.org` and a port allowed). Anything else could widen or break the policy.
-pub fn parse_frame_ancestors(entries: &[String]) -> Result<Vec<String>> {
-    entries
-        .iter()
-        .map(|entry| entry.trim())
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            if entry == "'self'" || entry.eq_ignore_ascii_case("self") {
-                return Ok("'self'".to_owned());
-            }
-            if is_origin(entry) {
-                Ok(entry.trim_end_matches('/').to_ascii_lowercase())
-            } else {
-                Err(Error::Config(format!(
-                    "frame_ancestors: {entry:?} is not an origin like https://lms.example.org \
-                     or 'self'"
-                )))
-            }
-        })
-        .collect()
-}
-
-fn is_origin(entry: &str) -> bool {
-    let Some((scheme, rest)) = entry.split_once("://") else {
-        return false;
-    };
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "https" | "http") {
-        return false;
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (rest, None),
-    };
-    let host = host.strip_prefix("*.").unwrap_or(host);
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok());
-    host_ok && port_ok
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::Result;
 
     fn parse(entries: &[&str]) -> Result<Vec<String>> {
         parse_frame_ancestors(&entries.iter().map(|e| (*e).to_owned()).collect::<Vec<_>>())

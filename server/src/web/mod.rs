@@ -9,6 +9,7 @@ mod admin;
 pub mod check;
 pub mod client_address;
 pub mod cluster;
+pub mod clusters;
 pub mod error;
 pub mod headers;
 mod health;
@@ -79,7 +80,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(accounts::routes())
         .merge(pages::routes())
-        .merge(crate::clusters::app::routes(state.clusters.as_ref()))
+        .merge(clusters::routes(state.clusters.as_ref()))
         .merge(cluster::routes())
         .merge(admin::routes())
         .nest_service("/static", ServeDir::new(static_dir))
@@ -99,77 +100,6 @@ pub fn app(state: AppState) -> Router {
             headers::security_headers,
         ))
         .with_state(state)
-}
-
-/// `hardlab serve`: labs, database, first-admin link, then the listener until Ctrl-C or SIGTERM.
-pub async fn serve(
-    config: Config,
-    cluster_args: &crate::clusters::app::ClusterArgs,
-) -> crate::Result<()> {
-    let labs = crate::labs::load(&config.labs_dir)?;
-    tracing::info!(labs = labs.all().len(), dir = %config.labs_dir.display(), "labs loaded");
-    let db = crate::db::connect(&config.database_url).await?;
-    if let Some(token) = accounts::issue_setup_token(&db).await? {
-        let base = config.link_base();
-        // Printed, not logged: the token must not end up in log storage.
-        println!(
-            "No admin yet. Create the first one at {}/setup?token={token} (works once), or run \
-             `hardlab admin create-user NAME --admin`.",
-            base.trim_end_matches('/')
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
-    tracing::info!(address = %config.listen, "listening");
-    let mut state = AppState::new(db, config, labs);
-    state.sealer.ensure_key()?;
-    match crate::clusters::app::start(
-        state.db.clone(),
-        Arc::clone(&state.labs),
-        cluster_args,
-        Arc::clone(&state.sealer),
-    )
-    .await
-    {
-        Ok(clusters) => state.clusters = Some(clusters),
-        Err(error) => tracing::error!(%error, "clusters are unavailable"),
-    }
-    match crate::proxy::web::start(state.db.clone()).await {
-        Ok(proxy) => state.proxy = Some(proxy),
-        Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
-    }
-    let privileged_nodes = state.clusters.is_some() && !cluster_args.node_unprivileged;
-    for warning in accounts::startup_warnings(&state.config, privileged_nodes) {
-        tracing::warn!("{warning}");
-    }
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| crate::Error::io("listener", e))
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -9,8 +9,6 @@
 //! Every sign-up goes through [`signup_allowed`], so a later kind of proof (a workshop's own join
 //! code) is one more branch there.
 
-use std::fmt;
-
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,84 +23,9 @@ use super::accounts::Role;
 use super::session::{Session, Visitor};
 use super::{AppState, WebError};
 use crate::config::Config;
+pub use crate::config::{JoinCode, SignupMode};
 use crate::db::{now_ms, random_id};
 use crate::{Error, Result};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum SignupMode {
-    Closed,
-    Invite,
-    Code,
-    Open,
-}
-
-impl SignupMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignupMode::Closed => "closed",
-            SignupMode::Invite => "invite",
-            SignupMode::Code => "code",
-            SignupMode::Open => "open",
-        }
-    }
-
-    /// One sentence for the sign-in and sign-up pages.
-    pub fn explanation(self) -> &'static str {
-        match self {
-            SignupMode::Closed => {
-                "Sign-up is closed on this server: an admin creates accounts. Ask them for one."
-            }
-            SignupMode::Invite => "Sign-up is by invitation: ask your instructor for a link.",
-            SignupMode::Code => "Sign-up needs the join code your instructor gives out.",
-            SignupMode::Open => "Anyone can create an account here.",
-        }
-    }
-}
-
-impl fmt::Display for SignupMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The join code of `signup: code`. Kept out of `Debug` output, so a logged configuration does
-/// not hand it out.
-#[derive(Clone, PartialEq, Eq)]
-pub struct JoinCode(String);
-
-impl JoinCode {
-    pub const MIN_CHARS: usize = 8;
-
-    pub fn new(code: &str) -> Result<Self> {
-        let code = code.trim();
-        if code.chars().count() < Self::MIN_CHARS || code.len() > 200 {
-            return Err(Error::Config(format!(
-                "signup_code: a join code has {} to 200 characters",
-                Self::MIN_CHARS
-            )));
-        }
-        Ok(JoinCode(code.to_owned()))
-    }
-
-    /// Compared in constant time; surrounding spaces a learner typed do not count.
-    fn matches(&self, typed: &str) -> bool {
-        let typed = typed.trim().as_bytes();
-        let code = self.0.as_bytes();
-        typed.len() == code.len()
-            && typed
-                .iter()
-                .zip(code)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-}
-
-impl fmt::Debug for JoinCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JoinCode(..)")
-    }
-}
 
 /// What a visitor brought to the sign-up form.
 #[derive(Debug, Default, Clone, Copy)]

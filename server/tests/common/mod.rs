@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures::FutureExt;
-use hardlab_server::config::Config;
+use hardlab_server::config::{ClusterSettings, Config, ProxyConfig};
 use hardlab_server::web::AppState;
 use sqlx::AnyPool;
 
@@ -52,6 +52,18 @@ pub fn skip(reason: &str) {
 
 pub fn fixture_labs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labs")
+}
+
+/// Learners' clusters as tests run them: the unprivileged test node image, and a label value of
+/// the test's own, so start-up adoption and orphan removal touch no other test's nodes.
+pub fn test_cluster_settings() -> ClusterSettings {
+    ClusterSettings {
+        node_image: "hardlab/testnode:latest".to_owned(),
+        node_unprivileged: true,
+        node_memory_mb: 1024,
+        docker_instance: Some(format!("test-{}", hardlab_server::clusters::random_name())),
+        ..ClusterSettings::default()
+    }
 }
 
 pub fn static_dir() -> PathBuf {
@@ -164,7 +176,6 @@ where
 pub struct TestAppBuilder {
     db: TestDb,
     config: Config,
-    clusters: Option<hardlab_server::clusters::app::ClusterArgs>,
 }
 
 impl TestAppBuilder {
@@ -178,38 +189,32 @@ impl TestAppBuilder {
         self
     }
 
-    /// Learners' clusters on the real Docker engine, as `serve` starts them.
-    pub fn clusters(mut self, args: hardlab_server::clusters::app::ClusterArgs) -> Self {
-        self.clusters = Some(args);
+    /// These cluster settings instead of the tests' defaults (the test node image, a label of the
+    /// test's own).
+    pub fn clusters(mut self, settings: ClusterSettings) -> Self {
+        self.config.clusters = Some(settings);
         self
     }
 
+    /// Through the app builder `hardlab serve` uses (`hardlab_server::app`): what `serve` wires,
+    /// the test gets, on a free loopback port.
     pub async fn start(self) -> TestApp {
-        let labs = hardlab_server::labs::load(&self.config.labs_dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut config = self.config;
         config.listen = addr;
-        let mut state = AppState::new(self.db.pool.clone(), config, labs);
-        if let Some(args) = &self.clusters {
-            let clusters = hardlab_server::clusters::app::start(
-                state.db.clone(),
-                std::sync::Arc::clone(&state.labs),
-                args,
-                std::sync::Arc::clone(&state.sealer),
-            )
+        let state = hardlab_server::app::build(config, self.db.pool.clone())
             .await
             .unwrap();
-            state.clusters = Some(clusters);
-        }
-        let router = hardlab_server::web::app(state.clone());
+        let server = tokio::spawn(hardlab_server::app::serve(
+            state.clone(),
+            listener,
+            std::future::pending(),
+        ));
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            if let Ok(Err(error)) = server.await {
+                panic!("the test app stopped: {error}");
+            }
         });
         TestApp {
             addr,
@@ -256,9 +261,14 @@ impl TestApp {
                 // Every test API server listens on loopback; the tests of the address rules
                 // turn this off again.
                 allow_private_cluster_addresses: true,
+                clusters: Some(test_cluster_settings()),
+                // A port of its own for every test app's access proxy.
+                proxy: ProxyConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    ..ProxyConfig::default()
+                },
                 ..Config::default()
             },
-            clusters: None,
         }
     }
 

@@ -1,5 +1,15 @@
 //! Server configuration: defaults that need nothing, overridden by a YAML file, then by
-//! `HARDLAB_*` environment variables, then by flags (clap reads both flags and variables).
+//! `HARDLAB_*` environment variables, then by flags (clap reads both flags and variables). One
+//! shape for every setting: the web app's, the learners' clusters' (`clusters:` in the file) and
+//! the access proxy's (`proxy:`).
+
+mod clusters;
+mod web;
+
+pub use clusters::{ClusterFlags, ClusterSettings, ProxyConfig, ProxyFlags};
+pub use web::{
+    AddressRange, AddressRangeError, JoinCode, SignupMode, canonical_address, parse_frame_ancestors,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,8 +17,6 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
-use crate::web::client_address::AddressRange;
-use crate::web::signup::{JoinCode, SignupMode};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -45,6 +53,10 @@ pub struct Config {
     pub allow_private_cluster_addresses: bool,
     /// The largest request body the server reads; larger ones get 413.
     pub max_request_body_bytes: usize,
+    /// Learners' clusters; `None`: the server runs without them (pages and Check on registered
+    /// clusters only).
+    pub clusters: Option<ClusterSettings>,
+    pub proxy: ProxyConfig,
 }
 
 impl Default for Config {
@@ -66,6 +78,8 @@ impl Default for Config {
             allow_private_cluster_addresses: false,
             // Forms are a few KiB (a kubeconfig up to 64 KiB); nothing takes uploads.
             max_request_body_bytes: 1024 * 1024,
+            clusters: Some(ClusterSettings::default()),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -100,7 +114,8 @@ impl Config {
 pub struct ConfigArgs {
     /// YAML configuration file (keys: listen, database_url, labs, secure_cookies, secret_key_file,
     /// public_url, static_dir, signup, signup_code, frame_ancestors, trusted_proxies,
-    /// allow_private_cluster_addresses, max_request_body_bytes).
+    /// allow_private_cluster_addresses, max_request_body_bytes, no_clusters; `clusters:` with the
+    /// cluster settings and `proxy:` with listen, url and config, each named as its flag with `_`).
     #[arg(long, env = "HARDLAB_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -167,6 +182,15 @@ pub struct ConfigArgs {
     /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576].
     #[arg(long, env = "HARDLAB_MAX_REQUEST_BODY_BYTES", value_name = "BYTES")]
     pub max_request_body_bytes: Option<usize>,
+    /// Run without learners' clusters (no Docker engine needed; Check grades registered clusters).
+    #[arg(long, env = "HARDLAB_NO_CLUSTERS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub no_clusters: Option<bool>,
+    #[command(flatten)]
+    #[serde(default)]
+    pub clusters: ClusterFlags,
+    #[command(flatten)]
+    #[serde(default)]
+    pub proxy: ProxyFlags,
 }
 
 impl ConfigArgs {
@@ -214,7 +238,7 @@ impl ConfigArgs {
             config.signup_code = Some(JoinCode::new(code)?);
         }
         if let Some(origins) = &self.frame_ancestors {
-            config.frame_ancestors = crate::web::headers::parse_frame_ancestors(origins)?;
+            config.frame_ancestors = parse_frame_ancestors(origins)?;
         }
         if let Some(proxies) = &self.trusted_proxies {
             config.trusted_proxies = proxies
@@ -233,6 +257,15 @@ impl ConfigArgs {
         if let Some(bytes) = self.max_request_body_bytes {
             config.max_request_body_bytes = bytes;
         }
+        if self.no_clusters == Some(true) {
+            config.clusters = None;
+        } else if self.no_clusters == Some(false) && config.clusters.is_none() {
+            config.clusters = Some(ClusterSettings::default());
+        }
+        if let Some(clusters) = &mut config.clusters {
+            self.clusters.apply(clusters);
+        }
+        self.proxy.apply(&mut config.proxy);
         Ok(())
     }
 }
