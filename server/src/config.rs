@@ -38,6 +38,13 @@ pub struct Config {
     pub frame_ancestors: Vec<String>,
     /// Reverse proxies whose `X-Forwarded-For` names the client; empty: the header is ignored.
     pub trusted_proxies: Vec<AddressRange>,
+    /// Let registered kubeconfigs point at loopback, private (10/8, 172.16/12, 192.168/16,
+    /// fc00::/7) and shared (100.64/10) addresses. Off by default: from the server those reach
+    /// the server itself, its database and its neighbours. Link-local and cloud metadata
+    /// addresses are refused either way.
+    pub allow_private_cluster_addresses: bool,
+    /// The largest request body the server reads; larger ones get 413.
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for Config {
@@ -56,6 +63,9 @@ impl Default for Config {
             signup_code: None,
             frame_ancestors: Vec::new(),
             trusted_proxies: Vec::new(),
+            allow_private_cluster_addresses: false,
+            // Forms are a few KiB (a kubeconfig up to 64 KiB); nothing takes uploads.
+            max_request_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -89,7 +99,8 @@ impl Config {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ConfigArgs {
     /// YAML configuration file (keys: listen, database_url, labs, secure_cookies, secret_key_file,
-    /// public_url, static_dir, signup, signup_code, frame_ancestors, trusted_proxies).
+    /// public_url, static_dir, signup, signup_code, frame_ancestors, trusted_proxies,
+    /// allow_private_cluster_addresses, max_request_body_bytes).
     #[arg(long, env = "HARDLAB_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -148,6 +159,14 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Let registered kubeconfigs point at loopback and private addresses (10/8, 172.16/12,
+    /// 192.168/16, fc00::/7, 100.64/10) [default: false]. Link-local and cloud metadata
+    /// addresses are always refused.
+    #[arg(long, env = "HARDLAB_ALLOW_PRIVATE_CLUSTER_ADDRESSES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_cluster_addresses: Option<bool>,
+    /// Largest request body accepted, in bytes; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "HARDLAB_MAX_REQUEST_BODY_BYTES", value_name = "BYTES")]
+    pub max_request_body_bytes: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -207,6 +226,12 @@ impl ConfigArgs {
                         .map_err(|e| Error::Config(format!("trusted_proxies: {text:?}: {e}")))
                 })
                 .collect::<Result<_>>()?;
+        }
+        if let Some(allow) = self.allow_private_cluster_addresses {
+            config.allow_private_cluster_addresses = allow;
+        }
+        if let Some(bytes) = self.max_request_body_bytes {
+            config.max_request_body_bytes = bytes;
         }
         Ok(())
     }

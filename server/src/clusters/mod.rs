@@ -10,6 +10,7 @@ pub mod kind;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod routes;
+pub mod server_address;
 
 use std::collections::BTreeMap;
 use std::fmt;

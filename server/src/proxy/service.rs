@@ -34,6 +34,8 @@ pub struct ProxySettings {
 
 impl ProxySettings {
     /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`.
+    /// (`HARDLAB_PROXY_RECORDING_MAX_BYTES`, the bytes kept of each exec session, is read when the
+    /// recorder starts.)
     pub fn from_env() -> Result<Self, ProxyError> {
         let listen = match std::env::var("HARDLAB_PROXY_LISTEN") {
             Ok(text) => text.parse().map_err(|_| {
@@ -99,7 +101,8 @@ impl ProxyService {
         let kube = KubeProxy::new(
             catalog,
             AuditWriter::spawn(pool.clone()),
-            Recorder::spawn(pool.clone()),
+            Recorder::spawn(pool.clone())
+                .with_session_limit(super::recording::session_limit_from_env()?),
         );
         tokio::spawn({
             let kube = Arc::clone(&kube);

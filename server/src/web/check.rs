@@ -273,7 +273,8 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
 /// cluster first, else the learner's own Docker cluster for this lab when it is ready.
 async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Option<Context>> {
     if let Some(registered) = cluster::load(state, user_id).await? {
-        let client_and_endpoint = cluster::connect(&registered.kubeconfig).await?;
+        let client_and_endpoint =
+            cluster::connect(&registered.kubeconfig, cluster::address_policy(state)).await?;
         let mut ctx = live_context(state, client_and_endpoint, lab).await?;
         if let Some(node) = super::targets::node_access(registered.node_spec.as_deref())? {
             ctx = ctx.with_node(node);
@@ -317,25 +318,38 @@ async fn live_context(
     // Prove the API server answers first, so an unreachable cluster reads as "could not check"
     // instead of a page of per-check errors that would count as a failed attempt. These labs
     // restart the API server on purpose, so a refused connection is retried for a while.
+    //
+    // What the learner reads names only the address they registered and whether a Kubernetes API
+    // server answered there: never the socket or TLS error, which would tell open ports from
+    // closed ones and so turn Check into a scanner of the server's network. The detail is logged
+    // at debug level for whoever runs the server.
     let patience = state.config.check_patience;
     let deadline = tokio::time::Instant::now() + patience;
+    let address = host_and_port(&endpoint.url);
+    let no_answer = || {
+        Error::Cluster(format!(
+            "the API server at {address} did not answer as a Kubernetes API server \
+             (is it restarting, or did its manifest break it?)"
+        ))
+    };
     loop {
         match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-            Err(_) => {
-                return Err(Error::Cluster(
-                    "the API server did not answer within 10 seconds".into(),
-                ));
+            // A silent address is retried like a refusing one, so how long Check takes does not
+            // tell a filtered port from a closed one either.
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                tracing::debug!(%address, "the API server did not answer within 10 seconds");
+                return Err(no_answer());
             }
-            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-                return Err(Error::Cluster(
-                    "the API server refused the kubeconfig's credentials (401)".into(),
-                ));
+            Err(_) => {}
+            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 401 | 403) => {
+                return Err(Error::Cluster(format!(
+                    "the API server at {address} refused the kubeconfig's credentials ({})",
+                    status.code
+                )));
             }
             Ok(Err(error)) if tokio::time::Instant::now() >= deadline => {
-                return Err(Error::Cluster(format!(
-                    "the API server did not answer for {} s (is it restarting, or did its manifest break it?): {error}",
-                    patience.as_secs()
-                )));
+                tracing::debug!(%address, %error, patience_s = patience.as_secs(), "the API server did not answer");
+                return Err(no_answer());
             }
             Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(Ok(_)) => break,
@@ -344,4 +358,19 @@ async fn live_context(
     Ok(Context::live(Some(client))
         .with_endpoint(endpoint)
         .with_params(lab.params.clone()))
+}
+
+/// `HOST:PORT` of an API server URL, for messages (the URL itself when it does not parse).
+fn host_and_port(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => match uri.authority() {
+            Some(authority) => format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(443)
+            ),
+            None => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
 }

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sqlx::AnyPool;
 use tower_http::services::ServeDir;
 
@@ -87,6 +88,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             session::session_layer,
         ))
+        .layer(DefaultBodyLimit::max(state.config.max_request_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
@@ -185,4 +188,34 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         started.elapsed(),
     );
     response
+}
+
+/// Every request body is read up to `max_request_body_bytes`: a declared larger one gets 413 at
+/// once, and an undeclared (chunked) one stops being read at the limit, so no handler, the
+/// session layer's CSRF check included, buffers more than that.
+async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.max_request_body_bytes;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return payload_too_large(Some(limit));
+    }
+    let request =
+        request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(request).await
+}
+
+/// 413, naming the limit when the caller knows which one was hit.
+pub fn payload_too_large(limit: Option<usize>) -> Response {
+    let limit = limit
+        .map(|bytes| format!(" ({bytes} bytes)"))
+        .unwrap_or_default();
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("The request body is larger than this server accepts{limit}."),
+    )
+        .into_response()
 }

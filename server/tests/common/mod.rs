@@ -253,6 +253,9 @@ impl TestApp {
                 check_patience: std::time::Duration::from_secs(1),
                 // Most tests sign learners up freely; tests of the sign-up modes set their own.
                 signup: hardlab_server::web::signup::SignupMode::Open,
+                // Every test API server listens on loopback; the tests of the address rules
+                // turn this off again.
+                allow_private_cluster_addresses: true,
                 ..Config::default()
             },
             clusters: None,
