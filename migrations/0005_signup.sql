@@ -11,3 +11,7 @@ CREATE TABLE signup_invites (
     max_uses BIGINT NOT NULL,
     uses BIGINT NOT NULL
 );
+
+-- Sign-in throttling now counts per account and per (account, client address); the counters
+-- per address alone are no longer read.
+DELETE FROM sign_in_failures WHERE throttle_key LIKE 'address:%';

@@ -360,3 +360,43 @@ async fn guesses_spread_over_many_addresses_still_block_the_account() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn failures_of_names_nobody_tries_again_are_forgotten_after_the_window() {
+    each_database(|db| async move {
+        let app = TestApp::start(db).await;
+        // A made-up name that failed long ago, and one blocked right now.
+        for (key, last, blocked) in [
+            ("account:ghost", 1_i64, 0_i64),
+            ("account:still-blocked", 1, i64::MAX),
+        ] {
+            sqlx::query(
+                "INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at, blocked_until) \
+                 VALUES ($1, 3, $2, $3)",
+            )
+            .bind(key)
+            .bind(last)
+            .bind(blocked)
+            .execute(&app.db.pool)
+            .await
+            .unwrap();
+        }
+        let page = sign_in(&app.agent(), "wrong-password-guess").await;
+        assert_eq!(page.status, 401);
+        let keys: Vec<(String,)> =
+            sqlx::query_as("SELECT throttle_key FROM sign_in_failures ORDER BY throttle_key")
+                .fetch_all(&app.db.pool)
+                .await
+                .unwrap();
+        let keys: Vec<&str> = keys.iter().map(|(k,)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "account-address:alice 127.0.0.1",
+                "account:alice",
+                "account:still-blocked"
+            ]
+        );
+    })
+    .await;
+}

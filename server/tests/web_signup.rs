@@ -490,3 +490,29 @@ async fn admin_invite_prints_a_link_on_the_public_url_that_signs_up() {
         "{refused:?}"
     );
 }
+
+#[test]
+fn serve_help_lists_the_settings_and_never_shows_the_join_code() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hardlab"))
+        .args(["serve", "--help"])
+        .env("HARDLAB_SIGNUP_CODE", "secret-join-code-42")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for wanted in [
+        "--signup <MODE>",
+        "[default: invite]",
+        "HARDLAB_SIGNUP",
+        "--signup-code <CODE>",
+        "HARDLAB_SIGNUP_CODE",
+        "--frame-ancestors <ORIGINS>",
+        "HARDLAB_FRAME_ANCESTORS",
+        "--trusted-proxies <ADDRS>",
+        "HARDLAB_TRUSTED_PROXIES",
+        "HSTS and Secure cookies",
+    ] {
+        assert!(help.contains(wanted), "{wanted} missing:\n{help}");
+    }
+    assert!(!help.contains("secret-join-code-42"), "{help}");
+}

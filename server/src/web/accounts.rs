@@ -355,16 +355,15 @@ async fn blocked_for(db: &AnyPool, key: &str, now: i64) -> Result<i64> {
 }
 
 async fn record_failure(db: &AnyPool, key: &str, free_failures: i64, now: i64) -> Result<()> {
-    // Forget failures from long ago, then count this one atomically (several instances may
-    // count the same account at once).
-    sqlx::query(
-        "DELETE FROM sign_in_failures WHERE throttle_key = $1 AND last_failure_at < $2 AND blocked_until < $3",
-    )
-    .bind(key)
-    .bind(now - FAILURE_WINDOW_MS)
-    .bind(now)
-    .execute(db)
-    .await?;
+    // Forget failures from long ago, this key's and every other one's: names and addresses that
+    // fail once are never looked up again, and made-up names would otherwise grow the table
+    // without end. Then count this one atomically (several instances may count the same
+    // account at once).
+    sqlx::query("DELETE FROM sign_in_failures WHERE last_failure_at < $1 AND blocked_until < $2")
+        .bind(now - FAILURE_WINDOW_MS)
+        .bind(now)
+        .execute(db)
+        .await?;
     sqlx::query(
         "INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at, blocked_until) \
          VALUES ($1, 1, $2, 0) ON CONFLICT (throttle_key) DO UPDATE \
