@@ -243,7 +243,8 @@ async fn a_closed_port_and_a_port_that_is_not_kubernetes_read_the_same() {
         ] {
             assert!(
                 body.contains(&format!(
-                    "the API server at {address} did not answer as a Kubernetes API server"
+                    "Cannot reach your cluster: the API server at {address} did not answer as a \
+                     Kubernetes API server"
                 )),
                 "{body}"
             );

@@ -250,7 +250,12 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
         }
         Err(error) => {
             tracing::warn!(lab = %lab.id, error = %error, "cannot reach the learner's cluster");
-            return AttemptRecord::problem(format!("Cannot reach your cluster: {error}"));
+            // Without the "cluster: " prefix of the error's own Display: the sentence says it.
+            let detail = match &error {
+                Error::Cluster(message) => message.clone(),
+                other => other.to_string(),
+            };
+            return AttemptRecord::problem(format!("Cannot reach your cluster: {detail}"));
         }
     };
     match tokio::time::timeout(GRADING_TIMEOUT, hardlab_grader::run_checks(&ctx, &checks)).await {
