@@ -11,6 +11,7 @@ pub mod cli;
 pub mod context;
 pub mod error;
 pub mod inputs;
+pub mod labels;
 pub mod model;
 pub mod report;
 pub mod run;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::web::client_address::AddressRange;
+use crate::web::signup::{JoinCode, SignupMode};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -14,7 +16,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
     pub labs_dir: PathBuf,
-    /// Mark the session cookie `Secure` (set this when a TLS proxy sits in front).
+    /// Mark the session cookie `Secure` (set this when a TLS proxy sits in front). An https
+    /// `public_url` implies it: see [`Config::cookies_secure`].
     pub secure_cookies: bool,
     /// 32 random bytes that seal stored kubeconfigs; created on first start when missing.
     pub secret_key_file: PathBuf,
@@ -27,6 +30,14 @@ pub struct Config {
     /// How long Check retries an API server that refuses connections: the labs restart it on
     /// purpose, and one coming back from a manifest change takes seconds to a minute.
     pub check_patience: std::time::Duration,
+    /// Who may create their own account on /signup.
+    pub signup: SignupMode,
+    /// The join code of `signup: code`.
+    pub signup_code: Option<JoinCode>,
+    /// Origins allowed to show the app in a frame (an LMS); empty: none may.
+    pub frame_ancestors: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; empty: the header is ignored.
+    pub trusted_proxies: Vec<AddressRange>,
     /// Let registered kubeconfigs point at loopback, private (10/8, 172.16/12, 192.168/16,
     /// fc00::/7) and shared (100.64/10) addresses. Off by default: from the server those reach
     /// the server itself, its database and its neighbours. Link-local and cloud metadata
@@ -48,10 +59,38 @@ impl Default for Config {
             public_url: None,
             static_dir: PathBuf::from("static"),
             check_patience: std::time::Duration::from_secs(45),
+            signup: SignupMode::Invite,
+            signup_code: None,
+            frame_ancestors: Vec::new(),
+            trusted_proxies: Vec::new(),
             allow_private_cluster_addresses: false,
             // Forms are a few KiB (a kubeconfig up to 64 KiB); nothing takes uploads.
             max_request_body_bytes: 1024 * 1024,
         }
+    }
+}
+
+impl Config {
+    /// Browsers reach the app over TLS (the public URL says https), whatever sits in between.
+    pub fn public_url_is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.trim().to_ascii_lowercase().starts_with("https://"))
+    }
+
+    /// Cookies carry `Secure` when configured so, and always when the public URL is https: a
+    /// cookie that may travel over plain HTTP could be read on the way.
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies || self.public_url_is_https()
+    }
+
+    /// The base of links printed on the console (setup, invitations): the public URL, else the
+    /// listen address.
+    pub fn link_base(&self) -> String {
+        self.public_url.as_deref().map_or_else(
+            || format!("http://{}", self.listen),
+            |url| url.trim().trim_end_matches('/').to_owned(),
+        )
     }
 }
 
@@ -60,7 +99,8 @@ impl Default for Config {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ConfigArgs {
     /// YAML configuration file (keys: listen, database_url, labs, secure_cookies, secret_key_file,
-    /// public_url, static_dir, allow_private_cluster_addresses, max_request_body_bytes).
+    /// public_url, static_dir, signup, signup_code, frame_ancestors, trusted_proxies,
+    /// allow_private_cluster_addresses, max_request_body_bytes).
     #[arg(long, env = "HARDLAB_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -74,18 +114,51 @@ pub struct ConfigArgs {
     #[arg(long = "labs", env = "HARDLAB_LABS", value_name = "DIR")]
     #[serde(rename = "labs")]
     pub labs_dir: Option<PathBuf>,
-    /// Mark the session cookie Secure (behind a TLS-terminating proxy).
+    /// Mark the session cookie Secure (behind a TLS-terminating proxy); implied by an https
+    /// public URL.
     #[arg(long, env = "HARDLAB_SECURE_COOKIES", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub secure_cookies: Option<bool>,
     /// File with the key that seals stored kubeconfigs [default: data/secret.key].
     #[arg(long, env = "HARDLAB_SECRET_KEY_FILE", value_name = "FILE")]
     pub secret_key_file: Option<PathBuf>,
-    /// Base URL for links printed on the console, e.g. https://lab.example.org.
+    /// Base URL for links printed on the console, e.g. https://lab.example.org; https also turns on
+    /// HSTS and Secure cookies.
     #[arg(long, env = "HARDLAB_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
     /// Folder served under /static [default: static].
     #[arg(long, env = "HARDLAB_STATIC_DIR", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Who may create an account: closed (admins only, `hardlab admin create-user`), invite (links
+    /// from /admin/invites or `hardlab admin invite`), code (the join code) or open (anyone)
+    /// [default: invite].
+    #[arg(long, env = "HARDLAB_SIGNUP", value_name = "MODE")]
+    pub signup: Option<SignupMode>,
+    /// The join code learners type on /signup when signup is `code` (at least 8 characters).
+    #[arg(
+        long,
+        env = "HARDLAB_SIGNUP_CODE",
+        value_name = "CODE",
+        hide_env_values = true
+    )]
+    pub signup_code: Option<String>,
+    /// Origins that may show the app in a frame, comma-separated, e.g. https://lms.example.org
+    /// or 'self' [default: none may].
+    #[arg(
+        long,
+        env = "HARDLAB_FRAME_ANCESTORS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub frame_ancestors: Option<Vec<String>>,
+    /// Reverse proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names
+    /// the client for sign-in throttling [default: none; the header is ignored].
+    #[arg(
+        long,
+        env = "HARDLAB_TRUSTED_PROXIES",
+        value_name = "ADDRS",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Let registered kubeconfigs point at loopback and private addresses (10/8, 172.16/12,
     /// 192.168/16, fc00::/7, 100.64/10) [default: false]. Link-local and cloud metadata
     /// addresses are always refused.
@@ -101,13 +174,18 @@ impl ConfigArgs {
     pub fn resolve(&self) -> Result<Config> {
         let mut layered = Config::default();
         if let Some(path) = &self.config {
-            read_file(path)?.apply(&mut layered);
+            read_file(path)?.apply(&mut layered)?;
         }
-        self.apply(&mut layered);
+        self.apply(&mut layered)?;
+        if layered.signup == SignupMode::Code && layered.signup_code.is_none() {
+            return Err(Error::Config(
+                "signup_code: `signup: code` needs a join code (HARDLAB_SIGNUP_CODE)".into(),
+            ));
+        }
         Ok(layered)
     }
 
-    fn apply(&self, config: &mut Config) {
+    fn apply(&self, config: &mut Config) -> Result<()> {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
@@ -129,12 +207,33 @@ impl ConfigArgs {
         if let Some(dir) = &self.static_dir {
             config.static_dir.clone_from(dir);
         }
+        if let Some(mode) = self.signup {
+            config.signup = mode;
+        }
+        if let Some(code) = &self.signup_code {
+            config.signup_code = Some(JoinCode::new(code)?);
+        }
+        if let Some(origins) = &self.frame_ancestors {
+            config.frame_ancestors = crate::web::headers::parse_frame_ancestors(origins)?;
+        }
+        if let Some(proxies) = &self.trusted_proxies {
+            config.trusted_proxies = proxies
+                .iter()
+                .map(|text| text.trim())
+                .filter(|text| !text.is_empty())
+                .map(|text| {
+                    text.parse()
+                        .map_err(|e| Error::Config(format!("trusted_proxies: {text:?}: {e}")))
+                })
+                .collect::<Result<_>>()?;
+        }
         if let Some(allow) = self.allow_private_cluster_addresses {
             config.allow_private_cluster_addresses = allow;
         }
         if let Some(bytes) = self.max_request_body_bytes {
             config.max_request_body_bytes = bytes;
         }
+        Ok(())
     }
 }
 

@@ -87,6 +87,17 @@ enum AdminCommand {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Print an invitation link for sign-up (signup invite or code), built on the public URL.
+    Invite {
+        /// How many accounts the link may create.
+        #[arg(long, default_value_t = hardlab_server::web::signup::DEFAULT_INVITE_USES)]
+        uses: i64,
+        /// Hours until the link expires.
+        #[arg(long, default_value_t = hardlab_server::web::signup::DEFAULT_INVITE_HOURS)]
+        hours: i64,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +146,13 @@ fn main() -> ExitCode {
                     instructor,
                 )
                 .await
+            }
+            Command::Admin(AdminCommand::Invite {
+                uses,
+                hours,
+                config,
+            }) => {
+                hardlab_server::web::signup::invite_command(&config.resolve()?, uses, hours).await
             }
             Command::Clusters {
                 command,

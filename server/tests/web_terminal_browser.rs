@@ -251,6 +251,9 @@ async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_che
         .await;
     let text = wait_for_terminal(&browser, "\n1\n", COMMAND).await;
     assert!(!text.contains("command not found"), "{text}");
+    // xterm.js, its style elements and the WebSocket all work under the Content-Security-Policy.
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
     browser
         .full_page_screenshot(&artifacts().join("terminal-ready-1280.png"), 1280)
         .await;

@@ -148,12 +148,7 @@ pub struct Role {
     pub kubernetes_groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum LabelValues {
-    One(String),
-    Any(Vec<String>),
-}
+pub use crate::labels::LabelValues;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuditEvent {
@@ -189,34 +184,10 @@ impl AuditEvent {
     }
 }
 
-fn glob_matches(pattern: &str, value: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == value,
-        Some((prefix, rest)) => {
-            value.starts_with(prefix)
-                && (rest.is_empty() || {
-                    let tail = &value[prefix.len()..];
-                    (0..=tail.len())
-                        .any(|i| tail.is_char_boundary(i) && glob_matches(rest, &tail[i..]))
-                })
-        }
-    }
-}
-
 impl Role {
-    /// The same rule as the proxy: every key present with a matching value; `*: *` for all.
+    /// The proxy's own rule (`crate::labels`).
     fn reaches(&self, labels: &BTreeMap<String, String>) -> bool {
-        !self.kubernetes_labels.is_empty()
-            && self.kubernetes_labels.iter().all(|(key, wanted)| {
-                let matches = |value: &str| match wanted {
-                    LabelValues::One(w) => glob_matches(w, value),
-                    LabelValues::Any(ws) => ws.iter().any(|w| glob_matches(w, value)),
-                };
-                if key == "*" {
-                    return matches("*");
-                }
-                labels.get(key).is_some_and(|value| matches(value))
-            })
+        crate::labels::reaches(&self.kubernetes_labels, labels)
     }
 }
 
@@ -746,13 +717,5 @@ mod tests {
             run("proxy.developer-restricted-to-prod", &prod).status,
             Status::Pass
         );
-    }
-
-    #[test]
-    fn label_globs_match_like_the_proxy() {
-        assert!(glob_matches("*", "anything"));
-        assert!(glob_matches("eu-*", "eu-west"));
-        assert!(glob_matches("*-west", "eu-west"));
-        assert!(!glob_matches("eu-*", "us-east"));
     }
 }

@@ -1047,32 +1047,37 @@ impl ClusterManager {
     /// Reaps and refills the pool every `reap_interval`, and watches the nodes every
     /// `watch_interval`, until the manager is dropped.
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        let interval = self.config.reap_interval;
-        let watched = Arc::downgrade(self);
-        let watch_interval = self.config.watch_interval;
-        tokio::spawn(async move {
-            loop {
-                let Some(manager) = watched.upgrade() else {
-                    return;
-                };
-                if let Err(error) = manager.watch_once().await {
-                    tracing::debug!(%error, "watching the nodes failed");
-                }
-                drop(manager);
-                tokio::time::sleep(watch_interval).await;
+        self.spawn_every(self.config.watch_interval, |manager| async move {
+            if let Err(error) = manager.watch_once().await {
+                tracing::debug!(%error, "watching the nodes failed");
             }
         });
+        self.spawn_every(self.config.reap_interval, |manager| async move {
+            if let Err(error) = manager.reap_once().await {
+                tracing::warn!(%error, "reaping clusters failed");
+            }
+            manager.refill_pool().await;
+        })
+    }
+
+    /// Runs `round` every `interval` on a task that holds the manager only while a round runs,
+    /// so dropping the manager ends the task.
+    fn spawn_every<F, Fut>(
+        self: &Arc<Self>,
+        interval: Duration,
+        round: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(manager) = weak.upgrade() else {
                     return;
                 };
-                if let Err(error) = manager.reap_once().await {
-                    tracing::warn!(%error, "reaping clusters failed");
-                }
-                manager.refill_pool().await;
-                drop(manager);
+                round(manager).await;
                 tokio::time::sleep(interval).await;
             }
         })

@@ -15,22 +15,7 @@ pub const DEFAULT_TTL: Duration = Duration::hours(12);
 /// needs it, so the proxy sends it too (as Teleport and kube-oidc-proxy do).
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 
-/// A label value in a role: one value or a list of acceptable values; `*` matches anything.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum LabelValues {
-    One(String),
-    Any(Vec<String>),
-}
-
-impl LabelValues {
-    fn matches(&self, value: &str) -> bool {
-        match self {
-            LabelValues::One(wanted) => glob_matches(wanted, value),
-            LabelValues::Any(wanted) => wanted.iter().any(|w| glob_matches(w, value)),
-        }
-    }
-}
+pub use hardlab_grader::labels::LabelValues;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,18 +35,9 @@ pub struct Role {
 }
 
 impl Role {
+    /// The one rule, shared with the lab 6 checks (`hardlab_grader::labels`).
     pub fn reaches(&self, cluster_labels: &BTreeMap<String, String>) -> bool {
-        if self.kubernetes_labels.is_empty() {
-            return false;
-        }
-        self.kubernetes_labels.iter().all(|(key, wanted)| {
-            if key == "*" {
-                return wanted.matches("*");
-            }
-            cluster_labels
-                .get(key)
-                .is_some_and(|value| wanted.matches(value))
-        })
+        hardlab_grader::labels::reaches(&self.kubernetes_labels, cluster_labels)
     }
 
     pub fn max_ttl(&self) -> Result<Option<Duration>, ProxyError> {
@@ -312,30 +288,6 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         saw_unit = true;
     }
     (number.is_empty() && saw_unit && total > Duration::ZERO).then_some(total)
-}
-
-/// `*` anywhere in the pattern matches any run of characters; everything else literally.
-fn glob_matches(pattern: &str, value: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == value;
-    }
-    let mut rest = value;
-    for (index, part) in parts.iter().enumerate() {
-        if index == 0 {
-            let Some(stripped) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = stripped;
-        } else if index == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else if let Some(found) = rest.find(part) {
-            rest = &rest[found + part.len()..];
-        } else {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

@@ -7,11 +7,14 @@
 pub mod accounts;
 mod admin;
 pub mod check;
+pub mod client_address;
 pub mod cluster;
 pub mod error;
+pub mod headers;
 mod health;
 pub mod pages;
 pub mod session;
+pub mod signup;
 mod targets;
 
 use std::sync::Arc;
@@ -66,6 +69,7 @@ impl AppState {
 /// in, else redirected to sign-in) or a [`session::Visitor`] (anyone).
 pub fn app(state: AppState) -> Router {
     let static_dir = state.config.static_dir.clone();
+    let security_headers = Arc::new(headers::SecurityHeaders::from_config(&state.config));
     let proxy = match &state.proxy {
         Some(proxy) => crate::proxy::web::router().with_state(Arc::clone(proxy)),
         None => Router::new(),
@@ -90,6 +94,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn_with_state(
+            security_headers,
+            headers::security_headers,
+        ))
         .with_state(state)
 }
 
@@ -102,10 +110,7 @@ pub async fn serve(
     tracing::info!(labs = labs.all().len(), dir = %config.labs_dir.display(), "labs loaded");
     let db = crate::db::connect(&config.database_url).await?;
     if let Some(token) = accounts::issue_setup_token(&db).await? {
-        let base = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen));
+        let base = config.link_base();
         // Printed, not logged: the token must not end up in log storage.
         println!(
             "No admin yet. Create the first one at {}/setup?token={token} (works once), or run \
@@ -133,6 +138,10 @@ pub async fn serve(
     match crate::proxy::web::start(state.db.clone()).await {
         Ok(proxy) => state.proxy = Some(proxy),
         Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
+    }
+    let privileged_nodes = state.clusters.is_some() && !cluster_args.node_unprivileged;
+    for warning in accounts::startup_warnings(&state.config, privileged_nodes) {
+        tracing::warn!("{warning}");
     }
     axum::serve(
         listener,

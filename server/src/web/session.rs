@@ -177,7 +177,7 @@ fn set_cookie(
     if let Some(age) = max_age_secs {
         cookie.push_str(&format!("; Max-Age={age}"));
     }
-    if state.config.secure_cookies {
+    if state.config.cookies_secure() {
         cookie.push_str("; Secure");
     }
     HeaderValue::from_str(&cookie)

@@ -254,6 +254,8 @@ impl TestApp {
                 // Every test API server listens on loopback; the tests of the address rules
                 // turn this off again.
                 allow_private_cluster_addresses: true,
+                // Most tests sign learners up freely; tests of the sign-up modes set their own.
+                signup: hardlab_server::web::signup::SignupMode::Open,
                 ..Config::default()
             },
             clusters: None,
@@ -278,6 +280,12 @@ impl TestApp {
 
     pub fn agent(&self) -> Agent {
         Agent::new(&self.base_url)
+    }
+
+    /// An agent whose connections come from another loopback address (127.0.0.0/8 is all local
+    /// on Linux), as a second client machine would.
+    pub fn agent_from(&self, address: std::net::IpAddr) -> Agent {
+        Agent::from_address(&self.base_url, address)
     }
 
     /// A new learner account, signed in through the sign-up form.
@@ -345,19 +353,50 @@ pub struct Agent {
     base_url: String,
     cookies: Mutex<BTreeMap<String, String>>,
     csrf: Mutex<Option<String>>,
+    /// Sent with every request (e.g. `X-Forwarded-For` as a reverse proxy would add it).
+    extra_headers: Mutex<Vec<(String, String)>>,
 }
 
 impl Agent {
     pub fn new(base_url: &str) -> Agent {
-        Agent {
-            client: reqwest::Client::builder()
+        Self::with_client(
+            base_url,
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+        )
+    }
+
+    /// Connections from this local source address.
+    pub fn from_address(base_url: &str, address: std::net::IpAddr) -> Agent {
+        Self::with_client(
+            base_url,
+            reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+                .local_address(address),
+        )
+    }
+
+    fn with_client(base_url: &str, builder: reqwest::ClientBuilder) -> Agent {
+        Agent {
+            client: builder.build().unwrap(),
             base_url: base_url.to_owned(),
             cookies: Mutex::new(BTreeMap::new()),
             csrf: Mutex::new(None),
+            extra_headers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sends this header (replacing an earlier value of the same name) with every request.
+    pub fn set_header(&self, name: &str, value: &str) {
+        let mut headers = self.extra_headers.lock().unwrap();
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn with_extra_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (name, value) in self.extra_headers.lock().unwrap().iter() {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
@@ -410,8 +449,7 @@ impl Agent {
 
     pub async fn get(&self, path: &str) -> Page {
         let response = self
-            .client
-            .get(format!("{}{path}", self.base_url))
+            .with_extra_headers(self.client.get(format!("{}{path}", self.base_url)))
             .header(reqwest::header::COOKIE, self.cookie_header())
             .send()
             .await
@@ -433,8 +471,7 @@ impl Agent {
     /// Posts exactly these fields (no CSRF token added).
     pub async fn post_form_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base_url))
+            .with_extra_headers(self.client.post(format!("{}{path}", self.base_url)))
             .header(reqwest::header::COOKIE, self.cookie_header())
             .header(
                 reqwest::header::CONTENT_TYPE,

@@ -1,6 +1,6 @@
 //! A small WebDriver client for real headless Chromium through chromedriver (the W3C WebDriver
 //! HTTP protocol, JSON over HTTP), enough for the browser tests: navigate, find, type, click,
-//! read text, run a script, resize, screenshot.
+//! read text, run a script, resize, screenshot, switch frames, read the console.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -21,10 +21,39 @@ pub struct Browser {
 }
 
 impl Drop for Browser {
+    /// Runs on every path out of a test, panics included. Killing chromedriver alone leaves its
+    /// Chromium (and that one's helpers) running, orphaned to init: so the session is ended over
+    /// WebDriver first, then the whole process group chromedriver leads is killed.
     fn drop(&mut self) {
-        // The session's Chromium goes with its chromedriver.
+        end_session(&self.base, &self.session);
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// `DELETE /session/{id}` with a plain blocking request (a `Drop` has no runtime to wait on),
+/// bounded to a few seconds; chromedriver then closes its Chromium itself.
+fn end_session(base: &str, session: &str) {
+    use std::io::{Read, Write};
+    let Some(address) = base.strip_prefix("http://") else {
+        return;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "DELETE /session/{session} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
     }
 }
 
@@ -38,12 +67,16 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        // Its own process group, so that the browser it starts can be killed with it.
+        let driver = std::os::unix::process::CommandExt::process_group(
+            Command::new("/usr/bin/chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -73,7 +106,9 @@ impl Browser {
             .post(format!("{base}/session"))
             .json(&json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+                // Console messages (CSP refusals among them) for `console_messages`.
+                "goog:loggingPrefs": {"browser": "ALL"}
             }}}))
             .send()
             .await
@@ -92,6 +127,11 @@ impl Browser {
             driver,
             _profile: profile,
         }
+    }
+
+    /// The browser's temporary profile folder (gone once the browser is dropped).
+    pub fn profile_dir(&self) -> std::path::PathBuf {
+        self._profile.path().to_path_buf()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -204,6 +244,51 @@ impl Browser {
     pub async fn script(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
             .await
+    }
+
+    /// Console messages since the last call (chromedriver's log endpoint), as `LEVEL message`.
+    pub async fn console_messages(&self) -> Vec<String> {
+        let entries = self.post("/se/log", json!({"type": "browser"})).await;
+        entries
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["level"].as_str().unwrap_or_default(),
+                            e["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Console messages since the last call that report a Content-Security-Policy refusal.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        self.console_messages()
+            .await
+            .into_iter()
+            .filter(|m| m.contains("Content Security Policy") || m.contains("Refused to"))
+            .collect()
+    }
+
+    /// Commands go to the document of this frame until [`Browser::switch_to_top`].
+    pub async fn switch_to_frame(&self, css: &str) {
+        let frame = self.find(css).await;
+        let answer = self
+            .post("/frame", json!({ "id": { ELEMENT_KEY: frame.0 } }))
+            .await;
+        assert!(
+            answer.get("error").is_none(),
+            "switching to {css}: {answer}"
+        );
+    }
+
+    pub async fn switch_to_top(&self) {
+        self.post("/frame", json!({ "id": null })).await;
     }
 
     pub async fn resize(&self, width: u32, height: u32) {
