@@ -30,39 +30,7 @@ use crate::config::Config;
 use crate::db::{now_ms, random_id};
 use crate::{Error, Result};
 
-/// Ordered by power: a check for "instructor or more" is `role >= Role::Instructor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Learner,
-    Instructor,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Learner => "learner",
-            Role::Instructor => "instructor",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Unknown values fall back to the least power.
-    pub fn parse(text: &str) -> Role {
-        match text {
-            "admin" => Role::Admin,
-            "instructor" => Role::Instructor,
-            _ => Role::Learner,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: String,
-    pub username: String,
-    pub role: Role,
-}
+pub use super::users::{Role, User};
 
 /// Wrong passwords for one account from one client address before that pair is blocked.
 pub const FREE_FAILURES_PER_ACCOUNT_AND_ADDRESS: i64 = 5;

@@ -66,20 +66,8 @@ pub enum GradingError {
     NoAnswer { address: String },
     #[error("the API server at {address} refused the kubeconfig's credentials ({code})")]
     CredentialsRefused { address: String, code: u16 },
-    #[error("node access {spec:?}: {source}")]
-    NodeAccess {
-        spec: String,
-        #[source]
-        source: hardlab_grader::Error,
-    },
-    #[error("node access {0:?} is not local:/DIR or docker:CONTAINER")]
-    NodeSpec(String),
-    #[error("etcd at {url}: {source}")]
-    Etcd {
-        url: String,
-        #[source]
-        source: hardlab_grader::Error,
-    },
+    #[error("{0}")]
+    Target(#[from] super::targets::TargetError),
     #[error("this step judges the access proxy, which is not running on this server")]
     ProxyNotRunning,
     #[error("the access proxy's state: {0}")]

@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use hardlab_grader::context::ApiEndpoint;
 use serde::Deserialize;
 
-use super::accounts::Role;
 use super::session::{Session, Visitor};
+use super::users::Role;
 use super::{AppState, WebError};
 use crate::clusters::kubeconfig::{
     ClientTimeouts, InlineCredentials, KubeconfigError, parse_inline,

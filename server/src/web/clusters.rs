@@ -8,8 +8,8 @@ use axum::Router;
 use axum::http::{Extensions, HeaderMap};
 
 use super::AppState;
-use super::accounts::Role;
 use super::session::Visitor;
+use super::users::Role;
 use crate::clusters::lifecycle::LabClusterRequest;
 use crate::clusters::routes::{ClustersState, Site, Viewer};
 use crate::labs::Labs;

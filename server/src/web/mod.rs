@@ -17,6 +17,7 @@ pub mod pages;
 pub mod session;
 pub mod signup;
 mod targets;
+pub mod users;
 
 use std::sync::Arc;
 use std::time::Instant;

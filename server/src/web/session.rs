@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::accounts::{Role, User};
+use super::users::{Role, User};
 use super::{AppState, WebError};
 use crate::db::{now_ms, random_id};
 

@@ -19,8 +19,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 
-use super::accounts::Role;
 use super::session::{Session, Visitor};
+use super::users::Role;
 use super::{AppState, WebError};
 use crate::config::Config;
 pub use crate::config::{JoinCode, SignupMode};

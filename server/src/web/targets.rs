@@ -7,11 +7,29 @@ use hardlab_grader::target::etcd::EtcdHttp;
 use hardlab_grader::target::local::LocalNode;
 use hardlab_grader::target::{EtcdAccess, NodeAccess};
 
-use super::check::GradingError;
 use super::cluster::EtcdEndpoint;
 
+/// Why a registration's node or etcd access cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("node access {spec:?}: {source}")]
+    NodeAccess {
+        spec: String,
+        #[source]
+        source: hardlab_grader::Error,
+    },
+    #[error("node access {0:?} is not local:/DIR or docker:CONTAINER")]
+    NodeSpec(String),
+    #[error("etcd at {url}: {source}")]
+    Etcd {
+        url: String,
+        #[source]
+        source: hardlab_grader::Error,
+    },
+}
+
 /// `local:/DIR` (files laid out like /etc/kubernetes) or `docker:CONTAINER`.
-pub fn node_access(spec: Option<&str>) -> Result<Option<Arc<dyn NodeAccess>>, GradingError> {
+pub fn node_access(spec: Option<&str>) -> Result<Option<Arc<dyn NodeAccess>>, TargetError> {
     let Some(spec) = spec else {
         return Ok(None);
     };
@@ -19,19 +37,19 @@ pub fn node_access(spec: Option<&str>) -> Result<Option<Arc<dyn NodeAccess>>, Gr
         return Ok(Some(Arc::new(LocalNode::new(dir))));
     }
     if let Some(container) = spec.strip_prefix("docker:") {
-        let node = DockerNode::new(container).map_err(|source| GradingError::NodeAccess {
+        let node = DockerNode::new(container).map_err(|source| TargetError::NodeAccess {
             spec: spec.to_owned(),
             source,
         })?;
         return Ok(Some(Arc::new(node)));
     }
-    Err(GradingError::NodeSpec(spec.to_owned()))
+    Err(TargetError::NodeSpec(spec.to_owned()))
 }
 
 /// etcd's HTTP gateway with the registered CA and client certificate, held in memory only.
 pub fn etcd_access(
     endpoint: Option<&EtcdEndpoint>,
-) -> Result<Option<Arc<dyn EtcdAccess>>, GradingError> {
+) -> Result<Option<Arc<dyn EtcdAccess>>, TargetError> {
     let Some(endpoint) = endpoint else {
         return Ok(None);
     };
@@ -41,7 +59,7 @@ pub fn etcd_access(
         endpoint.cert_pem.as_deref().map(str::as_bytes),
         endpoint.key_pem.as_deref().map(str::as_bytes),
     )
-    .map_err(|source| GradingError::Etcd {
+    .map_err(|source| TargetError::Etcd {
         url: endpoint.url.clone(),
         source,
     })?;
