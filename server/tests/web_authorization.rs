@@ -178,7 +178,13 @@ async fn a_learner_gets_404_for_another_learners_attempts_progress_cluster_and_s
         let step = bob.get("/labs/demo-etcd/steps/encrypt").await;
         assert_eq!(step.status, 200);
         assert!(!step.body.contains(&attempt));
-        assert!(step.body.contains("You have no cluster registered yet"));
+        // The app runs learners' clusters, as `serve` does: Bob is told to start his own.
+        assert!(
+            step.body
+                .contains("Your cluster is not running. Start it below"),
+            "{}",
+            step.body
+        );
         let cluster = bob.get("/cluster").await;
         assert!(cluster.body.contains("No cluster registered."));
         assert!(!cluster.body.contains("127.0.0.1:1"));
