@@ -89,11 +89,13 @@ pub enum FailOnArg {
     Fail,
 }
 
-/// Which checks to run; with neither, all of them.
+/// Which checks to run; with neither, every hardening check (lab-exercise checks run only with
+/// `--lab` or `--check`).
 #[derive(Debug, Args)]
 pub struct Selection {
-    /// Run this lab's checks (repeatable): etcd-secrets, network-policies, pod-mtls,
-    /// secure-access, pod-security, access-proxy.
+    /// Run this lab's checks (repeatable), its exercise checks included: etcd-secrets,
+    /// network-policies, pod-mtls, secure-access, pod-security, access-proxy. Without --lab or
+    /// --check, only the hardening checks run.
     #[arg(long = "lab", value_name = "ID")]
     pub labs: Vec<String>,
     /// Run this check (repeatable); see `hardlab-grade checks`.

@@ -53,7 +53,8 @@ pub fn checks() -> Vec<CheckDef> {
                  `kms: {apiVersion: v2, name: ..., endpoint: unix:///...}` first in the providers for `secrets`; \
                  then rewrite every Secret so it is stored under the new provider.",
                 &["CIS Kubernetes Benchmark 1.2.28", KMS_DOC],
-            ),
+            )
+            .exercise(),
             run: |ctx| encryption_kms_v2(ctx).boxed(),
         },
         CheckDef {

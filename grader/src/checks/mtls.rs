@@ -281,8 +281,47 @@ pub fn meshing(
     ))
 }
 
+/// Whether the inputs carry any mesh at all: a mesh's own objects, a namespace or workload that
+/// asks for injection or sets an inbound policy, or a workload that has a proxy.
+fn mesh_among(objects: &[KubeObject], ctx: &Context) -> bool {
+    let mesh_kind = objects.iter().any(|object| {
+        object.api_version.starts_with("security.istio.io/")
+            || object.api_version.starts_with("networking.istio.io/")
+            || object.api_version.starts_with("policy.linkerd.io/")
+    });
+    let namespace_opts_in = namespaces(objects).values().any(|(labels, annotations)| {
+        labels.contains_key("istio-injection")
+            || labels.contains_key("istio.io/rev")
+            || annotations.contains_key("linkerd.io/inject")
+            || annotations.contains_key(LINKERD_INBOUND)
+    });
+    let empty = BTreeMap::new();
+    let workload_meshed = workloads(objects, ctx).iter().any(|workload| {
+        !matches!(meshing(workload, &empty, &empty), Meshing::None(_))
+            || workload.annotations.contains_key(LINKERD_INBOUND)
+    });
+    mesh_kind || namespace_opts_in || workload_meshed
+}
+
+/// A static scan without a lab namespace judges a mesh only when the files carry one: a
+/// repository that uses no mesh gets `skip` with the reason, not a failure about a mesh it never
+/// meant to have. Live, and for a lab's namespace, a missing mesh is a finding.
+fn no_mesh_given(objects: &[KubeObject], ctx: &Context) -> Option<Outcome> {
+    (ctx.mode == Mode::Static && ctx.params.namespace.is_none() && !mesh_among(objects, ctx)).then(
+        || {
+            Outcome::skip(
+                "no service mesh among the inputs (no Istio or Linkerd object, no injection label or \
+                 annotation, no proxy): mTLS is not judged; pass --namespace to require one",
+            )
+        },
+    )
+}
+
 async fn workloads_meshed(ctx: &Context) -> Result<Outcome> {
     let objects = objects(ctx).await?;
+    if let Some(skipped) = no_mesh_given(&objects, ctx) {
+        return Ok(skipped);
+    }
     let workloads = workloads(&objects, ctx);
     if workloads.is_empty() {
         return Ok(Outcome::skip(format!(
@@ -562,6 +601,9 @@ fn linkerd_policy_for(
 
 async fn strict_mode(ctx: &Context) -> Result<Outcome> {
     let objects = objects(ctx).await?;
+    if let Some(skipped) = no_mesh_given(&objects, ctx) {
+        return Ok(skipped);
+    }
     let workloads = workloads(&objects, ctx);
     let namespace_objects = namespaces(&objects);
     let mut scope: Vec<String> = match &ctx.params.namespace {

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use futures::FutureExt;
 
 use crate::catalog::{CheckDef, Lab};
+use crate::context::Mode;
 use crate::model::{Location, Outcome, Severity};
 use crate::{Context, Result};
 use engine::{Cluster, ContainerPort, Direction, Labels, Pod, Protocol};
@@ -64,7 +65,8 @@ pub fn checks() -> Vec<CheckDef> {
                  app=backend on TCP 3306, egress for the matching sources, and egress to kube-dns on UDP and TCP 53; \
                  nothing else. Run `hardlab-grade matrix` to see every connection and the policy that decides it.",
                 &[NSA, DOCS],
-            ),
+            )
+            .exercise(),
             run: |ctx| intended_matrix(ctx).boxed(),
         },
         CheckDef {
@@ -99,9 +101,119 @@ fn pods_in<'a>(cluster: &'a Cluster, namespace: &str) -> Vec<&'a Pod> {
         .collect()
 }
 
+/// The namespaces a default-deny check judges: the lab's (`--namespace`), live the `default`
+/// namespace, and in a static scan without a namespace every namespace that has pods among the
+/// inputs (the files are what was given; a namespace they do not mention is not judged).
+fn judged_namespaces(ctx: &Context, cluster: &Cluster) -> Vec<String> {
+    if ctx.params.namespace.is_some() || ctx.mode == Mode::Live {
+        return vec![lab_namespace(ctx).to_owned()];
+    }
+    let namespaces: BTreeSet<String> = cluster
+        .pods
+        .iter()
+        .filter(|pod| !pod.host_network)
+        .map(|pod| pod.namespace.clone())
+        .collect();
+    namespaces.into_iter().collect()
+}
+
 async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
     let cluster = cluster(ctx).await?;
-    let namespace = lab_namespace(ctx);
+    let what = direction.as_str();
+    let namespaces = judged_namespaces(ctx, &cluster);
+    if ctx.mode == Mode::Static && ctx.params.namespace.is_none() {
+        // A scan judges what it was given: without pods, or without any policy at all, the
+        // files do not hold the subject (the policies may live elsewhere); skip, never fail.
+        if namespaces.is_empty() {
+            return Ok(Outcome::skip(format!(
+                "no pods among the inputs: nothing to judge for a default deny of {what}"
+            )));
+        }
+        if cluster.policies.is_empty() {
+            return Ok(Outcome::skip(format!(
+                "no NetworkPolicy among the inputs: {} pod(s) in {} were given without their policies;                  add the policies to the scan (or pass --namespace) to judge {what} isolation",
+                namespaces
+                    .iter()
+                    .map(|ns| pods_in(&cluster, ns).len())
+                    .sum::<usize>(),
+                namespaces.join(", ")
+            )));
+        }
+    }
+    let verdicts: Vec<NamespaceVerdict> = namespaces
+        .iter()
+        .map(|namespace| judge_namespace(&cluster, namespace, direction))
+        .collect();
+    let hint = match direction {
+        Direction::Ingress => "",
+        Direction::Egress => {
+            " (a policy without egress rules isolates egress only when its policyTypes lists Egress)"
+        }
+    };
+
+    let failing: Vec<&NamespaceVerdict> = verdicts
+        .iter()
+        .filter(|verdict| !verdict.problems.is_empty())
+        .collect();
+    if !failing.is_empty() {
+        let problems: Vec<&String> = failing.iter().flat_map(|v| &v.problems).collect();
+        let locations: Vec<Location> = failing
+            .iter()
+            .flat_map(|v| v.locations.iter().cloned())
+            .collect();
+        let where_ = names(failing.iter().map(|v| v.namespace.clone()));
+        let first = problems[0];
+        let message = if problems.len() == 1 {
+            format!("no default deny for {what} in {where_}: {first}{hint}")
+        } else {
+            format!(
+                "no default deny for {what} in {where_}: {first}, and {} more{hint}",
+                problems.len() - 1
+            )
+        };
+        let evidence: Vec<&str> = problems.iter().map(|p| p.as_str()).collect();
+        return Ok(Outcome::fail(message)
+            .with_evidence(evidence.join("\n"))
+            .with_locations(locations));
+    }
+
+    let warnings: Vec<&NamespaceVerdict> =
+        verdicts.iter().filter(|v| v.warning.is_some()).collect();
+    let locations: Vec<Location> = verdicts
+        .iter()
+        .flat_map(|v| v.policy_locations.iter().cloned())
+        .collect();
+    if !warnings.is_empty() {
+        return Ok(Outcome::warn(
+            warnings
+                .iter()
+                .filter_map(|v| v.warning.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .with_locations(locations));
+    }
+    Ok(Outcome::pass(
+        verdicts
+            .iter()
+            .map(|v| v.passed.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+    .with_locations(locations))
+}
+
+/// One namespace's default-deny verdict: problems fail it, a warning weakens a pass.
+struct NamespaceVerdict {
+    namespace: String,
+    problems: Vec<String>,
+    locations: Vec<Location>,
+    warning: Option<String>,
+    passed: String,
+    policy_locations: Vec<Location>,
+}
+
+fn judge_namespace(cluster: &Cluster, namespace: &str, direction: Direction) -> NamespaceVerdict {
     let what = direction.as_str();
     let policies: Vec<_> = cluster
         .policies
@@ -112,13 +224,7 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
         .iter()
         .filter(|policy| policy.pod_selector.is_empty())
         .collect();
-    let pods = pods_in(&cluster, namespace);
-    let hint = match direction {
-        Direction::Ingress => "",
-        Direction::Egress => {
-            " (a policy without egress rules isolates egress only when its policyTypes lists Egress)"
-        }
-    };
+    let pods = pods_in(cluster, namespace);
 
     let mut problems = Vec::new();
     let mut locations = Vec::new();
@@ -143,39 +249,29 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
     }
     if pods.is_empty() && namespace_wide.is_empty() {
         problems.push(format!(
-            "namespace {namespace} has no pods and no policy with `podSelector: {{}}` isolating {what}{hint}"
+            "namespace {namespace} has no pods and no policy with `podSelector: {{}}` isolating {what}"
         ));
     }
-    if !problems.is_empty() {
-        let first = problems[0].clone();
-        let message = if problems.len() == 1 {
-            format!("no default deny for {what} in {namespace}: {first}{hint}")
-        } else {
-            format!(
-                "no default deny for {what} in {namespace}: {first}, and {} more{hint}",
-                problems.len() - 1
-            )
-        };
-        return Ok(Outcome::fail(message)
-            .with_evidence(problems.join("\n"))
-            .with_locations(locations));
-    }
-
     let policy_locations: Vec<Location> = policies.iter().map(|p| p.location.clone()).collect();
-    if namespace_wide.is_empty() {
-        return Ok(Outcome::warn(format!(
+    let warning = namespace_wide.is_empty().then(|| {
+        format!(
             "every pod in {namespace} is selected for {what} by {}, but no policy has `podSelector: {{}}`: \
              a new pod with other labels would be open",
             names(policies.iter().map(|p| p.id()))
-        ))
-        .with_locations(policy_locations));
+        )
+    });
+    NamespaceVerdict {
+        namespace: namespace.to_owned(),
+        problems,
+        locations,
+        warning,
+        passed: format!(
+            "{what} is denied by default in {namespace}: every pod is selected by {} ({} pods judged)",
+            names(namespace_wide.iter().map(|p| p.id())),
+            pods.len()
+        ),
+        policy_locations,
     }
-    Ok(Outcome::pass(format!(
-        "{what} is denied by default in {namespace}: every pod is selected by {} ({} pods judged)",
-        names(namespace_wide.iter().map(|p| p.id())),
-        pods.len()
-    ))
-    .with_locations(policy_locations))
 }
 
 fn names(items: impl Iterator<Item = String>) -> String {

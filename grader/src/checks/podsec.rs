@@ -318,7 +318,8 @@ pub fn checks() -> Vec<CheckDef> {
                     "Pod Security Standards: Baseline and Restricted",
                     PSS_URL,
                 ],
-            ),
+            )
+            .exercise(),
             |ctx| incoming::incoming_manifests_clean(ctx).boxed(),
         ),
     ]
