@@ -157,6 +157,11 @@ pub struct StaticArgs {
     /// Files, directories (read recursively) or `-` for standard input.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Leave out files and directories below a scanned directory that match this glob
+    /// (repeatable; `*`, `**`, `?`; relative to the directory, or any name when it has no `/`),
+    /// e.g. `--exclude 'charts/**' --exclude '*.tmpl.yaml'`. Each is listed as not graded.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -319,8 +324,8 @@ async fn network_matrix(args: MatrixArgs, output: &OutputArgs) -> Result<String>
         Context::live(Some(cluster.client)).with_params(params)
     } else {
         let read = documents::read_paths(&args.paths)?;
-        for note in &read.notes {
-            eprintln!("note: {note}");
+        for skipped in &read.skipped {
+            eprintln!("note: not graded: {skipped}");
         }
         Context::from_documents(read.documents).with_params(params)
     };
@@ -357,10 +362,10 @@ fn run_options(selection: &Selection) -> RunOptions {
 async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> {
     // Unknown IDs are refused before any file is read.
     let checks = run_options(&args.selection).select()?;
-    let read = documents::read_paths(&args.paths)?;
-    for note in &read.notes {
-        eprintln!("note: {note}");
-    }
+    let options = documents::ReadOptions {
+        exclude: args.exclude.clone(),
+    };
+    let read = documents::read_paths_with(&args.paths, &options)?;
     let target = args
         .paths
         .iter()
@@ -380,6 +385,7 @@ async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> 
         mode: "static".into(),
         results,
         fail_on: fail_on(output),
+        skipped: read.skipped,
     })
 }
 
@@ -410,6 +416,7 @@ async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
         mode: "live".into(),
         results,
         fail_on: fail_on(output),
+        skipped: Vec::new(),
     })
 }
 
