@@ -373,10 +373,22 @@ async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> 
         .collect::<Vec<_>>()
         .join(", ");
     if read.documents.is_empty() {
-        return Err(Error::invalid(
-            target,
-            "no Kubernetes objects found (documents need a `kind`)",
-        ));
+        let mut message = "no Kubernetes objects found (documents need a `kind`)".to_owned();
+        if !read.skipped.is_empty() {
+            let first: Vec<String> = read
+                .skipped
+                .iter()
+                .take(3)
+                .map(ToString::to_string)
+                .collect();
+            message.push_str(&format!(
+                "; {} file(s) or document(s) not graded: {}{}",
+                read.skipped.len(),
+                first.join("; "),
+                if read.skipped.len() > 3 { "; ..." } else { "" }
+            ));
+        }
+        return Err(Error::invalid(target, message));
     }
     let ctx = Context::from_documents(read.documents).with_params(args.selection.params(None));
     let results = run_checks(&ctx, &checks).await;

@@ -12,7 +12,7 @@ use futures::FutureExt;
 
 use crate::catalog::{CheckDef, Lab};
 use crate::context::Mode;
-use crate::model::{Location, Outcome, Severity};
+use crate::model::{Location, Outcome, Severity, Status};
 use crate::{Context, Result};
 use engine::{Cluster, ContainerPort, Direction, Labels, Pod, Protocol};
 pub use matrix::{Edge, Matrix, Node, cluster, matrix};
@@ -67,7 +67,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[NSA, DOCS],
             )
             .exercise(),
-            run: |ctx| intended_matrix(ctx).boxed(),
+            run: |ctx| intended_matrix_with_refused(ctx).boxed(),
         },
         CheckDef {
             meta: Lab::NetworkPolicies.meta(
@@ -119,30 +119,71 @@ fn judged_namespaces(ctx: &Context, cluster: &Cluster) -> Vec<String> {
 
 async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
     let cluster = cluster(ctx).await?;
+    Ok(with_refused(
+        default_deny_of(ctx, &cluster, direction),
+        &cluster,
+    ))
+}
+
+/// Adds the objects the API server would refuse (left out of the model) to an outcome: named,
+/// located, and a pass becomes a warning, since those manifests would not apply as written.
+fn with_refused(mut outcome: Outcome, cluster: &Cluster) -> Outcome {
+    if cluster.rejected.is_empty() {
+        return outcome;
+    }
+    let listed: Vec<String> = cluster
+        .rejected
+        .iter()
+        .map(|rejected| format!("{}: {}", rejected.object, rejected.reason))
+        .collect();
+    outcome.message.push_str(&format!(
+        "; {} object(s) left out because the API server would refuse them: {}",
+        listed.len(),
+        listed.join("; ")
+    ));
+    let mut evidence = outcome.evidence.take().unwrap_or_default();
+    for line in &listed {
+        if !evidence.is_empty() {
+            evidence.push('\n');
+        }
+        evidence.push_str("refused: ");
+        evidence.push_str(line);
+    }
+    outcome.evidence = Some(evidence);
+    outcome
+        .locations
+        .extend(cluster.rejected.iter().map(|r| r.location.clone()));
+    if outcome.status == Status::Pass {
+        outcome.status = Status::Warn;
+    }
+    outcome
+}
+
+fn default_deny_of(ctx: &Context, cluster: &Cluster, direction: Direction) -> Outcome {
     let what = direction.as_str();
-    let namespaces = judged_namespaces(ctx, &cluster);
+    let namespaces = judged_namespaces(ctx, cluster);
     if ctx.mode == Mode::Static && ctx.params.namespace.is_none() {
         // A scan judges what it was given: without pods, or without any policy at all, the
         // files do not hold the subject (the policies may live elsewhere); skip, never fail.
         if namespaces.is_empty() {
-            return Ok(Outcome::skip(format!(
+            return Outcome::skip(format!(
                 "no pods among the inputs: nothing to judge for a default deny of {what}"
-            )));
+            ));
         }
         if cluster.policies.is_empty() {
-            return Ok(Outcome::skip(format!(
+            return Outcome::skip(format!(
                 "no NetworkPolicy among the inputs: {} pod(s) in {} were given without their policies;                  add the policies to the scan (or pass --namespace) to judge {what} isolation",
                 namespaces
                     .iter()
-                    .map(|ns| pods_in(&cluster, ns).len())
+                    .map(|ns| pods_in(cluster, ns).len())
                     .sum::<usize>(),
                 namespaces.join(", ")
-            )));
+            ));
         }
     }
     let verdicts: Vec<NamespaceVerdict> = namespaces
         .iter()
-        .map(|namespace| judge_namespace(&cluster, namespace, direction))
+        .map(|namespace| judge_namespace(cluster, namespace, direction))
         .collect();
     let hint = match direction {
         Direction::Ingress => "",
@@ -172,9 +213,9 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
             )
         };
         let evidence: Vec<&str> = problems.iter().map(|p| p.as_str()).collect();
-        return Ok(Outcome::fail(message)
+        return Outcome::fail(message)
             .with_evidence(evidence.join("\n"))
-            .with_locations(locations));
+            .with_locations(locations);
     }
 
     let warnings: Vec<&NamespaceVerdict> =
@@ -184,23 +225,23 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
         .flat_map(|v| v.policy_locations.iter().cloned())
         .collect();
     if !warnings.is_empty() {
-        return Ok(Outcome::warn(
+        return Outcome::warn(
             warnings
                 .iter()
                 .filter_map(|v| v.warning.clone())
                 .collect::<Vec<_>>()
                 .join("; "),
         )
-        .with_locations(locations));
+        .with_locations(locations);
     }
-    Ok(Outcome::pass(
+    Outcome::pass(
         verdicts
             .iter()
             .map(|v| v.passed.clone())
             .collect::<Vec<_>>()
             .join("; "),
     )
-    .with_locations(locations))
+    .with_locations(locations)
 }
 
 /// One namespace's default-deny verdict: problems fail it, a warning weakens a pass.
@@ -327,6 +368,11 @@ fn dns_pods(cluster: &Cluster) -> (Vec<Pod>, bool) {
         },
     };
     (vec![stand_in], true)
+}
+
+async fn intended_matrix_with_refused(ctx: &Context) -> Result<Outcome> {
+    let outcome = intended_matrix(ctx).await?;
+    Ok(with_refused(outcome, &*cluster(ctx).await?))
 }
 
 async fn intended_matrix(ctx: &Context) -> Result<Outcome> {

@@ -343,9 +343,10 @@ fn describe(object: &KubeObject) -> String {
 }
 
 fn scope_description(ctx: &Context) -> String {
-    match &ctx.params.namespace {
-        Some(namespace) => format!("namespace {namespace}"),
-        None => format!("all namespaces but {}", SYSTEM_NAMESPACES.join(", ")),
+    match (&ctx.params.namespace, ctx.mode) {
+        (Some(namespace), _) => format!("namespace {namespace}"),
+        (None, Mode::Static) => "the inputs".into(),
+        (None, Mode::Live) => format!("all namespaces but {}", SYSTEM_NAMESPACES.join(", ")),
     }
 }
 
@@ -404,7 +405,7 @@ async fn workload_check(
     good: &str,
 ) -> Result<Outcome> {
     let objects = objects(ctx).await?;
-    let workloads = workloads_in_scope(&objects, &ctx.params);
+    let workloads = workloads_in_scope(&objects, &ctx.params, ctx.mode);
     let scope = scope_description(ctx);
     if workloads.is_empty() {
         return Ok(Outcome::skip(format!(
@@ -509,7 +510,7 @@ async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
             Some((namespace.name.as_str(), level))
         })
         .collect();
-    let workloads = workloads_in_scope(&objects, &ctx.params);
+    let workloads = workloads_in_scope(&objects, &ctx.params, ctx.mode);
     let judged: Vec<(Workload, Level)> = workloads
         .iter()
         .filter_map(|workload| {

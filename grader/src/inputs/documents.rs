@@ -342,7 +342,8 @@ pub fn parse_text(file: &str, text: &str) -> Result<Vec<InputDocument>> {
 fn parse_documents(file: &str, text: &str) -> Vec<Parsed> {
     let trimmed = text.trim_start_matches('\u{feff}');
     let first = trimmed.trim_start();
-    if first.starts_with('{') || first.starts_with('[') {
+    // `{{` opens a template action (Helm), not a JSON object.
+    if (first.starts_with('{') && !first.starts_with("{{")) || first.starts_with('[') {
         return match parse_json(file, trimmed) {
             Ok(documents) => documents.into_iter().map(Parsed::Document).collect(),
             Err(skipped) => vec![Parsed::Skipped(skipped)],
@@ -362,8 +363,17 @@ fn parse_documents(file: &str, text: &str) -> Vec<Parsed> {
             })
         };
         let templated = chunk.text.contains("{{");
+        let mut content_line = content_line;
         let decoded = if templated {
-            super::yaml::decode(&without_template_lines(&chunk.text))
+            let text = without_template_lines(&chunk.text);
+            // The object starts after the control lines (`{{- if ... }}`) that were blanked.
+            if let Some(index) = text.lines().position(|line| {
+                let line = line.trim_start();
+                !line.is_empty() && !line.starts_with('#')
+            }) {
+                content_line = chunk.first_line + index;
+            }
+            super::yaml::decode(&text)
         } else {
             super::yaml::decode(&chunk.text)
         };

@@ -77,19 +77,45 @@ pub fn drops_all_capabilities(container: &Container) -> bool {
         .is_some_and(|drop| drop.iter().any(|cap| cap.as_str() == Some("ALL")))
 }
 
+/// Restricted's capabilities control: drop ALL, and add back nothing but NET_BIND_SERVICE. An
+/// added capability counts whatever the drop list says (`drop: [ALL]` with `add: [SYS_TIME]`
+/// still grants SYS_TIME), and in every namespace, labelled for admission or not.
 pub fn capabilities_dropped(workload: &Workload) -> Vec<String> {
-    workload
-        .containers()
-        .iter()
-        .filter(|container| !drops_all_capabilities(container))
-        .map(|container| {
-            format!(
+    let mut problems = Vec::new();
+    for container in workload.containers() {
+        if !drops_all_capabilities(&container) {
+            problems.push(format!(
                 "{}: {} does not include ALL",
                 container.describe(),
                 container.field("securityContext.capabilities.drop")
-            )
-        })
-        .collect()
+            ));
+        }
+        let added = added_capabilities(&container);
+        let extra: Vec<&str> = added
+            .iter()
+            .copied()
+            .filter(|cap| *cap != "NET_BIND_SERVICE")
+            .collect();
+        if !extra.is_empty() {
+            problems.push(format!(
+                "{}: {} adds {} (restricted allows only NET_BIND_SERVICE)",
+                container.describe(),
+                container.field("securityContext.capabilities.add"),
+                extra.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+/// The capabilities a container adds, as spelled (upstream compares them as given).
+pub fn added_capabilities<'a>(container: &Container<'a>) -> Vec<&'a str> {
+    container
+        .security("capabilities")
+        .and_then(|caps| caps.get("add"))
+        .and_then(Value::as_array)
+        .map(|add| add.iter().map(|cap| cap.as_str().unwrap_or("?")).collect())
+        .unwrap_or_default()
 }
 
 pub fn no_privileged(workload: &Workload) -> Vec<String> {
