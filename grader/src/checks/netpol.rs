@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod matrix;
 mod probe;
+pub use probe::{connect_script, probe_cluster};
 
 use std::collections::BTreeSet;
 
