@@ -192,3 +192,130 @@ async fn pods_that_do_not_run_are_not_probed() {
     assert_eq!(outcome.status, Status::Skip, "{outcome:?}");
     assert_eq!(*exec.calls.lock().unwrap(), 0);
 }
+
+// mtls.plaintext-refused: busybox wget output (with -S and the appended exit code) in the form
+// busybox prints it, keyed by the pod the request is sent from.
+
+struct RecordedWget {
+    by_pod: HashMap<String, Result<String, String>>,
+}
+
+#[async_trait]
+impl PodExec for RecordedWget {
+    async fn run(
+        &self,
+        _namespace: &str,
+        pod: &str,
+        script: &str,
+        _timeout: Duration,
+    ) -> Result<String, String> {
+        assert!(script.starts_with("wget -S -q"), "{script}");
+        self.by_pod
+            .get(pod)
+            .cloned()
+            .unwrap_or_else(|| Err(format!("no recording for {pod}")))
+    }
+}
+
+const URL: &str = "http://web.shop:80/";
+const ANSWERED: &str =
+    "  HTTP/1.1 200 OK\n  content-type: text/html\n  server: istio-envoy\nexit=0";
+const ANSWERED_404: &str =
+    "  HTTP/1.1 404 Not Found\nwget: server returned error: HTTP/1.1 404 Not Found\nexit=1";
+const ISTIO_RESET: &str = "wget: error getting response: Connection reset by peer\nexit=1";
+const LINKERD_403: &str = "  HTTP/1.1 403 Forbidden\n  l5d-proxy-error: unauthorized request on route\n  content-length: 0\nwget: server returned error: HTTP/1.1 403 Forbidden\nexit=1";
+const DNS_FAILURE: &str = "wget: bad address 'web.shop:80'\nexit=1";
+const TCP_REFUSED: &str =
+    "wget: can't connect to remote host (10.96.14.2): Connection refused\nexit=1";
+const TIMEOUT: &str = "wget: download timed out\nexit=1";
+
+async fn plaintext(
+    probe: Result<&str, &str>,
+    control: Result<&str, &str>,
+) -> hardlab_grader::Outcome {
+    let exec = RecordedWget {
+        by_pod: HashMap::from([
+            (
+                "plaintext-probe".to_owned(),
+                probe.map(str::to_owned).map_err(str::to_owned),
+            ),
+            (
+                "web-7f9c".to_owned(),
+                control.map(str::to_owned).map_err(str::to_owned),
+            ),
+        ]),
+    };
+    hardlab_grader::checks::mtls::judge_plaintext(
+        &exec,
+        ("shop", "web-7f9c"),
+        ("hardlab-mtls-probe-1", "plaintext-probe"),
+        URL,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_reset_by_the_mesh_on_an_endpoint_that_answers_in_mesh_passes() {
+    for refusal in [ISTIO_RESET, LINKERD_403] {
+        let outcome = plaintext(Ok(refusal), Ok(ANSWERED_404)).await;
+        assert_eq!(outcome.status, Status::Pass, "{outcome:?}");
+        assert!(
+            outcome.message.contains("refused by the mesh"),
+            "{}",
+            outcome.message
+        );
+        assert!(
+            outcome
+                .evidence
+                .unwrap()
+                .contains("in-mesh from shop/web-7f9c")
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answered_plaintext_request_fails() {
+    for answer in [ANSWERED, ANSWERED_404] {
+        let outcome = plaintext(Ok(answer), Ok(ANSWERED)).await;
+        assert_eq!(outcome.status, Status::Fail, "{outcome:?}");
+        assert!(
+            outcome.message.contains("was answered"),
+            "{}",
+            outcome.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn dns_failures_refused_connections_and_timeouts_are_not_refusals() {
+    for (output, why) in [
+        (DNS_FAILURE, "DNS"),
+        (TCP_REFUSED, "nothing listens"),
+        (TIMEOUT, "NetworkPolicy"),
+    ] {
+        let outcome = plaintext(Ok(output), Ok(ANSWERED)).await;
+        assert_eq!(outcome.status, Status::Fail, "{outcome:?}");
+        assert!(
+            outcome.message.starts_with("not shown"),
+            "{}",
+            outcome.message
+        );
+        assert!(outcome.message.contains(why), "{}", outcome.message);
+    }
+}
+
+#[tokio::test]
+async fn a_reset_without_a_live_in_mesh_answer_is_partial_evidence_not_a_pass() {
+    let dead = plaintext(Ok(ISTIO_RESET), Ok(ISTIO_RESET)).await;
+    assert_eq!(dead.status, Status::Fail, "{dead:?}");
+    assert!(
+        dead.message.contains("not shown to be live"),
+        "{}",
+        dead.message
+    );
+    let no_control = plaintext(Ok(ISTIO_RESET), Err("exec failed: container not found")).await;
+    assert_eq!(no_control.status, Status::Fail, "{no_control:?}");
+    let no_probe = plaintext(Err("exec failed"), Ok(ANSWERED)).await;
+    assert_eq!(no_probe.status, Status::Fail, "{no_probe:?}");
+    assert!(no_probe.message.starts_with("not shown"));
+}

@@ -4,6 +4,9 @@
 //! pod to a meshed service must fail.
 
 mod plaintext;
+pub use plaintext::{
+    PlaintextAnswer, classify as classify_plaintext, judge_plaintext, request_script,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 
