@@ -221,9 +221,9 @@ async fn the_restricted_label_would_reject_every_insecure_workload() {
     let evidence = evidence(&outcome);
     assert!(evidence.contains("enforce=restricted rejects it: Privileged Containers"));
     assert!(evidence.contains("Host Namespaces"));
-    assert!(evidence.contains("Capabilities: container \"shipper\""));
+    assert!(evidence.contains("Capabilities (capabilities_restricted): container \"shipper\""));
     // The pod's non-root setting does not cover the CronJob: it only sets a UID.
-    assert!(evidence.contains("Running as Non-root: container \"report\""));
+    assert!(evidence.contains("Running as Non-root (runAsNonRoot): container \"report\""));
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use crate::{Context, Result};
 pub use incoming::{
     DEFAULT_DIR as INCOMING_DEFAULT_DIR, DIR_PARAM as INCOMING_DIR_PARAM, failing_rule_ids,
 };
-pub use pss::{ENFORCE_LABEL, Level};
+pub use pss::{ENFORCE_LABEL, ENFORCE_VERSION_LABEL, LATEST_MINOR, Level, PolicyVersion};
 pub use workload::SYSTEM_NAMESPACES;
 use workload::{Workload, effective_namespace, namespace_in_scope, workloads_in_scope};
 
@@ -500,23 +500,45 @@ async fn psa_enforce_label(ctx: &Context) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// The policy version a namespace without `enforce-version` gets: the cluster's release live
+/// (PSA's `latest` is the release it runs in), this grader's newest policy in a static scan.
+async fn default_policy_version(ctx: &Context) -> (PolicyVersion, String) {
+    if let (Mode::Live, Some(client)) = (ctx.mode, &ctx.kube)
+        && let Ok(info) = client.apiserver_version().await
+        && let Ok(minor) = info.minor.trim_end_matches('+').parse::<u32>()
+    {
+        let version = PolicyVersion::of_release(minor);
+        return (
+            version,
+            format!("the cluster's release, {}", info.git_version),
+        );
+    }
+    (PolicyVersion::LATEST, "latest".to_owned())
+}
+
 async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
     let objects = objects(ctx).await?;
-    let levels: HashMap<&str, Level> = objects
+    let (default_version, default_source) = default_policy_version(ctx).await;
+    let levels: HashMap<&str, (Level, PolicyVersion)> = objects
         .iter()
         .filter(|object| object.kind == "Namespace")
         .filter_map(|namespace| {
             let level = Level::parse(label(namespace, ENFORCE_LABEL)?)?;
-            Some((namespace.name.as_str(), level))
+            // An unreadable version label falls back to the default, as PSA does.
+            let version = label(namespace, ENFORCE_VERSION_LABEL)
+                .and_then(PolicyVersion::parse)
+                // A label newer than the cluster gets the cluster's policy, as PSA gives it.
+                .map_or(default_version, |version| version.min(default_version));
+            Some((namespace.name.as_str(), (level, version)))
         })
         .collect();
     let workloads = workloads_in_scope(&objects, &ctx.params, ctx.mode);
-    let judged: Vec<(Workload, Level)> = workloads
+    let judged: Vec<(Workload, Level, PolicyVersion)> = workloads
         .iter()
         .filter_map(|workload| {
             let namespace = effective_namespace(workload.object, &ctx.params);
-            let level = *levels.get(namespace)?;
-            (level > Level::Privileged).then_some((*workload, level))
+            let (level, version) = *levels.get(namespace)?;
+            (level > Level::Privileged).then_some((*workload, level, version))
         })
         .collect();
     let scope = scope_description(ctx);
@@ -530,11 +552,14 @@ async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
     }
     let offenders: Vec<(&KubeObject, Vec<String>)> = judged
         .iter()
-        .filter_map(|(workload, level)| {
-            let problems: Vec<String> = pss::violations(workload, *level)
+        .filter_map(|(workload, level, version)| {
+            let problems: Vec<String> = pss::violations(workload, *level, *version)
                 .into_iter()
                 .map(|violation| {
-                    format!("{ENFORCE_LABEL}={} rejects it: {violation}", level.as_str())
+                    format!(
+                        "{ENFORCE_LABEL}={} rejects it: {violation} [policy {version}]",
+                        level.as_str()
+                    )
                 })
                 .collect();
             (!problems.is_empty()).then_some((workload.object, problems))
@@ -552,5 +577,8 @@ async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
             " (for controllers, PSA rejects the pods they create, so the workload stops scaling)",
         );
     }
+    outcome.message.push_str(&format!(
+        "; policy versions from {ENFORCE_VERSION_LABEL}, else {default_version} ({default_source})"
+    ));
     Ok(outcome)
 }
