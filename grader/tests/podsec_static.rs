@@ -68,7 +68,12 @@ async fn run_as_non_root_catches_an_init_container_that_overrides_the_pod_with_u
     assert_eq!(outcome.status, Status::Fail);
     assert_eq!(
         flagged(&outcome),
-        ["Deployment/shop/web", "DaemonSet/shop/log-shipper"]
+        [
+            "Deployment/shop/web",
+            "DaemonSet/shop/log-shipper",
+            // It only sets a UID; restricted requires runAsNonRoot: true.
+            "CronJob/shop/report"
+        ]
     );
     assert!(
         evidence(&outcome).contains(

@@ -342,3 +342,79 @@ async fn restricted_keeps_rejecting_unmasked_proc_in_a_user_namespace_from_1_35(
     assert!(evidence.contains("(procMount_restricted)"), "{evidence}");
     assert!(!evidence.contains("(procMount)"), "{evidence}");
 }
+
+/// Lab 5's per-control scan (the rules `podsec.incoming-manifests-clean` applies, each a check of
+/// a static scan) fails a workload exactly when the restricted level it cites rejects it.
+#[tokio::test]
+async fn the_per_control_scan_agrees_with_restricted() {
+    use hardlab_grader::checks::podsec::failing_rule_ids;
+    use hardlab_grader::{RunOptions, run_checks};
+
+    let variants: Vec<(&str, String)> = vec![
+        ("hardened", restricted_pod("", "")),
+        (
+            "nfs volume",
+            format!(
+                "{}\n  volumes:\n    - name: data\n      nfs: {{server: nfs.example, path: /x}}\n",
+                restricted_pod("", "")
+            ),
+        ),
+        (
+            "added SYS_TIME beside drop ALL",
+            restricted_pod("", "").replace("{drop: [ALL]}", "{drop: [ALL], add: [SYS_TIME]}"),
+        ),
+        (
+            "a UID but no runAsNonRoot",
+            restricted_pod("", "").replace("runAsNonRoot: true", "runAsUser: 1000"),
+        ),
+        (
+            "host port",
+            restricted_pod("", "\n      ports: [{containerPort: 80, hostPort: 80}]"),
+        ),
+        (
+            "unsafe sysctl",
+            restricted_pod(
+                "  securityContext:\n    sysctls: [{name: kernel.msgmax, value: \"1\"}]\n",
+                "",
+            ),
+        ),
+        (
+            "apparmor unconfined",
+            restricted_pod("", "\n        appArmorProfile: {type: Unconfined}"),
+        ),
+        (
+            "seccomp only by annotation",
+            restricted_pod("", "").replace("\n        seccompProfile: {type: RuntimeDefault}", ""),
+        ),
+        (
+            "NET_BIND_SERVICE only",
+            restricted_pod("", "")
+                .replace("{drop: [ALL]}", "{drop: [ALL], add: [NET_BIND_SERVICE]}"),
+        ),
+    ];
+    let ids = failing_rule_ids();
+    for (name, spec) in variants {
+        let rejected = admitted("restricted", None, &spec).await.status == Status::Fail;
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: team\n  annotations:\n    seccomp.security.alpha.kubernetes.io/pod: runtime/default\nspec:\n{spec}\n"
+        );
+        let ctx = Context::from_documents(parse_text("scan.yaml", &text).unwrap());
+        let checks = RunOptions {
+            labs: Vec::new(),
+            checks: ids.iter().map(|id| (*id).to_owned()).collect(),
+        }
+        .select()
+        .unwrap();
+        let failing: Vec<String> = run_checks(&ctx, &checks)
+            .await
+            .into_iter()
+            .filter(|r| r.status == Status::Fail)
+            .map(|r| r.check)
+            .collect();
+        assert_eq!(
+            !failing.is_empty(),
+            rejected,
+            "{name}: restricted rejects: {rejected}, scan fails: {failing:?}"
+        );
+    }
+}

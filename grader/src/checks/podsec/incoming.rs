@@ -28,7 +28,11 @@ const FAILING_RULES: &[(&str, super::Rule)] = &[
     ("podsec.no-privileged", rules::no_privileged),
     ("podsec.no-host-namespaces", rules::no_host_namespaces),
     ("podsec.no-host-path", rules::no_host_path),
+    ("podsec.volume-types", rules::restricted_volumes),
     ("podsec.seccomp-profile", rules::seccomp_profile),
+    // The whole standard too, so that the scan rejects what restricted rejects (host ports,
+    // sysctls, SELinux, AppArmor, /proc, probe hosts have no check of their own).
+    ("podsec.restricted-standard", super::restricted_standard),
 ];
 
 /// The IDs of the checks whose rules this check applies to the folder.
