@@ -129,7 +129,9 @@ pub fn read_paths_with(paths: &[PathBuf], options: &ReadOptions) -> Result<ReadD
             source,
         })?;
         if metadata.is_dir() {
-            read_dir(path, Path::new(""), options, &mut read);
+            let mut files = Vec::new();
+            walk_dir(path, Path::new(""), options, &mut files, &mut read);
+            parse_files(files, &mut read);
         } else {
             let text = read_text(path)?;
             read.documents
@@ -148,9 +150,83 @@ fn read_text(path: &Path) -> Result<String> {
         .map_err(|_| Error::invalid(format!("{}:1", path.display()), "not UTF-8 text"))
 }
 
-/// Reads one directory below a scanned root; `relative` is its path below that root, which
-/// `--exclude` patterns match. An entry that cannot be read is recorded and passed over.
-fn read_dir(dir: &Path, relative: &Path, options: &ReadOptions, read: &mut ReadDocuments) {
+/// Reads and parses the manifest files a directory walk found, on every core: each worker takes
+/// the next file, reads it, parses it and keeps only what it decoded, so a file's text is dropped
+/// as soon as it is parsed. Results are put back in walk order, so reports do not depend on timing.
+fn parse_files(files: Vec<(String, PathBuf)>, read: &mut ReadDocuments) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parse_one = |(shown, path): &(String, PathBuf)| {
+        let mut one = ReadDocuments::default();
+        match std::fs::read(path) {
+            Ok(bytes) => add_directory_file(shown, bytes, &mut one),
+            Err(error) => one.skip(
+                shown,
+                None,
+                SkipCause::Unreadable,
+                format!("not read: {error}"),
+            ),
+        }
+        one
+    };
+    let mut results: Vec<(usize, ReadDocuments)> = if workers <= 1 {
+        files.iter().map(parse_one).enumerate().collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(file) = files.get(index) else { break };
+                            done.push((index, parse_one(file)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| match handle.join() {
+                    Ok(done) => done,
+                    // A worker cannot panic on input (parsing returns errors); if it did, say so
+                    // rather than lose its files silently.
+                    Err(_) => Vec::new(),
+                })
+                .collect()
+        })
+    };
+    results.sort_by_key(|(index, _)| *index);
+    if results.len() < files.len() {
+        read.skip(
+            "<scan>",
+            None,
+            SkipCause::Unreadable,
+            format!(
+                "{} file(s) were lost to a failed worker",
+                files.len() - results.len()
+            ),
+        );
+    }
+    for (_, one) in results {
+        read.documents.extend(one.documents);
+        read.skipped.extend(one.skipped);
+    }
+}
+
+/// Walks one directory below a scanned root, collecting the manifest files to parse; `relative`
+/// is its path below that root, which `--exclude` patterns match. An entry that cannot be read
+/// is recorded and passed over.
+fn walk_dir(
+    dir: &Path,
+    relative: &Path,
+    options: &ReadOptions,
+    files: &mut Vec<(String, PathBuf)>,
+    read: &mut ReadDocuments,
+) {
     let dir_name = dir.display().to_string();
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -209,21 +285,13 @@ fn read_dir(dir: &Path, relative: &Path, options: &ReadOptions, read: &mut ReadD
             }
         };
         if metadata.is_dir() {
-            read_dir(&path, &relative, options, read);
+            walk_dir(&path, &relative, options, files, read);
             continue;
         }
         if !name.to_str().is_some_and(is_manifest_name) {
             continue;
         }
-        match std::fs::read(&path) {
-            Ok(bytes) => add_directory_file(&shown, bytes, read),
-            Err(error) => read.skip(
-                &shown,
-                None,
-                SkipCause::Unreadable,
-                format!("not read: {error}"),
-            ),
-        }
+        files.push((shown, path));
     }
 }
 
