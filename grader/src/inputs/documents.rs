@@ -131,7 +131,7 @@ pub fn read_paths_with(paths: &[PathBuf], options: &ReadOptions) -> Result<ReadD
         if metadata.is_dir() {
             let mut files = Vec::new();
             walk_dir(path, Path::new(""), options, &mut files, &mut read);
-            parse_files(files, &mut read);
+            parse_files(&files, &mut read);
         } else {
             let text = read_text(path)?;
             read.documents
@@ -153,7 +153,7 @@ fn read_text(path: &Path) -> Result<String> {
 /// Reads and parses the manifest files a directory walk found, on every core: each worker takes
 /// the next file, reads it, parses it and keeps only what it decoded, so a file's text is dropped
 /// as soon as it is parsed. Results are put back in walk order, so reports do not depend on timing.
-fn parse_files(files: Vec<(String, PathBuf)>, read: &mut ReadDocuments) {
+fn parse_files(files: &[(String, PathBuf)], read: &mut ReadDocuments) {
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .min(files.len().max(1));
@@ -190,12 +190,9 @@ fn parse_files(files: Vec<(String, PathBuf)>, read: &mut ReadDocuments) {
                 .collect();
             handles
                 .into_iter()
-                .flat_map(|handle| match handle.join() {
-                    Ok(done) => done,
-                    // A worker cannot panic on input (parsing returns errors); if it did, say so
-                    // rather than lose its files silently.
-                    Err(_) => Vec::new(),
-                })
+                // A worker cannot panic on input (parsing returns errors); if one did, the count
+                // below says so rather than losing its files silently.
+                .flat_map(|handle| handle.join().unwrap_or_default())
                 .collect()
         })
     };
