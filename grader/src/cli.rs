@@ -89,11 +89,13 @@ pub enum FailOnArg {
     Fail,
 }
 
-/// Which checks to run; with neither, all of them.
+/// Which checks to run; with neither, every hardening check (lab-exercise checks run only with
+/// `--lab` or `--check`).
 #[derive(Debug, Args)]
 pub struct Selection {
-    /// Run this lab's checks (repeatable): etcd-secrets, network-policies, pod-mtls,
-    /// secure-access, pod-security, access-proxy.
+    /// Run this lab's checks (repeatable), its exercise checks included: etcd-secrets,
+    /// network-policies, pod-mtls, secure-access, pod-security, access-proxy. Without --lab or
+    /// --check, only the hardening checks run.
     #[arg(long = "lab", value_name = "ID")]
     pub labs: Vec<String>,
     /// Run this check (repeatable); see `hardlab-grade checks`.
@@ -155,6 +157,11 @@ pub struct StaticArgs {
     /// Files, directories (read recursively) or `-` for standard input.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Leave out files and directories below a scanned directory that match this glob
+    /// (repeatable; `*`, `**`, `?`; relative to the directory, or any name when it has no `/`),
+    /// e.g. `--exclude 'charts/**' --exclude '*.tmpl.yaml'`. Each is listed as not graded.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -317,8 +324,8 @@ async fn network_matrix(args: MatrixArgs, output: &OutputArgs) -> Result<String>
         Context::live(Some(cluster.client)).with_params(params)
     } else {
         let read = documents::read_paths(&args.paths)?;
-        for note in &read.notes {
-            eprintln!("note: {note}");
+        for skipped in &read.skipped {
+            eprintln!("note: not graded: {skipped}");
         }
         Context::from_documents(read.documents).with_params(params)
     };
@@ -355,10 +362,10 @@ fn run_options(selection: &Selection) -> RunOptions {
 async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> {
     // Unknown IDs are refused before any file is read.
     let checks = run_options(&args.selection).select()?;
-    let read = documents::read_paths(&args.paths)?;
-    for note in &read.notes {
-        eprintln!("note: {note}");
-    }
+    let options = documents::ReadOptions {
+        exclude: args.exclude.clone(),
+    };
+    let read = documents::read_paths_with(&args.paths, &options)?;
     let target = args
         .paths
         .iter()
@@ -366,10 +373,22 @@ async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> 
         .collect::<Vec<_>>()
         .join(", ");
     if read.documents.is_empty() {
-        return Err(Error::invalid(
-            target,
-            "no Kubernetes objects found (documents need a `kind`)",
-        ));
+        let mut message = "no Kubernetes objects found (documents need a `kind`)".to_owned();
+        if !read.skipped.is_empty() {
+            let first: Vec<String> = read
+                .skipped
+                .iter()
+                .take(3)
+                .map(ToString::to_string)
+                .collect();
+            message.push_str(&format!(
+                "; {} file(s) or document(s) not graded: {}{}",
+                read.skipped.len(),
+                first.join("; "),
+                if read.skipped.len() > 3 { "; ..." } else { "" }
+            ));
+        }
+        return Err(Error::invalid(target, message));
     }
     let ctx = Context::from_documents(read.documents).with_params(args.selection.params(None));
     let results = run_checks(&ctx, &checks).await;
@@ -378,6 +397,7 @@ async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> 
         mode: "static".into(),
         results,
         fail_on: fail_on(output),
+        skipped: read.skipped,
     })
 }
 
@@ -408,6 +428,7 @@ async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
         mode: "live".into(),
         results,
         fail_on: fail_on(output),
+        skipped: Vec::new(),
     })
 }
 

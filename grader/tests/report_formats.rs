@@ -76,6 +76,7 @@ fn report(fail_on: FailOn) -> Report {
             live,
         ],
         fail_on,
+        skipped: Vec::new(),
     }
 }
 

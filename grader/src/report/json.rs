@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::{Report, TOOL, VERSION};
+use crate::inputs::documents::SkippedInput;
 use crate::model::{CheckResult, Location, Severity, Status, Summary};
 
 #[derive(Serialize)]
@@ -13,6 +14,8 @@ struct JsonReport<'a> {
     mode: &'a str,
     results: Vec<JsonResult<'a>>,
     summary: Summary,
+    /// Files and documents not graded, with why; always present, empty when none.
+    skipped: &'a [SkippedInput],
 }
 
 /// Spelled out rather than serializing [`CheckResult`] directly so the contract's fields are always
@@ -61,6 +64,7 @@ pub fn render(report: &Report) -> String {
         mode: &report.mode,
         results: report.results.iter().map(JsonResult::from).collect(),
         summary: report.summary(),
+        skipped: &report.skipped,
     };
     let mut text = serde_json::to_string_pretty(&json).unwrap_or_else(|error| {
         // Only plain strings and numbers go in, so this cannot fail; say so rather than panic.

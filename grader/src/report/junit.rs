@@ -21,10 +21,10 @@ pub fn render(report: &Report) -> String {
         xml,
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
         xml_escape(TOOL),
-        totals.tests,
+        totals.tests + report.skipped.len(),
         totals.failures,
         totals.errors,
-        totals.skipped,
+        totals.skipped + report.skipped.len(),
         seconds(totals.millis),
     );
     for lab in labs {
@@ -51,6 +51,27 @@ pub fn render(report: &Report) -> String {
         );
         for result in results {
             write_case(&mut xml, result, report.fail_on);
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    if !report.skipped.is_empty() {
+        // Inputs left out are skipped test cases of their own suite, so CI shows each with why.
+        let _ = writeln!(
+            xml,
+            "  <testsuite name=\"inputs\" tests=\"{0}\" failures=\"0\" errors=\"0\" skipped=\"{0}\" time=\"0.000\">",
+            report.skipped.len()
+        );
+        for skipped in &report.skipped {
+            let _ = writeln!(
+                xml,
+                "    <testcase classname=\"{}.inputs\" name=\"{}\" time=\"0.000\"><skipped message=\"{}\"/></testcase>",
+                xml_escape(TOOL),
+                xml_escape(&match skipped.line {
+                    Some(line) => format!("{}:{line}", skipped.file),
+                    None => skipped.file.clone(),
+                }),
+                xml_escape(&format!("{}: {}", skipped.cause.as_str(), skipped.reason)),
+            );
         }
         xml.push_str("  </testsuite>\n");
     }

@@ -6,6 +6,7 @@ pub mod junit;
 pub mod sarif;
 pub mod text;
 
+use crate::inputs::documents::SkippedInput;
 use crate::model::{CheckResult, Status, Summary};
 
 /// The tool name every machine-readable format carries.
@@ -44,6 +45,8 @@ pub struct Report {
     pub mode: String,
     pub results: Vec<CheckResult>,
     pub fail_on: FailOn,
+    /// Input files and documents that were not graded, each with why (static mode).
+    pub skipped: Vec<SkippedInput>,
 }
 
 impl Report {

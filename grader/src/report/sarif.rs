@@ -33,6 +33,19 @@ pub fn render(report: &Report) -> String {
             })
         })
         .collect();
+    let mut notifications = notifications;
+    // Inputs left out: a warning each, at the file (and line), so a code-scanning UI lists them.
+    notifications.extend(report.skipped.iter().map(|skipped| {
+        let mut physical = json!({ "artifactLocation": { "uri": skipped.file } });
+        if let Some(line) = skipped.line {
+            physical["region"] = json!({ "startLine": line });
+        }
+        json!({
+            "level": "warning",
+            "message": { "text": format!("not graded ({}): {}", skipped.cause.as_str(), skipped.reason) },
+            "locations": [{ "physicalLocation": physical }],
+        })
+    }));
     let sarif = json!({
         "$schema": SCHEMA,
         "version": "2.1.0",

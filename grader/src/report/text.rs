@@ -48,6 +48,16 @@ pub fn render(report: &Report, color: Color) -> String {
         }
         write_result(&mut out, result, color);
     }
+    if !report.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}",
+            color.paint("1;4", &format!("not graded ({})", report.skipped.len()))
+        );
+        for skipped in &report.skipped {
+            let _ = writeln!(out, "  {}", sanitize(&skipped.to_string()));
+        }
+    }
     let summary = report.summary();
     let _ = writeln!(
         out,
