@@ -12,6 +12,7 @@ pub mod context;
 pub mod error;
 pub mod inputs;
 pub mod model;
+pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod target;

@@ -365,7 +365,8 @@ fn every_format_parses_with_a_real_parser() {
             .unwrap()
             .ends_with("pods.yaml")
     );
-    assert_eq!(physical["region"]["startLine"], 2);
+    // The offending field's line (`privileged: true`), not the object's first line.
+    assert_eq!(physical["region"]["startLine"], 12);
 
     let junit = grade(&["static", "--format", "junit", &file]);
     let xml = stdout(&junit);
