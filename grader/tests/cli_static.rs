@@ -96,7 +96,8 @@ fn a_failing_check_exits_1_and_a_passing_one_exits_0() {
     assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
     assert!(stdout(&failed).contains("FAIL"), "{}", stdout(&failed));
     assert!(
-        stdout(&failed).contains("bad.yaml:2"),
+        // The offending field's line, `privileged: true`.
+        stdout(&failed).contains("bad.yaml:12"),
         "{}",
         stdout(&failed)
     );

@@ -97,7 +97,7 @@ pub fn summarize(report: &Report, framework: Framework) -> Vec<ControlSummary> {
             }
         }
     }
-    controls.sort_by(|a, b| order_key(&a.control).cmp(&order_key(&b.control)));
+    controls.sort_by_key(|summary| order_key(&summary.control));
     controls
 }
 

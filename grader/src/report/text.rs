@@ -103,7 +103,7 @@ fn write_result(
         result.title,
         accepted
     );
-    for line in result.message.lines() {
+    for line in headline(result, &findings).lines() {
         let _ = writeln!(out, "{INDENT}{}", cap(&sanitize(line), WIDTH));
     }
     let has_objects = findings
@@ -145,6 +145,28 @@ fn write_result(
         if !controls.is_empty() {
             let _ = writeln!(out, "{INDENT}{} {controls}", color.paint("2", "controls:"));
         }
+    }
+}
+
+/// The check's message without the objects it names when each finding has its own line below,
+/// so that every object appears once per check: `3 of 40 workloads do not pass (a, b, c); first:
+/// ...` becomes `3 of 40 workloads do not pass`.
+fn headline<'a>(result: &'a CheckResult, findings: &[&Finding]) -> &'a str {
+    let message = result.message.as_str();
+    if !findings
+        .iter()
+        .any(|finding| finding.message != result.message)
+    {
+        return message;
+    }
+    let first_object = findings
+        .iter()
+        .filter_map(|finding| finding.object.as_deref())
+        .filter_map(|object| message.find(object))
+        .min();
+    match first_object {
+        Some(at) if at > 0 => message[..at].trim_end_matches([' ', '(', ':', ';', ',']),
+        _ => message,
     }
 }
 
