@@ -35,12 +35,18 @@ pub struct Entry {
     pub fingerprint: String,
 }
 
-/// The baseline of the findings that count today (suppressed ones keep their own reason; a check
-/// that could not run is not a finding to accept), sorted so it diffs well.
+/// The baseline of today's findings, those already in a baseline included, sorted so it diffs
+/// well. Left out: suppressed ones (they keep their own reason), those whose suppression expired
+/// (a decision to revisit, not to bury) and checks that could not run (not a finding to accept).
 pub fn create(findings: &[Finding]) -> Baseline {
     let mut entries: Vec<Entry> = findings
         .iter()
-        .filter(|finding| finding.disposition.counts() && finding.status != Status::Error)
+        .filter(|finding| {
+            matches!(
+                finding.disposition,
+                Disposition::Open | Disposition::Baselined
+            ) && finding.status != Status::Error
+        })
         .map(|finding| Entry {
             check: finding.check.clone(),
             object: finding.object.clone(),

@@ -16,14 +16,18 @@ pub enum Step {
 /// The 1-based line a finding should point at: the deepest line of the first field path named in
 /// `problems` inside the object at `doc_line` (item `item` of a `List` document), or the object's
 /// own line.
-pub fn field_line(text: &str, doc_line: usize, item: Option<usize>, problems: &[String]) -> usize {
+pub fn field_line(
+    lines: &[String],
+    doc_line: usize,
+    item: Option<usize>,
+    problems: &[String],
+) -> usize {
     let mut path = Vec::new();
     if let Some(item) = item {
         path.push(Step::Key("items".into()));
         path.push(Step::Index(item));
     }
     let field = problems.iter().find_map(|problem| field_path(problem));
-    let lines: Vec<&str> = text.lines().collect();
     let start = doc_line.saturating_sub(1);
     if start >= lines.len() {
         return doc_line;
@@ -37,7 +41,7 @@ pub fn field_line(text: &str, doc_line: usize, item: Option<usize>, problems: &[
     if path.is_empty() {
         return doc_line;
     }
-    match deepest(&lines, start, end, &path) {
+    match deepest(lines, start, end, &path) {
         Some(index) => index + 1,
         None => doc_line,
     }
@@ -137,20 +141,20 @@ fn content_at(line: &str, column: usize) -> Option<&str> {
 
 /// The index of the deepest line of `path` found in the mapping spanning lines `from..to` whose
 /// keys sit at column `column`.
-fn deepest(lines: &[&str], from: usize, to: usize, path: &[Step]) -> Option<usize> {
-    let column = (from..to).find_map(|index| indent_of(lines[index]))?;
+fn deepest(lines: &[String], from: usize, to: usize, path: &[Step]) -> Option<usize> {
+    let column = (from..to).find_map(|index| indent_of(&lines[index]))?;
     walk(lines, from, to, column, path)
 }
 
-fn walk(lines: &[&str], from: usize, to: usize, column: usize, path: &[Step]) -> Option<usize> {
+fn walk(lines: &[String], from: usize, to: usize, column: usize, path: &[Step]) -> Option<usize> {
     let (step, rest) = path.split_first()?;
     match step {
         Step::Key(key) => {
             let found = (from..to).find(|&index| {
-                content_at(lines[index], column).is_some_and(|text| is_key(text, key))
+                content_at(&lines[index], column).is_some_and(|text| is_key(text, key))
             })?;
             let child_end = (found + 1..to)
-                .find(|&index| match indent_of(lines[index]) {
+                .find(|&index| match indent_of(&lines[index]) {
                     Some(indent) if indent < column => true,
                     Some(indent) if indent == column => !lines[index][indent..].starts_with('-'),
                     _ => false,
@@ -159,7 +163,7 @@ fn walk(lines: &[&str], from: usize, to: usize, column: usize, path: &[Step]) ->
             if rest.is_empty() {
                 return Some(found);
             }
-            let child_column = (found + 1..child_end).find_map(|index| indent_of(lines[index]));
+            let child_column = (found + 1..child_end).find_map(|index| indent_of(&lines[index]));
             let deeper = child_column
                 .and_then(|child_column| walk(lines, found + 1, child_end, child_column, rest));
             Some(deeper.unwrap_or(found))
@@ -168,7 +172,7 @@ fn walk(lines: &[&str], from: usize, to: usize, column: usize, path: &[Step]) ->
             // Items start with `-` at the sequence's column.
             let starts: Vec<usize> = (from..to)
                 .filter(|&index| {
-                    indent_of(lines[index]) == Some(column)
+                    indent_of(&lines[index]) == Some(column)
                         && lines[index][column..].starts_with('-')
                 })
                 .collect();
@@ -208,6 +212,11 @@ spec:
         securityContext:
           privileged: true
 ";
+
+    fn field_line(text: &str, doc_line: usize, item: Option<usize>, problems: &[String]) -> usize {
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        super::field_line(&lines, doc_line, item, problems)
+    }
 
     fn problem(text: &str) -> Vec<String> {
         vec![text.to_owned()]

@@ -110,22 +110,36 @@ pub fn fingerprint(check: &str, object: Option<&str>, file: &str) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// The source text of input files, read once, so findings can point at the offending field.
+/// The lines of input files, read once per file, so findings can point at the offending field.
 #[derive(Debug, Default)]
 pub struct Sources {
-    texts: HashMap<String, Option<String>>,
+    /// `false`: never read, every finding points at its object's line.
+    read: bool,
+    lines: HashMap<String, Option<Vec<String>>>,
 }
 
 impl Sources {
-    /// A file's text, read on first use; `None` for stdin, live objects and unreadable files
+    /// Sources read from disk on first use.
+    pub fn from_disk() -> Self {
+        Self {
+            read: true,
+            lines: HashMap::new(),
+        }
+    }
+
+    /// A file's lines; `None` for stdin, live objects, unreadable files and when not reading
     /// (the finding then points at the object's first line).
-    fn text(&mut self, file: &str) -> Option<&str> {
-        if file.is_empty() || file == crate::inputs::documents::STDIN_NAME {
+    fn lines(&mut self, file: &str) -> Option<&[String]> {
+        if !self.read || file.is_empty() || file == crate::inputs::documents::STDIN_NAME {
             return None;
         }
-        self.texts
+        self.lines
             .entry(file.to_owned())
-            .or_insert_with(|| std::fs::read_to_string(file).ok())
+            .or_insert_with(|| {
+                std::fs::read_to_string(file)
+                    .ok()
+                    .map(|text| text.lines().map(str::to_owned).collect())
+            })
             .as_deref()
     }
 }
@@ -170,9 +184,9 @@ pub fn findings(
                     .get(&(location.file.clone(), location.line, object.clone()))
                     .copied()
             });
-            let field_line = match sources.text(&location.file) {
-                Some(text) if location.line > 0 => {
-                    locate::field_line(text, location.line, item, &problems)
+            let field_line = match sources.lines(&location.file) {
+                Some(lines) if location.line > 0 => {
+                    locate::field_line(lines, location.line, item, &problems)
                 }
                 _ => location.line,
             };

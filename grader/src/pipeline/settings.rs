@@ -244,7 +244,7 @@ impl Settings {
             false => None,
         };
         let objects: &[_] = objects.as_deref().map_or(&[], Vec::as_slice);
-        let mut sources = Sources::default();
+        let mut sources = Sources::from_disk();
         report.findings = findings(&report.results, objects, &mut sources);
 
         let mut suppressions = suppress::from_annotations(objects)?;
