@@ -257,6 +257,20 @@ fn configuration_suppressions_hold_until_their_expiry_date() {
     assert_eq!(suppression["status"], "rejected", "{sarif}");
     assert_eq!(suppression["kind"], "external");
 
+    // A suppression that matches nothing is pointed out, so it does not outlive its finding.
+    write(
+        dir.path(),
+        ".hardlab-grade.yaml",
+        &config("2999-12-31").replace("Pod/app/*", "Pod/other/*"),
+    );
+    let unmatched = grade_in(dir.path(), &["static"]);
+    assert_eq!(unmatched.status.code(), Some(1));
+    assert!(
+        stderr(&unmatched).contains("note: .hardlab-grade.yaml: the suppression of podsec.no-privileged on Pod/other/* matched no finding"),
+        "{}",
+        stderr(&unmatched)
+    );
+
     write(dir.path(), ".hardlab-grade.yaml", &config("31.01.2020"));
     let bad_date = grade_in(dir.path(), &["static"]);
     assert_eq!(bad_date.status.code(), Some(2));
@@ -707,6 +721,14 @@ fn gitlab_code_quality_entries_have_the_fields_gitlab_requires() {
         "the suppressed one is not a degradation"
     );
     assert_eq!(privileged[0]["severity"], "critical");
+    assert!(
+        privileged[0]["content"]["body"]
+            .as_str()
+            .unwrap()
+            .ends_with("Controls: CIS Kubernetes Benchmark 5.2.2; NSA/CISA Kubernetes Hardening Guide: Kubernetes Pod security"),
+        "{}",
+        privileged[0]
+    );
     assert_eq!(privileged[0]["location"]["lines"]["begin"], 11);
 }
 

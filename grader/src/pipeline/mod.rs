@@ -13,7 +13,7 @@ pub mod locate;
 pub mod settings;
 pub mod suppress;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -158,21 +158,26 @@ pub fn findings(
         if !matches!(result.status, Status::Fail | Status::Warn | Status::Error) {
             continue;
         }
-        let mut seen: Vec<(Option<&str>, &str, usize)> = Vec::new();
+        // A set: a check on a large repository has thousands of locations.
+        let mut seen: HashSet<(Option<&str>, &str, usize)> = HashSet::new();
+        let evidence: Vec<&str> = result
+            .evidence
+            .as_deref()
+            .map(|evidence| evidence.lines().collect())
+            .unwrap_or_default();
         for location in &result.locations {
             let key = (
                 location.object.as_deref(),
                 location.file.as_str(),
                 location.line,
             );
-            if seen.contains(&key) {
+            if !seen.insert(key) {
                 continue;
             }
-            seen.push(key);
             let problems = location
                 .object
                 .as_deref()
-                .map(|object| problems_of(result, object))
+                .map(|object| problems_of(&evidence, object))
                 .unwrap_or_default();
             let message = if problems.is_empty() {
                 result.message.clone()
@@ -247,12 +252,9 @@ fn list_item_indexes(objects: &[KubeObject]) -> HashMap<(String, usize, String),
 
 /// The evidence lines a check wrote about one object (`Kind/ns/name (file:line): problem`), the
 /// problem part of each.
-fn problems_of(result: &CheckResult, object: &str) -> Vec<String> {
-    let Some(evidence) = &result.evidence else {
-        return Vec::new();
-    };
+fn problems_of(evidence: &[&str], object: &str) -> Vec<String> {
     evidence
-        .lines()
+        .iter()
         .filter_map(|line| {
             let rest = line.strip_prefix(object)?;
             let rest = match rest.strip_prefix(" (") {

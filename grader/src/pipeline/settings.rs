@@ -251,6 +251,14 @@ impl Settings {
         suppress::validate(&suppressions)?;
         suppressions.extend(self.suppressions.iter().cloned());
         suppress::apply(&mut report.findings, &suppressions, suppress::today());
+        let checks_run: Vec<&str> = report.results.iter().map(|r| r.check.as_str()).collect();
+        for unused in suppress::unused(&report.findings, &self.suppressions, &checks_run) {
+            let object = unused.object.as_deref().unwrap_or("any object");
+            eprintln!(
+                "note: {}: the suppression of {} on {object} matched no finding (fixed? it can go)",
+                unused.source, unused.check
+            );
+        }
 
         if let Some(path) = &self.baseline {
             let baseline = Baseline::read(path)?;

@@ -190,6 +190,20 @@ pub fn apply(findings: &mut [Finding], suppressions: &[Suppression], today: Date
     }
 }
 
+/// The suppressions that matched none of the findings of checks that ran, for a note: they can
+/// go (the finding was fixed) or name the wrong object.
+pub fn unused<'a>(
+    findings: &[Finding],
+    suppressions: &'a [Suppression],
+    checks_run: &[&str],
+) -> Vec<&'a Suppression> {
+    suppressions
+        .iter()
+        .filter(|suppression| checks_run.contains(&suppression.check.as_str()))
+        .filter(|suppression| !findings.iter().any(|finding| suppression.matches(finding)))
+        .collect()
+}
+
 /// Today in UTC, which expiry dates are compared with.
 pub fn today() -> Date {
     time::OffsetDateTime::now_utc().date()

@@ -13,6 +13,9 @@ use super::{FailOn, Report};
 use crate::model::Status;
 use crate::pipeline::Disposition;
 
+/// Annotations are read in a pull request's margin; the JSON and SARIF reports have everything.
+const MESSAGE_WIDTH: usize = 2000;
+
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     for finding in &report.findings {
@@ -61,7 +64,7 @@ pub fn render(report: &Report) -> String {
             out,
             "::{command} {}::{}",
             properties.join(","),
-            escape_data(&message)
+            escape_data(&super::cap(&message, MESSAGE_WIDTH))
         );
     }
     let counts = report.finding_counts();

@@ -39,7 +39,7 @@ pub fn render(report: &Report) -> String {
                 "engine_name": super::TOOL,
                 "check_name": result.check,
                 "description": description,
-                "content": { "body": result.remediation },
+                "content": { "body": body(&result.remediation, &result.references) },
                 "categories": ["Security"],
                 "fingerprint": finding.fingerprint,
                 "severity": severity(result.severity, finding.status),
@@ -53,6 +53,26 @@ pub fn render(report: &Report) -> String {
     let mut text = serde_json::to_string_pretty(&Value::Array(entries)).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The remediation, and the CIS and NSA/CISA items the check covers.
+fn body(remediation: &str, references: &[String]) -> String {
+    let mut items: Vec<String> = super::Framework::Cis
+        .controls(references)
+        .into_iter()
+        .map(|item| format!("CIS Kubernetes Benchmark {item}"))
+        .collect();
+    items.extend(
+        super::Framework::Nsa
+            .controls(references)
+            .into_iter()
+            .map(|item| format!("NSA/CISA Kubernetes Hardening Guide: {item}")),
+    );
+    if items.is_empty() {
+        remediation.to_owned()
+    } else {
+        format!("{remediation}\n\nControls: {}", items.join("; "))
+    }
 }
 
 /// GitLab's scale is info, minor, major, critical, blocker; a warning is at most minor.
