@@ -6,7 +6,10 @@
 //!   kubeconfig lacks the rights: the cluster was not shown to be hardened), or `warn` with
 //!   `--fail-on warn`;
 //! - 2: the grader could not grade at all: bad arguments or input files, an unknown check or lab
-//!   ID, an unreachable cluster.
+//!   ID (in a suppression too), a bad configuration or baseline file, an unreachable cluster.
+//!
+//! Suppressed and baselined findings never fail the run; an expired suppression fails like the
+//! finding (see [`crate::pipeline`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,9 +30,11 @@ use crate::target::local::LocalNode;
 use crate::target::{EtcdAccess, NodeAccess};
 use crate::{Context, Error, Result, catalog, run_checks};
 
-const EXIT_CODES: &str = "Exit codes: 0 nothing failed (warnings allowed); 1 a check failed, or \
-could not read its input (error, e.g. forbidden), or warned with --fail-on warn; 2 could not grade \
-(bad input, unknown check or lab ID, unreachable cluster).";
+const EXIT_CODES: &str = "Exit codes: 0 nothing failed (warnings allowed; suppressed and baselined \
+findings never fail); 1 a check failed, or could not read its input (error, e.g. forbidden), or \
+warned with --fail-on warn, or a suppression expired; 2 could not grade (bad input, unknown check or \
+lab ID, also in a suppression, a bad configuration or baseline file, unreachable cluster). \
+Settings are read from .hardlab-grade.yaml in the working directory or a parent (see docs/ci.md).";
 
 #[derive(Debug, Parser)]
 #[command(
