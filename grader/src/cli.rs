@@ -247,6 +247,10 @@ pub struct StaticArgs {
     /// configuration file). Helm: `helm template RELEASE CHART | hardlab-grade static -`.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Also grade this kustomize overlay, rendered with `kubectl kustomize DIR` (repeatable);
+    /// findings point at source files where the overlay sets `buildMetadata: [originAnnotations]`.
+    #[arg(long, value_name = "DIR")]
+    pub kustomize: Vec<PathBuf>,
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -426,19 +430,24 @@ async fn network_matrix(args: MatrixArgs, output: &OutputArgs) -> Result<String>
 async fn grade_static(args: &StaticArgs, settings: &Settings) -> Result<(Graded, Context)> {
     // Unknown IDs are refused before any file is read.
     let checks = settings.select()?;
-    if settings.paths.is_empty() {
+    if settings.paths.is_empty() && args.kustomize.is_empty() {
         return Err(Error::Usage(
-            "static needs a PATH (a file, a directory or - for stdin), or `paths:` in .hardlab-grade.yaml"
+            "static needs a PATH (a file, a directory or - for stdin), --kustomize DIR, or `paths:` in .hardlab-grade.yaml"
                 .into(),
         ));
     }
-    let read = documents::read_paths(&settings.paths)?;
+    let mut read = documents::read_paths(&settings.paths)?;
+    for dir in &args.kustomize {
+        read.documents
+            .extend(crate::pipeline::kustomize::render(dir)?);
+    }
     for note in &read.notes {
         eprintln!("note: {note}");
     }
     let target = settings
         .paths
         .iter()
+        .chain(&args.kustomize)
         .map(|path| path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");

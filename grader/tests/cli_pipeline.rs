@@ -1073,3 +1073,78 @@ items:
         "{github}"
     );
 }
+
+#[test]
+fn a_kustomize_overlay_is_rendered_and_findings_point_at_the_source_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "base/pod.yaml", &pod("shell", None));
+    write(
+        dir.path(),
+        "base/kustomization.yaml",
+        "resources: [pod.yaml]\n",
+    );
+    write(
+        dir.path(),
+        "prod/kustomization.yaml",
+        "resources: [../base]\nnamePrefix: prod-\nbuildMetadata: [originAnnotations]\n",
+    );
+
+    // Without kubectl: a clear error, exit 2.
+    let missing = Command::new(env!("CARGO_BIN_EXE_hardlab-grade"))
+        .args(["static", "--kustomize", "prod"])
+        .current_dir(dir.path())
+        .env("HARDLAB_KUBECTL", "/nonexistent/kubectl")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("--kustomize prod: cannot run /nonexistent/kubectl")
+            && stderr(&missing).contains("kustomize build prod | hardlab-grade static -"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let kubectl = Command::new("kubectl")
+        .args(["version", "--client"])
+        .output();
+    if !hardlab_testkit::require_that(
+        kubectl.is_ok_and(|output| output.status.success()),
+        "kubectl is not installed (it renders --kustomize overlays)",
+    ) {
+        return;
+    }
+    let github = grade_in(
+        dir.path(),
+        &[
+            "static",
+            "--check",
+            PRIVILEGED,
+            "--format",
+            "github",
+            "--kustomize",
+            "prod",
+        ],
+    );
+    assert_eq!(github.status.code(), Some(1), "{}", stderr(&github));
+    assert!(
+        stdout(&github).starts_with("::error file=base/pod.yaml,line=11,"),
+        "the origin annotation leads to the source file and its field: {}",
+        stdout(&github)
+    );
+    assert!(
+        stdout(&github).contains("Pod/app/prod-shell"),
+        "{}",
+        stdout(&github)
+    );
+
+    // Without origin annotations, findings point into the rendered stream.
+    let base = grade_in(
+        dir.path(),
+        &["static", "--check", PRIVILEGED, "--kustomize", "base"],
+    );
+    assert!(
+        stdout(&base).contains("at kustomize:base:"),
+        "{}",
+        stdout(&base)
+    );
+}

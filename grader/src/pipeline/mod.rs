@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod config;
+pub mod kustomize;
 pub mod locate;
 pub mod settings;
 pub mod suppress;
@@ -258,7 +259,8 @@ fn problems_of(evidence: &[&str], object: &str) -> Vec<String> {
         .filter_map(|line| {
             let rest = line.strip_prefix(object)?;
             let rest = match rest.strip_prefix(" (") {
-                Some(inner) => &inner[inner.find(')')? + 1..],
+                // `(file:line): `; a file name may hold parentheses of its own.
+                Some(inner) => &inner[inner.find("):")? + 1..],
                 None => rest,
             };
             let problem = rest.strip_prefix(':')?.trim();
