@@ -96,7 +96,8 @@ fn a_failing_check_exits_1_and_a_passing_one_exits_0() {
     assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
     assert!(stdout(&failed).contains("FAIL"), "{}", stdout(&failed));
     assert!(
-        stdout(&failed).contains("bad.yaml:2"),
+        // The offending field's line, `privileged: true`.
+        stdout(&failed).contains("bad.yaml:12"),
         "{}",
         stdout(&failed)
     );
@@ -371,7 +372,8 @@ fn every_format_parses_with_a_real_parser() {
             .unwrap()
             .ends_with("pods.yaml")
     );
-    assert_eq!(physical["region"]["startLine"], 2);
+    // The offending field's line (`privileged: true`), not the object's first line.
+    assert_eq!(physical["region"]["startLine"], 12);
 
     let junit = grade(&["static", "--format", "junit", &file]);
     let xml = stdout(&junit);

@@ -38,6 +38,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[
                     "CIS Kubernetes Benchmark 1.2.27",
                     "CIS Kubernetes Benchmark 1.2.28",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets",
                     ENCRYPT_DATA_DOC,
                 ],
             ),
@@ -52,7 +53,7 @@ pub fn checks() -> Vec<CheckDef> {
                 "Run a KMS v2 plugin on a unix socket the API server can reach and put \
                  `kms: {apiVersion: v2, name: ..., endpoint: unix:///...}` first in the providers for `secrets`; \
                  then rewrite every Secret so it is stored under the new provider.",
-                &["CIS Kubernetes Benchmark 1.2.28", KMS_DOC],
+                &["CIS Kubernetes Benchmark 1.2.28", "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets", KMS_DOC],
             )
             .exercise(),
             run: |ctx| encryption_kms_v2(ctx).boxed(),
@@ -68,6 +69,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[
                     "CIS Kubernetes Benchmark 1.2.27",
                     "CIS Kubernetes Benchmark 1.2.28",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets",
                     ENCRYPT_DATA_DOC,
                 ],
             ),
@@ -81,7 +83,7 @@ pub fn checks() -> Vec<CheckDef> {
                 Severity::High,
                 "Encryption applies when an object is written: rewrite every Secret through the API with \
                  `kubectl get secrets --all-namespaces -o json | kubectl replace -f -`.",
-                &["CIS Kubernetes Benchmark 1.2.28", ENCRYPT_DATA_DOC],
+                &["CIS Kubernetes Benchmark 1.2.28", "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets", ENCRYPT_DATA_DOC],
             ),
             run: |ctx| no_plaintext_secrets(ctx).boxed(),
         },
@@ -103,6 +105,7 @@ pub fn checks() -> Vec<CheckDef> {
                     "CIS Kubernetes Benchmark 2.5",
                     "CIS Kubernetes Benchmark 2.6",
                     "CIS Kubernetes Benchmark 2.7",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Control plane hardening, etcd",
                     ETCD_SECURITY_DOC,
                 ],
             ),
@@ -119,6 +122,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[
                     "CIS Kubernetes Benchmark 1.2.23",
                     "CIS Kubernetes Benchmark 1.2.26",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Control plane hardening, etcd",
                     ETCD_SECURITY_DOC,
                 ],
             ),

@@ -341,6 +341,7 @@ pub fn checks() -> Vec<CheckDef> {
                  (`kubectl label --dry-run=server --overwrite ns NS pod-security.kubernetes.io/enforce=LEVEL` shows the same).",
                 &[
                     "CIS Kubernetes Benchmark 5.2.1",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Pod security enforcement",
                     "Pod Security Standards: Baseline and Restricted",
                     PSS_URL,
                 ],

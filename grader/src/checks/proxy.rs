@@ -108,7 +108,10 @@ pub fn checks() -> Vec<CheckDef> {
                 Severity::High,
                 "Run `hardlab audit verify`; a broken chain means a row was changed or deleted in the database. \
                  Restore the audit table from a backup and find out who had write access to it.",
-                &["https://goteleport.com/docs/reference/audit-events/"],
+                &[
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Audit logging and threat detection",
+                    "https://goteleport.com/docs/reference/audit-events/",
+                ],
             )
             .exercise(),
             run: |ctx| audit_chain_intact(ctx).boxed(),
