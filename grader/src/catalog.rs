@@ -41,6 +41,16 @@ impl Lab {
     }
 }
 
+/// What a check judges: any cluster's hardening, or the state a lab's exercise asks for (its
+/// demo app's intended traffic, the grant a step describes, the lab's proxy). A scan without
+/// `--lab` runs only the first kind, so a CI user never gets findings about the lab's demo app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckKind {
+    Hardening,
+    Exercise,
+}
+
 /// The published, stable facts about a check.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckMeta {
@@ -54,6 +64,15 @@ pub struct CheckMeta {
     pub remediation: &'static str,
     /// CIS Kubernetes Benchmark IDs, NSA/CISA guide sections, Pod Security Standards, docs URLs.
     pub references: &'static [&'static str],
+    pub kind: CheckKind,
+}
+
+impl CheckMeta {
+    /// Marks the check as judging a lab's exercise rather than any cluster's hardening.
+    pub const fn exercise(mut self) -> Self {
+        self.kind = CheckKind::Exercise;
+        self
+    }
 }
 
 impl Lab {
@@ -75,6 +94,7 @@ impl Lab {
             severity,
             remediation,
             references,
+            kind: CheckKind::Hardening,
         }
     }
 }

@@ -6,9 +6,12 @@
 //!   kubeconfig lacks the rights: the cluster was not shown to be hardened), or `warn` with
 //!   `--fail-on warn`;
 //! - 2: the grader could not grade at all: bad arguments or input files, an unknown check or lab
-//!   ID, an unreachable cluster.
+//!   ID (in a suppression too), a bad configuration or baseline file, an unreachable cluster.
+//!
+//! Suppressed and baselined findings never fail the run; an expired suppression fails like the
+//! finding (see [`crate::pipeline`]).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +21,20 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::context::{ApiEndpoint, Params};
 use crate::inputs::documents;
-use crate::report::{self, FailOn, Report, text::Color};
+use crate::pipeline::settings::{Graded, Settings};
+use crate::report;
 use crate::target::apipod::ApiPodNode;
 use crate::target::docker::DockerNode;
 use crate::target::etcd::{EtcdHttp, EtcdctlOnNode};
 use crate::target::local::LocalNode;
 use crate::target::{EtcdAccess, NodeAccess};
-use crate::{Context, Error, Result, RunOptions, catalog, run_checks};
+use crate::{Context, Error, Result, catalog, run_checks};
 
-const EXIT_CODES: &str = "Exit codes: 0 nothing failed (warnings allowed); 1 a check failed, or \
-could not read its input (error, e.g. forbidden), or warned with --fail-on warn; 2 could not grade \
-(bad input, unknown check or lab ID, unreachable cluster).";
+const EXIT_CODES: &str = "Exit codes: 0 nothing failed (warnings allowed; suppressed and baselined \
+findings never fail); 1 a check failed, or could not read its input (error, e.g. forbidden), or \
+warned with --fail-on warn, or a suppression expired; 2 could not grade (bad input, unknown check or \
+lab ID, also in a suppression, a bad configuration or baseline file, unreachable cluster). \
+Settings are read from .hardlab-grade.yaml in the working directory or a parent (see docs/ci.md).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +48,8 @@ pub struct Cli {
     pub command: Command,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
 }
 
 /// One variant per subcommand; each is dispatched in [`execute`].
@@ -60,18 +68,99 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct OutputArgs {
-    /// Output format; `markdown` is for `checks` only.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Write the report to this file instead of standard output.
-    #[arg(long, global = true, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Output format (default: text, or `format:` in the configuration file); `markdown` is for
+    /// `checks` only; `github` prints GitHub Actions annotations, `gitlab` GitLab Code Quality JSON.
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<Format>,
+    /// Write the report to FILE instead of standard output, or, as FORMAT=FILE (repeatable), also
+    /// write that format to FILE, e.g. `--output sarif=hardlab.sarif --output junit=junit.xml`.
+    #[arg(long, global = true, value_name = "[FORMAT=]FILE", value_parser = parse_output)]
+    pub output: Vec<OutputTarget>,
     /// How long to wait for the cluster (connecting and each request): `10`, `10s`, `500ms`, `1m`.
     #[arg(long, global = true, value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
-    /// The lowest status that fails the run (exit 1); warnings never fail unless this is `warn`.
-    #[arg(long, global = true, value_enum, default_value_t = FailOnArg::Fail)]
-    pub fail_on: FailOnArg,
+    /// The lowest status that fails the run (exit 1; default: fail); warnings never fail unless
+    /// this is `warn`.
+    #[arg(long, global = true, value_enum)]
+    pub fail_on: Option<FailOnArg>,
+}
+
+impl OutputArgs {
+    /// The format given on the command line, else text (`checks` and `matrix` read no
+    /// configuration file).
+    pub fn format(&self) -> Format {
+        self.format.unwrap_or(Format::Text)
+    }
+}
+
+/// Settings for grading in a pipeline: configuration file, suppressions, baseline, report layout.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Read settings from this file instead of looking for .hardlab-grade.yaml in the working
+    /// directory and its parents; flags override what it says.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+    /// Read no configuration file.
+    #[arg(long, global = true)]
+    pub no_config: bool,
+    /// Accept every finding of this check (repeatable); reported as suppressed, never failing.
+    #[arg(long = "skip-check", global = true, value_name = "ID")]
+    pub skip_checks: Vec<String>,
+    /// Fail only on findings not recorded in this baseline file; recorded ones that are gone are
+    /// reported as fixed.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Record the findings of this run in a baseline file (then they do not fail this run).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub create_baseline: Option<PathBuf>,
+    /// Arrange the text report by check (default) or by file and object.
+    #[arg(long, global = true, value_enum)]
+    pub group_by: Option<GroupByArg>,
+    /// Run the checks that cover items of this framework and summarize by item: `cis` (CIS
+    /// Kubernetes Benchmark) or `nsa` (NSA/CISA Kubernetes Hardening Guide).
+    #[arg(long, global = true, value_enum)]
+    pub framework: Option<FrameworkArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupByArg {
+    Check,
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FrameworkArg {
+    Cis,
+    Nsa,
+}
+
+/// Where one report goes: `FILE` (the main format) or `FORMAT=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputTarget {
+    pub format: Option<Format>,
+    pub path: PathBuf,
+}
+
+/// `FORMAT=FILE` when the part before `=` names a format, else a file name.
+pub fn parse_output(spec: &str) -> std::result::Result<OutputTarget, String> {
+    if let Some((format, path)) = spec.split_once('=')
+        && let Ok(format) = Format::from_str(format, true)
+    {
+        if path.is_empty() {
+            return Err(format!("{spec:?}: no file after {format:?}="));
+        }
+        return Ok(OutputTarget {
+            format: Some(format),
+            path: PathBuf::from(path),
+        });
+    }
+    if spec.is_empty() {
+        return Err("an empty file name".into());
+    }
+    Ok(OutputTarget {
+        format: None,
+        path: PathBuf::from(spec),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,6 +169,8 @@ pub enum Format {
     Json,
     Junit,
     Sarif,
+    Github,
+    Gitlab,
     Markdown,
 }
 
@@ -89,11 +180,13 @@ pub enum FailOnArg {
     Fail,
 }
 
-/// Which checks to run; with neither, all of them.
+/// Which checks to run; with neither, every hardening check (lab-exercise checks run only with
+/// `--lab` or `--check`).
 #[derive(Debug, Args)]
 pub struct Selection {
-    /// Run this lab's checks (repeatable): etcd-secrets, network-policies, pod-mtls,
-    /// secure-access, pod-security, access-proxy.
+    /// Run this lab's checks (repeatable), its exercise checks included: etcd-secrets,
+    /// network-policies, pod-mtls, secure-access, pod-security, access-proxy. Without --lab or
+    /// --check, only the hardening checks run.
     #[arg(long = "lab", value_name = "ID")]
     pub labs: Vec<String>,
     /// Run this check (repeatable); see `hardlab-grade checks`.
@@ -152,9 +245,19 @@ pub struct LiveArgs {
 
 #[derive(Debug, Args)]
 pub struct StaticArgs {
-    /// Files, directories (read recursively) or `-` for standard input.
-    #[arg(required = true, value_name = "PATH")]
+    /// Files, directories (read recursively) or `-` for standard input (default: `paths:` in the
+    /// configuration file). Helm: `helm template RELEASE CHART | hardlab-grade static -`.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Leave out files and directories below a scanned directory that match this glob
+    /// (repeatable; `*`, `**`, `?`; relative to the directory, or any name when it has no `/`),
+    /// e.g. `--exclude 'charts/**' --exclude '*.tmpl.yaml'`. Each is listed as not graded.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Also grade this kustomize overlay, rendered with `kubectl kustomize DIR` (repeatable);
+    /// findings point at source files where the overlay sets `buildMetadata: [originAnnotations]`.
+    #[arg(long, value_name = "DIR")]
+    pub kustomize: Vec<PathBuf>,
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -268,11 +371,11 @@ pub async fn execute(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Checks => {
             let checks = catalog::all();
-            let rendered = match output.format {
+            let rendered = match output.format() {
                 Format::Text => report::catalog::text(&checks),
                 Format::Json => report::catalog::json(&checks),
                 Format::Markdown => report::catalog::markdown(&checks),
-                Format::Junit | Format::Sarif => {
+                Format::Junit | Format::Sarif | Format::Github | Format::Gitlab => {
                     return Err(Error::Usage(
                         "`checks` prints text, json or markdown".into(),
                     ));
@@ -282,14 +385,16 @@ pub async fn execute(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Live(args) => {
-            reject_markdown(output.format)?;
-            let report = grade_live(&args, output).await?;
-            finish(output, &report)
+            let settings = Settings::resolve(output, &cli.pipeline, &args.selection, &[])?;
+            let (graded, ctx) = grade_live(&args, output, &settings).await?;
+            let report = settings.triage(graded, &ctx).await?;
+            settings.write_reports(&report)
         }
         Command::Static(args) => {
-            reject_markdown(output.format)?;
-            let report = grade_static(&args, output).await?;
-            finish(output, &report)
+            let settings = Settings::resolve(output, &cli.pipeline, &args.selection, &args.paths)?;
+            let (graded, ctx) = grade_static(&args, &settings).await?;
+            let report = settings.triage(graded, &ctx).await?;
+            settings.write_reports(&report)
         }
         Command::Matrix(args) => {
             let rendered = network_matrix(args, output).await?;
@@ -300,7 +405,7 @@ pub async fn execute(cli: Cli) -> Result<i32> {
 }
 
 async fn network_matrix(args: MatrixArgs, output: &OutputArgs) -> Result<String> {
-    if !matches!(output.format, Format::Text | Format::Json) {
+    if !matches!(output.format(), Format::Text | Format::Json) {
         return Err(Error::Usage("`matrix` prints text or json".into()));
     }
     let params = Params {
@@ -317,72 +422,77 @@ async fn network_matrix(args: MatrixArgs, output: &OutputArgs) -> Result<String>
         Context::live(Some(cluster.client)).with_params(params)
     } else {
         let read = documents::read_paths(&args.paths)?;
-        for note in &read.notes {
-            eprintln!("note: {note}");
+        for skipped in &read.skipped {
+            eprintln!("note: not graded: {skipped}");
         }
         Context::from_documents(read.documents).with_params(params)
     };
     let matrix = crate::checks::netpol::matrix(&ctx, args.namespace.as_deref()).await?;
-    Ok(match output.format {
+    Ok(match output.format() {
         Format::Json => matrix.to_json(),
         _ => matrix.to_text(),
     })
 }
 
-fn reject_markdown(format: Format) -> Result<()> {
-    if format == Format::Markdown {
+async fn grade_static(args: &StaticArgs, settings: &Settings) -> Result<(Graded, Context)> {
+    // Unknown IDs are refused before any file is read.
+    let checks = settings.select()?;
+    if settings.paths.is_empty() && args.kustomize.is_empty() {
         return Err(Error::Usage(
-            "markdown is for `checks`; reports are text, json, junit or sarif".into(),
+            "static needs a PATH (a file, a directory or - for stdin), --kustomize DIR, or `paths:` in .hardlab-grade.yaml"
+                .into(),
         ));
     }
-    Ok(())
-}
-
-fn fail_on(output: &OutputArgs) -> FailOn {
-    match output.fail_on {
-        FailOnArg::Warn => FailOn::Warn,
-        FailOnArg::Fail => FailOn::Fail,
+    let options = documents::ReadOptions {
+        exclude: args.exclude.clone(),
+    };
+    let mut read = documents::read_paths_with(&settings.paths, &options)?;
+    for dir in &args.kustomize {
+        read.documents
+            .extend(crate::pipeline::kustomize::render(dir)?);
     }
-}
-
-fn run_options(selection: &Selection) -> RunOptions {
-    RunOptions {
-        labs: selection.labs.clone(),
-        checks: selection.checks.clone(),
-    }
-}
-
-async fn grade_static(args: &StaticArgs, output: &OutputArgs) -> Result<Report> {
-    // Unknown IDs are refused before any file is read.
-    let checks = run_options(&args.selection).select()?;
-    let read = documents::read_paths(&args.paths)?;
-    for note in &read.notes {
-        eprintln!("note: {note}");
-    }
-    let target = args
+    let target = settings
         .paths
         .iter()
+        .chain(&args.kustomize)
         .map(|path| path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
     if read.documents.is_empty() {
-        return Err(Error::invalid(
-            target,
-            "no Kubernetes objects found (documents need a `kind`)",
-        ));
+        let mut message = "no Kubernetes objects found (documents need a `kind`)".to_owned();
+        if !read.skipped.is_empty() {
+            let first: Vec<String> = read
+                .skipped
+                .iter()
+                .take(3)
+                .map(ToString::to_string)
+                .collect();
+            message.push_str(&format!(
+                "; {} file(s) or document(s) not graded: {}{}",
+                read.skipped.len(),
+                first.join("; "),
+                if read.skipped.len() > 3 { "; ..." } else { "" }
+            ));
+        }
+        return Err(Error::invalid(target, message));
     }
     let ctx = Context::from_documents(read.documents).with_params(args.selection.params(None));
     let results = run_checks(&ctx, &checks).await;
-    Ok(Report {
+    let graded = Graded {
         target,
         mode: "static".into(),
         results,
-        fail_on: fail_on(output),
-    })
+        skipped: read.skipped,
+    };
+    Ok((graded, ctx))
 }
 
-async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
-    let checks = run_options(&args.selection).select()?;
+async fn grade_live(
+    args: &LiveArgs,
+    output: &OutputArgs,
+    settings: &Settings,
+) -> Result<(Graded, Context)> {
+    let checks = settings.select()?;
     let cluster = connect(
         args.kubeconfig.as_deref(),
         args.context.as_deref(),
@@ -403,12 +513,13 @@ async fn grade_live(args: &LiveArgs, output: &OutputArgs) -> Result<Report> {
         ctx = ctx.with_node(node);
     }
     let results = run_checks(&ctx, &checks).await;
-    Ok(Report {
+    let graded = Graded {
         target: cluster.describe,
         mode: "live".into(),
         results,
-        fail_on: fail_on(output),
-    })
+        skipped: Vec::new(),
+    };
+    Ok((graded, ctx))
 }
 
 fn node_access(spec: &NodeSpec, client: &kube::Client) -> Result<Arc<dyn NodeAccess>> {
@@ -561,33 +672,15 @@ fn load_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String)> {
     Ok((kubeconfig, source))
 }
 
-/// Renders the report, writes it, and turns it into the exit code.
-fn finish(output: &OutputArgs, report: &Report) -> Result<i32> {
-    let rendered = match output.format {
-        Format::Text => report::text::render(report, color(output)),
-        Format::Json => report::json::render(report),
-        Format::Junit => report::junit::render(report),
-        Format::Sarif => report::sarif::render(report),
-        Format::Markdown => {
-            return Err(Error::Usage("markdown is for `checks`".into()));
-        }
-    };
-    write_output(output, &rendered)?;
-    Ok(if report.failed() { 1 } else { 0 })
-}
-
-/// Color only for a terminal, and never when `NO_COLOR` is set to anything (no-color.org).
-fn color(output: &OutputArgs) -> Color {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
-    if output.output.is_none() && !no_color && std::io::stdout().is_terminal() {
-        Color::Always
-    } else {
-        Color::Never
-    }
-}
-
+/// Writes what `checks` and `matrix` print: to the one `--output FILE`, or standard output.
 fn write_output(output: &OutputArgs, rendered: &str) -> Result<()> {
-    match &output.output {
+    if output.output.iter().any(|target| target.format.is_some()) || output.output.len() > 1 {
+        return Err(Error::Usage(
+            "`checks` and `matrix` write one file: --output FILE (FORMAT=FILE is for reports)"
+                .into(),
+        ));
+    }
+    match output.output.first().map(|target| &target.path) {
         Some(path) => std::fs::write(path, rendered).map_err(|source| Error::Io {
             path: path.clone(),
             source,

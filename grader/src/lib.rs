@@ -13,6 +13,7 @@ pub mod error;
 pub mod inputs;
 pub mod labels;
 pub mod model;
+pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod target;

@@ -2,11 +2,11 @@ use std::time::Instant;
 
 use futures::future::join_all;
 
-use crate::catalog::{self, CheckDef, Lab};
+use crate::catalog::{self, CheckDef, CheckKind, Lab};
 use crate::model::{CheckResult, Outcome};
 use crate::{Context, Error, Result};
 
-/// Which checks to run: by lab, by ID, or all.
+/// Which checks to run: by lab, by ID, or (with neither) every hardening check.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub labs: Vec<String>,
@@ -15,6 +15,8 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// The checks this selection names, in catalog order; an unknown lab or check ID is an error.
+    /// With no lab and no check named, only the hardening checks: the lab-exercise ones judge a
+    /// lab's demo app and steps, which a scan of someone's own cluster or repository does not have.
     pub fn select(&self) -> Result<Vec<CheckDef>> {
         for lab in &self.labs {
             if Lab::from_id(lab).is_none() {
@@ -32,7 +34,8 @@ impl RunOptions {
             .filter(|check| {
                 let by_lab = self.labs.iter().any(|lab| lab == check.meta.lab.id());
                 let by_id = self.checks.iter().any(|id| id == check.meta.id);
-                (self.labs.is_empty() && self.checks.is_empty()) || by_lab || by_id
+                let unselected = self.labs.is_empty() && self.checks.is_empty();
+                (unselected && check.meta.kind == CheckKind::Hardening) || by_lab || by_id
             })
             .collect())
     }

@@ -96,7 +96,8 @@ fn a_failing_check_exits_1_and_a_passing_one_exits_0() {
     assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
     assert!(stdout(&failed).contains("FAIL"), "{}", stdout(&failed));
     assert!(
-        stdout(&failed).contains("bad.yaml:2"),
+        // The offending field's line, `privileged: true`.
+        stdout(&failed).contains("bad.yaml:12"),
         "{}",
         stdout(&failed)
     );
@@ -228,16 +229,22 @@ fn directories_are_read_recursively_and_non_kubernetes_files_are_skipped_with_a_
         &root,
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let notes = stderr(&output);
-    assert!(
-        notes.contains("values.yaml: skipped 1 document(s) without a `kind`"),
-        "{notes}"
-    );
-    assert!(
-        notes.contains("templates/pod.yaml: skipped, an unrendered template"),
-        "{notes}"
-    );
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let skipped: Vec<String> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {} {}", s["file"], s["cause"], s["reason"]))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:#?}");
+    assert!(
+        skipped[0].contains("templates/pod.yaml") && skipped[0].contains("unrendered template"),
+        "{skipped:#?}"
+    );
+    assert!(
+        skipped[1].contains("values.yaml") && skipped[1].contains("no-kind"),
+        "{skipped:#?}"
+    );
     let file = report["results"][0]["locations"][0]["file"]
         .as_str()
         .unwrap();
@@ -365,7 +372,8 @@ fn every_format_parses_with_a_real_parser() {
             .unwrap()
             .ends_with("pods.yaml")
     );
-    assert_eq!(physical["region"]["startLine"], 2);
+    // The offending field's line (`privileged: true`), not the object's first line.
+    assert_eq!(physical["region"]["startLine"], 12);
 
     let junit = grade(&["static", "--format", "junit", &file]);
     let xml = stdout(&junit);

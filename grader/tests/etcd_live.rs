@@ -308,3 +308,67 @@ async fn etcd_with_tls_and_client_certificates_passes_the_lock_down_checks_and_p
         "{apiserver_check:#?}"
     );
 }
+
+/// Fault injection: an etcd reader that hands back a forged value for every key (the real one
+/// for listing), as a tampered or foreign value behind a valid-looking prefix would be.
+struct ForgedEtcd {
+    forged: Vec<u8>,
+}
+
+#[async_trait::async_trait]
+impl EtcdAccess for ForgedEtcd {
+    fn describe(&self) -> String {
+        "forged etcd (test fault injection)".into()
+    }
+    async fn get(&self, _key: &[u8]) -> hardlab_grader::Result<Option<Vec<u8>>> {
+        Ok(Some(self.forged.clone()))
+    }
+    async fn list(&self, _prefix: &[u8]) -> hardlab_grader::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_prefix_alone_is_not_proof_encryption_is_verified_by_decrypting_where_the_key_is_at_hand()
+{
+    if !require(Component::ControlPlane) {
+        return;
+    }
+    let mut plane = ControlPlane::builder().start().await.unwrap();
+    restart_with(&mut plane, &format!("{}{IDENTITY}", aescbc())).await;
+    let client = plane.client().await;
+
+    // The key is readable on the node and the API server's ciphertext decrypts to the Secret.
+    let verified = grade(&context(&plane, client.clone()), "etcd.secrets-encrypted").await;
+    assert_status(&verified, Status::Pass);
+
+    // The same prefix in front of bytes that are not this Secret under key1: not a pass.
+    let mut forged = b"k8s:enc:aescbc:v1:key1:".to_vec();
+    forged.extend([0x5a; 48]);
+    let ctx = Context::live(Some(client.clone()))
+        .with_node(Arc::new(LocalNode::new(plane.kubernetes_dir())))
+        .with_etcd(Arc::new(ForgedEtcd { forged }));
+    let tampered = grade(&ctx, "etcd.secrets-encrypted").await;
+    assert_status(&tampered, Status::Warn);
+    assert!(
+        tampered.message.contains("encryption is not verified"),
+        "{tampered:#?}"
+    );
+    assert!(
+        tampered
+            .message
+            .contains("decrypting with aescbc key \"key1\""),
+        "{tampered:#?}"
+    );
+
+    // Without the node, the key is not at hand: encrypted, but not verified.
+    let etcd: Arc<dyn EtcdAccess> =
+        Arc::new(EtcdHttp::new(plane.etcd_endpoint(), None, None, None).unwrap());
+    let ctx = Context::live(Some(client)).with_etcd(etcd);
+    let unverified = grade(&ctx, "etcd.secrets-encrypted").await;
+    assert_status(&unverified, Status::Warn);
+    assert!(
+        unverified.message.contains("not verified"),
+        "{unverified:#?}"
+    );
+}

@@ -39,11 +39,13 @@ async fn a_permissive_namespace_policy_and_a_disabled_port_undermine_mesh_wide_s
     assert_eq!(outcome.status, Status::Fail);
     let evidence = outcome.evidence.clone().unwrap();
     assert!(
-        evidence.contains("shop/default sets PERMISSIVE for namespace shop"),
+        evidence.contains("Deployment/shop/web on every port is PERMISSIVE, set by shop/default"),
         "{evidence}"
     );
     assert!(
-        evidence.contains("shop/api-metrics overrides port 8080 to DISABLE"),
+        evidence.contains(
+            "Deployment/shop/api on port 8080 is DISABLE, set by shop/api-metrics (portLevelMtls 8080)"
+        ),
         "{evidence}"
     );
     assert_eq!(outcome.locations.len(), 2);

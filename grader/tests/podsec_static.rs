@@ -68,7 +68,12 @@ async fn run_as_non_root_catches_an_init_container_that_overrides_the_pod_with_u
     assert_eq!(outcome.status, Status::Fail);
     assert_eq!(
         flagged(&outcome),
-        ["Deployment/shop/web", "DaemonSet/shop/log-shipper"]
+        [
+            "Deployment/shop/web",
+            "DaemonSet/shop/log-shipper",
+            // It only sets a UID; restricted requires runAsNonRoot: true.
+            "CronJob/shop/report"
+        ]
     );
     assert!(
         evidence(&outcome).contains(
@@ -221,9 +226,9 @@ async fn the_restricted_label_would_reject_every_insecure_workload() {
     let evidence = evidence(&outcome);
     assert!(evidence.contains("enforce=restricted rejects it: Privileged Containers"));
     assert!(evidence.contains("Host Namespaces"));
-    assert!(evidence.contains("Capabilities: container \"shipper\""));
+    assert!(evidence.contains("Capabilities (capabilities_restricted): container \"shipper\""));
     // The pod's non-root setting does not cover the CronJob: it only sets a UID.
-    assert!(evidence.contains("Running as Non-root: container \"report\""));
+    assert!(evidence.contains("Running as Non-root (runAsNonRoot): container \"report\""));
 }
 
 #[tokio::test]

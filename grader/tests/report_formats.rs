@@ -49,10 +49,10 @@ fn report(fail_on: FailOn) -> Report {
         line: 0,
         object: Some("ClusterRoleBinding/everyone-admin".into()),
     }];
-    Report {
-        target: format!("target {HOSTILE}"),
-        mode: "static".into(),
-        results: vec![
+    Report::new(
+        format!("target {HOSTILE}"),
+        "static".into(),
+        vec![
             result(
                 "etcd.encryption",
                 "etcd-secrets",
@@ -76,7 +76,7 @@ fn report(fail_on: FailOn) -> Report {
             live,
         ],
         fail_on,
-    }
+    )
 }
 
 #[derive(Debug, Default)]

@@ -422,7 +422,8 @@ fn rbac_checks() -> Vec<CheckDef> {
                     "https://kubernetes.io/docs/reference/access-authn-authz/rbac/",
                     "https://kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access",
                 ],
-            ),
+            )
+            .exercise(),
             run: |ctx| developer_read_grant(ctx).boxed(),
         },
     ]

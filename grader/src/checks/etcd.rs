@@ -38,6 +38,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[
                     "CIS Kubernetes Benchmark 1.2.27",
                     "CIS Kubernetes Benchmark 1.2.28",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets",
                     ENCRYPT_DATA_DOC,
                 ],
             ),
@@ -52,8 +53,9 @@ pub fn checks() -> Vec<CheckDef> {
                 "Run a KMS v2 plugin on a unix socket the API server can reach and put \
                  `kms: {apiVersion: v2, name: ..., endpoint: unix:///...}` first in the providers for `secrets`; \
                  then rewrite every Secret so it is stored under the new provider.",
-                &["CIS Kubernetes Benchmark 1.2.28", KMS_DOC],
-            ),
+                &["CIS Kubernetes Benchmark 1.2.28", "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets", KMS_DOC],
+            )
+            .exercise(),
             run: |ctx| encryption_kms_v2(ctx).boxed(),
         },
         CheckDef {
@@ -67,6 +69,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[
                     "CIS Kubernetes Benchmark 1.2.27",
                     "CIS Kubernetes Benchmark 1.2.28",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets",
                     ENCRYPT_DATA_DOC,
                 ],
             ),
@@ -80,7 +83,7 @@ pub fn checks() -> Vec<CheckDef> {
                 Severity::High,
                 "Encryption applies when an object is written: rewrite every Secret through the API with \
                  `kubectl get secrets --all-namespaces -o json | kubectl replace -f -`.",
-                &["CIS Kubernetes Benchmark 1.2.28", ENCRYPT_DATA_DOC],
+                &["CIS Kubernetes Benchmark 1.2.28", "NSA/CISA Kubernetes Hardening Guide v1.2: Secrets", ENCRYPT_DATA_DOC],
             ),
             run: |ctx| no_plaintext_secrets(ctx).boxed(),
         },
@@ -102,6 +105,7 @@ pub fn checks() -> Vec<CheckDef> {
                     "CIS Kubernetes Benchmark 2.5",
                     "CIS Kubernetes Benchmark 2.6",
                     "CIS Kubernetes Benchmark 2.7",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Control plane hardening, etcd",
                     ETCD_SECURITY_DOC,
                 ],
             ),
@@ -118,6 +122,7 @@ pub fn checks() -> Vec<CheckDef> {
                 &[
                     "CIS Kubernetes Benchmark 1.2.23",
                     "CIS Kubernetes Benchmark 1.2.26",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Control plane hardening, etcd",
                     ETCD_SECURITY_DOC,
                 ],
             ),
@@ -453,6 +458,16 @@ fn local_key(
 }
 
 /// Decrypts a stored Secret with the configuration's key and says whether it is that Secret.
+/// What decrypting a stored Secret showed.
+enum Proof {
+    /// Decrypted with the configured key into this very Secret.
+    Verified(String),
+    /// The key lives in a KMS plugin; the stored envelope has the plugin's layout.
+    HeldByKms(String),
+    /// Not shown to be this Secret under a real key: no key to try, or decryption failed.
+    NotVerified(String),
+}
+
 fn prove_by_decryption(
     config: &EncryptionConfiguration,
     source: &str,
@@ -460,24 +475,33 @@ fn prove_by_decryption(
     etcd_key: &str,
     namespace: &str,
     name: &str,
-) -> String {
+) -> Proof {
     let stored = etcdvalue::classify(raw);
     let Some((provider, key, key_name)) = local_key(config, &stored.format) else {
         return match stored.format {
             StoredFormat::KmsV2 { .. } => match etcdvalue::decode_kms_v2(stored.payload) {
-                Ok(object) => format!(
+                Ok(object) => Proof::HeldByKms(format!(
                     "not decrypted: the key is held by the KMS plugin (EncryptedObject keyID {:?}, {} bytes of encrypted DEK source, {})",
                     object.key_id,
                     object.encrypted_dek_source.len(),
                     object.dek_source_type_name()
-                ),
-                Err(error) => format!("not decrypted: {error}"),
+                )),
+                Err(error) => Proof::NotVerified(format!(
+                    "not a KMS v2 EncryptedObject behind the prefix: {error}"
+                )),
             },
-            StoredFormat::KmsV1 { .. } => "not decrypted: the key is held by the KMS plugin".into(),
-            _ => format!(
+            StoredFormat::KmsV1 { .. } => match etcdvalue::decode_kms_v1(stored.payload) {
+                Ok(_) => {
+                    Proof::HeldByKms("not decrypted: the key is held by the KMS plugin".into())
+                }
+                Err(error) => {
+                    Proof::NotVerified(format!("not a KMS v1 envelope behind the prefix: {error}"))
+                }
+            },
+            _ => Proof::NotVerified(format!(
                 "not decrypted: {source} has no key named in {}",
                 stored.prefix
-            ),
+            )),
         };
     };
     let plaintext = match provider {
@@ -497,18 +521,18 @@ fn prove_by_decryption(
         Ok((kind, secret))
             if kind == "Secret" && secret.namespace == namespace && secret.name == name =>
         {
-            format!(
+            Proof::Verified(format!(
                 "decrypted with {provider} key {key_name:?} from {source}: a k8s\\0 protobuf envelope holding kind Secret {namespace}/{name} (data keys: {}) — the ciphertext really is this Secret",
                 secret.data_keys.join(", ")
-            )
+            ))
         }
-        Ok((kind, secret)) => format!(
+        Ok((kind, secret)) => Proof::NotVerified(format!(
             "decrypted with {provider} key {key_name:?}, but it holds {kind} {}/{}, not {namespace}/{name}",
             secret.namespace, secret.name
-        ),
-        Err(error) => {
-            format!("decrypting with {provider} key {key_name:?} from {source} failed: {error}")
-        }
+        )),
+        Err(error) => Proof::NotVerified(format!(
+            "decrypting with {provider} key {key_name:?} from {source} failed: {error}"
+        )),
     }
 }
 
@@ -631,16 +655,16 @@ async fn read_and_judge(
                 &subject.namespace,
                 &subject.name,
             ),
-            None => format!(
+            None => Proof::NotVerified(format!(
                 "not decrypted: the EncryptionConfiguration is not readable{}",
                 encryption
                     .unreadable
                     .as_deref()
                     .map(|why| format!(" ({why})"))
                     .unwrap_or_default()
-            ),
+            )),
         },
-        Err(error) => format!("not decrypted: {error}"),
+        Err(error) => Proof::NotVerified(format!("not decrypted: {error}")),
     };
     if let StoredFormat::UnknownEncrypted { prefix } = &stored.format {
         return Ok(Outcome::warn(format!(
@@ -648,16 +672,31 @@ async fn read_and_judge(
         ))
         .with_evidence(dump));
     }
+    // A prefix alone proves nothing (any bytes can follow `k8s:enc:`): where the key is at hand
+    // the verdict needs the decryption to give back this Secret; without it, a warning.
+    let (verified, proof) = match proof {
+        Proof::Verified(text) | Proof::HeldByKms(text) => (true, text),
+        Proof::NotVerified(text) => (false, text),
+    };
+    let evidence = format!(
+        "prefix: {}\n{proof}\n{} get {key} | hexdump -C\n{dump}",
+        stored.prefix,
+        etcd.describe()
+    );
+    if !verified {
+        return Ok(Outcome::warn(format!(
+            "{key} is stored behind {} (provider {}), but encryption is not verified: {proof}",
+            stored.prefix,
+            stored.format.provider()
+        ))
+        .with_evidence(evidence));
+    }
     Ok(Outcome::pass(format!(
         "{key} is stored encrypted by {} (prefix {})",
         stored.format.provider(),
         stored.prefix
     ))
-    .with_evidence(format!(
-        "prefix: {}\n{proof}\n{} get {key} | hexdump -C\n{dump}",
-        stored.prefix,
-        etcd.describe()
-    )))
+    .with_evidence(evidence))
 }
 
 async fn no_plaintext_secrets(ctx: &Context) -> Result<Outcome> {

@@ -4,6 +4,9 @@
 //! pod to a meshed service must fail.
 
 mod plaintext;
+pub use plaintext::{
+    PlaintextAnswer, classify as classify_plaintext, judge_plaintext, request_script,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -94,6 +97,9 @@ pub struct MeshWorkload {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub containers: Vec<String>,
+    /// The container ports it declares (what PeerAuthentication's portLevelMtls and Linkerd's
+    /// Server name).
+    pub ports: Vec<(u16, Option<String>)>,
     /// A live Pod (judged by what runs), not a template (judged by what injection will do).
     pub is_live_pod: bool,
     pub phase: Option<String>,
@@ -163,7 +169,20 @@ pub fn workloads(objects: &[KubeObject], ctx: &Context) -> Vec<MeshWorkload> {
             .flatten()
             .filter_map(|c| c.get("name")?.as_str().map(str::to_owned))
             .collect();
+        let ports = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|list| spec?.get(list)?.as_array())
+            .flatten()
+            .filter_map(|c| c.get("ports")?.as_array())
+            .flatten()
+            .filter_map(|port| {
+                let number = u16::try_from(port.get("containerPort")?.as_u64()?).ok()?;
+                let name = port.get("name").and_then(Value::as_str).map(str::to_owned);
+                Some((number, name))
+            })
+            .collect();
         found.push(MeshWorkload {
+            ports,
             namespace: namespace.to_owned(),
             id: format!("{}/{namespace}/{}", object.kind, object.name),
             name: object.name.clone(),
@@ -281,8 +300,47 @@ pub fn meshing(
     ))
 }
 
+/// Whether the inputs carry any mesh at all: a mesh's own objects, a namespace or workload that
+/// asks for injection or sets an inbound policy, or a workload that has a proxy.
+fn mesh_among(objects: &[KubeObject], ctx: &Context) -> bool {
+    let mesh_kind = objects.iter().any(|object| {
+        object.api_version.starts_with("security.istio.io/")
+            || object.api_version.starts_with("networking.istio.io/")
+            || object.api_version.starts_with("policy.linkerd.io/")
+    });
+    let namespace_opts_in = namespaces(objects).values().any(|(labels, annotations)| {
+        labels.contains_key("istio-injection")
+            || labels.contains_key("istio.io/rev")
+            || annotations.contains_key("linkerd.io/inject")
+            || annotations.contains_key(LINKERD_INBOUND)
+    });
+    let empty = BTreeMap::new();
+    let workload_meshed = workloads(objects, ctx).iter().any(|workload| {
+        !matches!(meshing(workload, &empty, &empty), Meshing::None(_))
+            || workload.annotations.contains_key(LINKERD_INBOUND)
+    });
+    mesh_kind || namespace_opts_in || workload_meshed
+}
+
+/// A static scan without a lab namespace judges a mesh only when the files carry one: a
+/// repository that uses no mesh gets `skip` with the reason, not a failure about a mesh it never
+/// meant to have. Live, and for a lab's namespace, a missing mesh is a finding.
+fn no_mesh_given(objects: &[KubeObject], ctx: &Context) -> Option<Outcome> {
+    (ctx.mode == Mode::Static && ctx.params.namespace.is_none() && !mesh_among(objects, ctx)).then(
+        || {
+            Outcome::skip(
+                "no service mesh among the inputs (no Istio or Linkerd object, no injection label or \
+                 annotation, no proxy): mTLS is not judged; pass --namespace to require one",
+            )
+        },
+    )
+}
+
 async fn workloads_meshed(ctx: &Context) -> Result<Outcome> {
     let objects = objects(ctx).await?;
+    if let Some(skipped) = no_mesh_given(&objects, ctx) {
+        return Ok(skipped);
+    }
     let workloads = workloads(&objects, ctx);
     if workloads.is_empty() {
         return Ok(Outcome::skip(format!(
@@ -338,7 +396,7 @@ fn scope_name(ctx: &Context) -> String {
 
 /// A PeerAuthentication, reduced to what decides STRICT.
 #[derive(Debug, Clone)]
-struct PeerAuthentication {
+pub struct PeerAuthentication {
     namespace: String,
     name: String,
     selector: Option<BTreeMap<String, String>>,
@@ -353,7 +411,7 @@ impl PeerAuthentication {
     }
 }
 
-fn peer_authentications(objects: &[KubeObject], ctx: &Context) -> Vec<PeerAuthentication> {
+pub fn peer_authentications(objects: &[KubeObject], ctx: &Context) -> Vec<PeerAuthentication> {
     let mut seen = BTreeSet::new();
     let mut found = Vec::new();
     for object in objects.iter().filter(|o| o.kind == "PeerAuthentication") {
@@ -395,101 +453,180 @@ fn peer_authentications(objects: &[KubeObject], ctx: &Context) -> Vec<PeerAuthen
     found
 }
 
-fn is_weak(mode: &str) -> bool {
-    matches!(mode, "PERMISSIVE" | "DISABLE")
+/// The mode a policy sets, `None` when it sets none or `UNSET` (which inherits from its parent).
+fn set_mode(mode: Option<&str>) -> Option<&str> {
+    mode.filter(|mode| *mode != "UNSET")
 }
 
-/// `Some(problems)` when Istio is configured at all; empty problems means STRICT holds.
+/// Of several policies at one level Istio uses the oldest; files carry no creation time, so the
+/// one named `default`, else the first by name, stands for it (and the others are reported).
+fn pick<'a>(candidates: &[&'a PeerAuthentication]) -> Option<&'a PeerAuthentication> {
+    candidates
+        .iter()
+        .find(|p| p.name == "default")
+        .or_else(|| candidates.iter().min_by(|a, b| a.name.cmp(&b.name)))
+        .copied()
+}
+
+/// The effective mTLS mode for one workload on one port, and the policy that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveMode {
+    pub mode: String,
+    /// `namespace/name` of the deciding policy; `None` for Istio's default (PERMISSIVE).
+    pub decided_by: Option<String>,
+}
+
+/// Istio's precedence for a workload: a workload-selector policy over the namespace's policy over
+/// the root namespace's mesh-wide one, each level's `UNSET` (or no mode) inheriting the level
+/// above; port-level settings (only honoured on selector policies) override the workload's mode
+/// for their port, `UNSET` there inheriting it. Without any policy the mode is PERMISSIVE.
+pub fn istio_effective(
+    policies: &[PeerAuthentication],
+    workload: &MeshWorkload,
+    port: Option<u16>,
+) -> EffectiveMode {
+    let mesh: Vec<&PeerAuthentication> = policies
+        .iter()
+        .filter(|p| p.namespace == ISTIO_ROOT_NAMESPACE && p.selector.is_none())
+        .collect();
+    let namespace: Vec<&PeerAuthentication> = policies
+        .iter()
+        .filter(|p| {
+            p.namespace == workload.namespace
+                && p.namespace != ISTIO_ROOT_NAMESPACE
+                && p.selector.is_none()
+        })
+        .collect();
+    let selecting: Vec<&PeerAuthentication> = policies
+        .iter()
+        .filter(|p| p.namespace == workload.namespace)
+        .filter(|p| {
+            p.selector.as_ref().is_some_and(|selector| {
+                selector
+                    .iter()
+                    .all(|(k, v)| workload.labels.get(k) == Some(v))
+            })
+        })
+        .collect();
+    let mut effective = EffectiveMode {
+        mode: "PERMISSIVE".into(),
+        decided_by: None,
+    };
+    for level in [pick(&mesh), pick(&namespace), pick(&selecting)]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(mode) = set_mode(level.mode.as_deref()) {
+            effective = EffectiveMode {
+                mode: mode.to_owned(),
+                decided_by: Some(level.id()),
+            };
+        }
+    }
+    if let (Some(port), Some(policy)) = (port, pick(&selecting))
+        && let Some((_, mode)) = policy
+            .port_modes
+            .iter()
+            .find(|(key, _)| key.parse::<u16>().ok() == Some(port))
+        && let Some(mode) = set_mode(Some(mode.as_str()))
+    {
+        effective = EffectiveMode {
+            mode: mode.to_owned(),
+            decided_by: Some(format!("{} (portLevelMtls {port})", policy.id())),
+        };
+    }
+    effective
+}
+
+/// `Some(problems)` when Istio is configured at all; empty problems means STRICT holds for every
+/// workload in scope on every port it declares or a policy names.
 fn istio_verdict(
     policies: &[PeerAuthentication],
     scope: &[String],
     workloads: &[MeshWorkload],
 ) -> Option<(Vec<String>, Vec<Location>, Vec<String>)> {
-    // Only the mesh-wide policy and the scope's own count: other namespaces' policies say
-    // nothing about these workloads.
-    let policies: Vec<PeerAuthentication> = policies
+    let relevant: Vec<PeerAuthentication> = policies
         .iter()
         .filter(|p| p.namespace == ISTIO_ROOT_NAMESPACE || scope.contains(&p.namespace))
         .cloned()
         .collect();
-    if policies.is_empty() {
+    if relevant.is_empty() {
         return None;
     }
     let mut problems = Vec::new();
     let mut locations = Vec::new();
     let mut strict_by = Vec::new();
-    let mesh_wide = policies
+    let judged: Vec<&MeshWorkload> = workloads
         .iter()
-        .find(|p| p.namespace == ISTIO_ROOT_NAMESPACE && p.selector.is_none());
-    let mesh_mode = mesh_wide
-        .and_then(|p| p.mode.clone())
-        .filter(|mode| mode != "UNSET");
-    for namespace in scope {
-        let namespace_wide = policies
-            .iter()
-            .find(|p| &p.namespace == namespace && p.selector.is_none());
-        let namespace_mode = namespace_wide
-            .and_then(|p| p.mode.clone())
-            .filter(|mode| mode != "UNSET");
-        // Istio's precedence: namespace-wide over mesh-wide; no policy at all means PERMISSIVE.
-        match (namespace_mode, &mesh_mode) {
-            (Some(mode), _) if mode == "STRICT" => {
-                strict_by.extend(namespace_wide.map(PeerAuthentication::id));
+        .filter(|w| scope.contains(&w.namespace))
+        .collect();
+    for workload in &judged {
+        let selects = |p: &PeerAuthentication| {
+            p.namespace == workload.namespace
+                && p.selector.as_ref().is_some_and(|selector| {
+                    selector
+                        .iter()
+                        .all(|(k, v)| workload.labels.get(k) == Some(v))
+                })
+        };
+        let mut ports: BTreeSet<u16> = workload.ports.iter().map(|(port, _)| *port).collect();
+        for policy in relevant.iter().filter(|p| selects(p)) {
+            ports.extend(
+                policy
+                    .port_modes
+                    .iter()
+                    .filter_map(|(port, _)| port.parse::<u16>().ok()),
+            );
+        }
+        // The workload's own mode (every port), then each port whose mode differs from it.
+        let base = istio_effective(&relevant, workload, None);
+        let mut verdicts = vec![(None, base.clone())];
+        for port in ports {
+            let effective = istio_effective(&relevant, workload, Some(port));
+            if effective != base {
+                verdicts.push((Some(port), effective));
             }
-            (Some(mode), _) => {
-                let policy = namespace_wide.map(PeerAuthentication::id).unwrap_or_default();
-                problems.push(format!("{policy} sets {mode} for namespace {namespace}"));
-                locations.extend(namespace_wide.map(|p| p.location.clone()));
+        }
+        for (port, effective) in verdicts {
+            let on = port.map_or_else(|| "every port".to_owned(), |p| format!("port {p}"));
+            match effective.mode.as_str() {
+                "STRICT" => strict_by.extend(effective.decided_by.clone()),
+                mode => {
+                    problems.push(match &effective.decided_by {
+                        Some(policy) => format!("{} on {on} is {mode}, set by {policy}", workload.id),
+                        None => format!(
+                            "{} on {on} is PERMISSIVE: no PeerAuthentication sets a mode for it, in its \
+                             namespace or mesh-wide in {ISTIO_ROOT_NAMESPACE} (Istio's default)",
+                            workload.id
+                        ),
+                    });
+                    let deciding = relevant.iter().find(|p| {
+                        effective
+                            .decided_by
+                            .as_deref()
+                            .is_some_and(|by| by.starts_with(&p.id()))
+                    });
+                    if let Some(policy) = deciding
+                        && !locations.contains(&policy.location)
+                    {
+                        locations.push(policy.location.clone());
+                    }
+                }
             }
-            (None, Some(mode)) if mode == "STRICT" => {
-                strict_by.extend(mesh_wide.map(PeerAuthentication::id));
-            }
-            (None, Some(mode)) => {
-                let policy = mesh_wide.map(PeerAuthentication::id).unwrap_or_default();
-                problems.push(format!("{policy} sets {mode} mesh-wide, and namespace {namespace} has no STRICT policy"));
-                locations.extend(mesh_wide.map(|p| p.location.clone()));
-            }
-            (None, None) => problems.push(format!(
-                "namespace {namespace} has no STRICT PeerAuthentication and none mesh-wide in {ISTIO_ROOT_NAMESPACE} \
-                 (Istio's default is PERMISSIVE)"
-            )),
         }
     }
-    if scope.is_empty() && mesh_mode.as_deref() != Some("STRICT") {
-        problems.push(format!(
-            "no workloads to judge and no mesh-wide STRICT PeerAuthentication in {ISTIO_ROOT_NAMESPACE}"
-        ));
-    } else if scope.is_empty() {
-        strict_by.extend(mesh_wide.map(PeerAuthentication::id));
-    }
-    for policy in &policies {
-        let applies = policy.namespace == ISTIO_ROOT_NAMESPACE && policy.selector.is_none()
-            || scope.contains(&policy.namespace);
-        if !applies {
-            continue;
-        }
-        for (port, mode) in &policy.port_modes {
-            if is_weak(mode) {
-                problems.push(format!("{} overrides port {port} to {mode}", policy.id()));
-                locations.push(policy.location.clone());
-            }
-        }
-        if let (Some(selector), Some(mode)) = (&policy.selector, &policy.mode)
-            && is_weak(mode)
-        {
-            let selected: Vec<&str> = workloads
+    if judged.is_empty() {
+        let mesh = pick(
+            &relevant
                 .iter()
-                .filter(|w| w.namespace == policy.namespace)
-                .filter(|w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
-                .map(|w| w.id.as_str())
-                .collect();
-            let whom = if selected.is_empty() {
-                "the workloads it selects".to_owned()
-            } else {
-                selected.join(", ")
-            };
-            problems.push(format!("{} sets {mode} for {whom}", policy.id()));
-            locations.push(policy.location.clone());
+                .filter(|p| p.namespace == ISTIO_ROOT_NAMESPACE && p.selector.is_none())
+                .collect::<Vec<_>>(),
+        );
+        match mesh.and_then(|p| set_mode(p.mode.as_deref()).map(|m| (p, m))) {
+            Some((policy, "STRICT")) => strict_by.push(policy.id()),
+            _ => problems.push(format!(
+                "no workloads to judge and no mesh-wide STRICT PeerAuthentication in {ISTIO_ROOT_NAMESPACE}"
+            )),
         }
     }
     strict_by.sort();
@@ -497,24 +634,49 @@ fn istio_verdict(
     Some((problems, locations, strict_by))
 }
 
-/// Whether Linkerd refuses unauthenticated clients for a workload, and how.
+/// Linkerd's cluster-wide default inbound policy, from the `linkerd-config` ConfigMap when the
+/// inputs have it (`proxy.defaultInboundPolicy` in its values), else Linkerd's own default.
+fn linkerd_cluster_default(objects: &[KubeObject]) -> (String, String) {
+    let configured = objects
+        .iter()
+        .filter(|o| o.kind == "ConfigMap" && o.name == "linkerd-config")
+        .find_map(|config| {
+            let values = config.value.pointer("/data/values")?.as_str()?;
+            values.lines().find_map(|line| {
+                let value = line.trim().strip_prefix("defaultInboundPolicy:")?;
+                Some(value.trim().trim_matches('"').to_owned())
+            })
+        });
+    match configured {
+        Some(policy) => (policy, "the cluster default (linkerd-config)".to_owned()),
+        None => (
+            "all-unauthenticated".to_owned(),
+            "Linkerd's default (no linkerd-config among the inputs)".to_owned(),
+        ),
+    }
+}
+
+/// Whether Linkerd refuses unauthenticated clients for a workload on every port it serves, and
+/// how; `Err` names the port and the policy that lets plaintext in. Per port, a Server that
+/// selects the workload decides (only its AuthorizationPolicies admit anyone: none admits nobody,
+/// a NetworkAuthentication alone admits unauthenticated clients); elsewhere the default inbound
+/// policy decides, the workload's annotation over the namespace's over the cluster's.
 fn linkerd_policy_for(
     workload: &MeshWorkload,
     namespace_annotations: &BTreeMap<String, String>,
     objects: &[KubeObject],
     ctx: &Context,
-) -> Option<String> {
-    for (whose, annotations) in [
-        ("workload", &workload.annotations),
-        ("namespace", namespace_annotations),
-    ] {
-        if let Some(policy) = annotations.get(LINKERD_INBOUND)
-            && LINKERD_AUTHENTICATED.contains(&policy.as_str())
-        {
-            return Some(format!("{whose} annotation {LINKERD_INBOUND}: {policy}"));
-        }
-    }
-    // A Server selecting the workload, authorized only for MeshTLSAuthentication identities.
+) -> std::result::Result<String, String> {
+    let (cluster_policy, cluster_source) = linkerd_cluster_default(objects);
+    let (default_policy, default_source) =
+        if let Some(policy) = workload.annotations.get(LINKERD_INBOUND) {
+            (policy.clone(), "workload annotation".to_owned())
+        } else if let Some(policy) = namespace_annotations.get(LINKERD_INBOUND) {
+            (policy.clone(), "namespace annotation".to_owned())
+        } else {
+            (cluster_policy, cluster_source)
+        };
+    let default_ok = LINKERD_AUTHENTICATED.contains(&default_policy.as_str());
     let in_namespace = |kind: &'static str| {
         objects.iter().filter(move |o| {
             o.kind == kind
@@ -522,46 +684,108 @@ fn linkerd_policy_for(
                 && namespace_of(o, ctx) == workload.namespace
         })
     };
-    for server in in_namespace("Server") {
-        let selector = string_map(server.value.pointer("/spec/podSelector/matchLabels"));
-        if selector.is_empty()
-            || !selector
-                .iter()
-                .all(|(k, v)| workload.labels.get(k) == Some(v))
+    let servers: Vec<&KubeObject> = in_namespace("Server")
+        .filter(|server| {
+            let selector = string_map(server.value.pointer("/spec/podSelector/matchLabels"));
+            !selector.is_empty()
+                && selector
+                    .iter()
+                    .all(|(k, v)| workload.labels.get(k) == Some(v))
+        })
+        .collect();
+    let server_for = |port: u16, name: Option<&str>| {
+        servers
+            .iter()
+            .find(|server| match server.value.pointer("/spec/port") {
+                Some(Value::Number(number)) => number.as_u64() == Some(u64::from(port)),
+                Some(Value::String(text)) => {
+                    Some(text.as_str()) == name || text.parse::<u16>().ok() == Some(port)
+                }
+                _ => false,
+            })
+    };
+    let mut how = BTreeSet::new();
+    let mut gaps = Vec::new();
+    let mut ports = workload.ports.clone();
+    if ports.is_empty() {
+        // No declared port: only the default policy can be judged.
+        ports.push((0, None));
+    }
+    for (port, name) in &ports {
+        let on = if *port == 0 {
+            "its ports".to_owned()
+        } else {
+            format!("port {port}")
+        };
+        if *port != 0
+            && let Some(server) = server_for(*port, name.as_deref())
         {
+            let policies: Vec<&KubeObject> = in_namespace("AuthorizationPolicy")
+                .filter(|policy| {
+                    let target = policy.value.pointer("/spec/targetRef");
+                    let kind = target.and_then(|t| t.get("kind")).and_then(Value::as_str);
+                    let target_name = target.and_then(|t| t.get("name")).and_then(Value::as_str);
+                    (kind == Some("Server") && target_name == Some(server.name.as_str()))
+                        || kind == Some("Namespace")
+                })
+                .collect();
+            let open: Vec<&str> = policies
+                .iter()
+                .filter(|policy| {
+                    !policy
+                        .value
+                        .pointer("/spec/requiredAuthenticationRefs")
+                        .and_then(Value::as_array)
+                        .is_some_and(|refs| {
+                            refs.iter().any(|r| {
+                                r.get("kind").and_then(Value::as_str)
+                                    == Some("MeshTLSAuthentication")
+                            })
+                        })
+                })
+                .map(|policy| policy.name.as_str())
+                .collect();
+            if open.is_empty() {
+                how.insert(format!(
+                    "Server {}/{} admits only MeshTLSAuthentication identities",
+                    workload.namespace, server.name
+                ));
+            } else {
+                gaps.push(format!(
+                    "{} on {on}: Server {}/{} is authorized by {} without a MeshTLSAuthentication \
+                     (unauthenticated clients are admitted)",
+                    workload.id,
+                    workload.namespace,
+                    server.name,
+                    open.join(", ")
+                ));
+            }
             continue;
         }
-        let authorized = in_namespace("AuthorizationPolicy").any(|policy| {
-            let target = policy.value.pointer("/spec/targetRef");
-            let targets_server = target.and_then(|t| t.get("kind")).and_then(Value::as_str)
-                == Some("Server")
-                && target.and_then(|t| t.get("name")).and_then(Value::as_str)
-                    == Some(server.name.as_str());
-            let targets_namespace =
-                target.and_then(|t| t.get("kind")).and_then(Value::as_str) == Some("Namespace");
-            let mesh_tls = policy
-                .value
-                .pointer("/spec/requiredAuthenticationRefs")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| {
-                    refs.iter().any(|r| {
-                        r.get("kind").and_then(Value::as_str) == Some("MeshTLSAuthentication")
-                    })
-                });
-            (targets_server || targets_namespace) && mesh_tls
-        });
-        if authorized {
-            return Some(format!(
-                "Server {}/{} admits only MeshTLSAuthentication identities",
-                workload.namespace, server.name
+        if default_ok {
+            how.insert(format!(
+                "{default_source} {LINKERD_INBOUND}: {default_policy}"
+            ));
+        } else {
+            gaps.push(format!(
+                "{} on {on}: the default inbound policy is {default_policy} ({default_source}), which \
+                 admits unauthenticated clients, and no Server with a MeshTLSAuthentication policy covers it",
+                workload.id
             ));
         }
     }
-    None
+    if gaps.is_empty() {
+        Ok(how.into_iter().collect::<Vec<_>>().join("; "))
+    } else {
+        Err(gaps.join("; "))
+    }
 }
 
 async fn strict_mode(ctx: &Context) -> Result<Outcome> {
     let objects = objects(ctx).await?;
+    if let Some(skipped) = no_mesh_given(&objects, ctx) {
+        return Ok(skipped);
+    }
     let workloads = workloads(&objects, ctx);
     let namespace_objects = namespaces(&objects);
     let mut scope: Vec<String> = match &ctx.params.namespace {
@@ -588,13 +812,12 @@ async fn strict_mode(ctx: &Context) -> Result<Outcome> {
     for workload in &linkerd_workloads {
         let (_, annotations) = namespace_objects.get(&workload.namespace).unwrap_or(&empty);
         match linkerd_policy_for(workload, annotations, &objects, ctx) {
-            Some(how) => {
+            Ok(how) => {
                 linkerd_how.insert(how);
             }
-            None => {
+            Err(gap) => {
                 linkerd_gaps.push(format!(
-                    "{} is meshed by Linkerd but accepts unauthenticated clients (no {LINKERD_INBOUND}: all-authenticated, \
-                     no Server with a MeshTLSAuthentication policy)",
+                    "{} is meshed by Linkerd but accepts unauthenticated clients: {gap}",
                     workload.id
                 ));
                 linkerd_locations.push(workload.location.clone());

@@ -5,13 +5,15 @@
 pub mod engine;
 pub mod matrix;
 mod probe;
+pub use probe::{connect_script, probe_cluster};
 
 use std::collections::BTreeSet;
 
 use futures::FutureExt;
 
 use crate::catalog::{CheckDef, Lab};
-use crate::model::{Location, Outcome, Severity};
+use crate::context::Mode;
+use crate::model::{Location, Outcome, Severity, Status};
 use crate::{Context, Result};
 use engine::{Cluster, ContainerPort, Direction, Labels, Pod, Protocol};
 pub use matrix::{Edge, Matrix, Node, cluster, matrix};
@@ -64,8 +66,9 @@ pub fn checks() -> Vec<CheckDef> {
                  app=backend on TCP 3306, egress for the matching sources, and egress to kube-dns on UDP and TCP 53; \
                  nothing else. Run `hardlab-grade matrix` to see every connection and the policy that decides it.",
                 &[NSA, DOCS],
-            ),
-            run: |ctx| intended_matrix(ctx).boxed(),
+            )
+            .exercise(),
+            run: |ctx| intended_matrix_with_refused(ctx).boxed(),
         },
         CheckDef {
             meta: Lab::NetworkPolicies.meta(
@@ -99,9 +102,160 @@ fn pods_in<'a>(cluster: &'a Cluster, namespace: &str) -> Vec<&'a Pod> {
         .collect()
 }
 
+/// The namespaces a default-deny check judges: the lab's (`--namespace`), live the `default`
+/// namespace, and in a static scan without a namespace every namespace that has pods among the
+/// inputs (the files are what was given; a namespace they do not mention is not judged).
+fn judged_namespaces(ctx: &Context, cluster: &Cluster) -> Vec<String> {
+    if ctx.params.namespace.is_some() || ctx.mode == Mode::Live {
+        return vec![lab_namespace(ctx).to_owned()];
+    }
+    let namespaces: BTreeSet<String> = cluster
+        .pods
+        .iter()
+        .filter(|pod| !pod.host_network)
+        .map(|pod| pod.namespace.clone())
+        .collect();
+    namespaces.into_iter().collect()
+}
+
 async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
     let cluster = cluster(ctx).await?;
-    let namespace = lab_namespace(ctx);
+    Ok(with_refused(
+        default_deny_of(ctx, &cluster, direction),
+        &cluster,
+    ))
+}
+
+/// Adds the objects the API server would refuse (left out of the model) to an outcome: named,
+/// located, and a pass becomes a warning, since those manifests would not apply as written.
+fn with_refused(mut outcome: Outcome, cluster: &Cluster) -> Outcome {
+    if cluster.rejected.is_empty() {
+        return outcome;
+    }
+    let listed: Vec<String> = cluster
+        .rejected
+        .iter()
+        .map(|rejected| format!("{}: {}", rejected.object, rejected.reason))
+        .collect();
+    outcome.message.push_str(&format!(
+        "; {} object(s) left out because the API server would refuse them: {}",
+        listed.len(),
+        listed.join("; ")
+    ));
+    let mut evidence = outcome.evidence.take().unwrap_or_default();
+    for line in &listed {
+        if !evidence.is_empty() {
+            evidence.push('\n');
+        }
+        evidence.push_str("refused: ");
+        evidence.push_str(line);
+    }
+    outcome.evidence = Some(evidence);
+    outcome
+        .locations
+        .extend(cluster.rejected.iter().map(|r| r.location.clone()));
+    if outcome.status == Status::Pass {
+        outcome.status = Status::Warn;
+    }
+    outcome
+}
+
+fn default_deny_of(ctx: &Context, cluster: &Cluster, direction: Direction) -> Outcome {
+    let what = direction.as_str();
+    let namespaces = judged_namespaces(ctx, cluster);
+    if ctx.mode == Mode::Static && ctx.params.namespace.is_none() {
+        // A scan judges what it was given: without pods, or without any policy at all, the
+        // files do not hold the subject (the policies may live elsewhere); skip, never fail.
+        if namespaces.is_empty() {
+            return Outcome::skip(format!(
+                "no pods among the inputs: nothing to judge for a default deny of {what}"
+            ));
+        }
+        if cluster.policies.is_empty() {
+            return Outcome::skip(format!(
+                "no NetworkPolicy among the inputs: {} pod(s) in {} were given without their policies;                  add the policies to the scan (or pass --namespace) to judge {what} isolation",
+                namespaces
+                    .iter()
+                    .map(|ns| pods_in(cluster, ns).len())
+                    .sum::<usize>(),
+                namespaces.join(", ")
+            ));
+        }
+    }
+    let verdicts: Vec<NamespaceVerdict> = namespaces
+        .iter()
+        .map(|namespace| judge_namespace(cluster, namespace, direction))
+        .collect();
+    let hint = match direction {
+        Direction::Ingress => "",
+        Direction::Egress => {
+            " (a policy without egress rules isolates egress only when its policyTypes lists Egress)"
+        }
+    };
+
+    let failing: Vec<&NamespaceVerdict> = verdicts
+        .iter()
+        .filter(|verdict| !verdict.problems.is_empty())
+        .collect();
+    if !failing.is_empty() {
+        let problems: Vec<&String> = failing.iter().flat_map(|v| &v.problems).collect();
+        let locations: Vec<Location> = failing
+            .iter()
+            .flat_map(|v| v.locations.iter().cloned())
+            .collect();
+        let where_ = names(failing.iter().map(|v| v.namespace.clone()));
+        let first = problems[0];
+        let message = if problems.len() == 1 {
+            format!("no default deny for {what} in {where_}: {first}{hint}")
+        } else {
+            format!(
+                "no default deny for {what} in {where_}: {first}, and {} more{hint}",
+                problems.len() - 1
+            )
+        };
+        let evidence: Vec<&str> = problems.iter().map(|p| p.as_str()).collect();
+        return Outcome::fail(message)
+            .with_evidence(evidence.join("\n"))
+            .with_locations(locations);
+    }
+
+    let warnings: Vec<&NamespaceVerdict> =
+        verdicts.iter().filter(|v| v.warning.is_some()).collect();
+    let locations: Vec<Location> = verdicts
+        .iter()
+        .flat_map(|v| v.policy_locations.iter().cloned())
+        .collect();
+    if !warnings.is_empty() {
+        return Outcome::warn(
+            warnings
+                .iter()
+                .filter_map(|v| v.warning.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .with_locations(locations);
+    }
+    Outcome::pass(
+        verdicts
+            .iter()
+            .map(|v| v.passed.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+    .with_locations(locations)
+}
+
+/// One namespace's default-deny verdict: problems fail it, a warning weakens a pass.
+struct NamespaceVerdict {
+    namespace: String,
+    problems: Vec<String>,
+    locations: Vec<Location>,
+    warning: Option<String>,
+    passed: String,
+    policy_locations: Vec<Location>,
+}
+
+fn judge_namespace(cluster: &Cluster, namespace: &str, direction: Direction) -> NamespaceVerdict {
     let what = direction.as_str();
     let policies: Vec<_> = cluster
         .policies
@@ -112,13 +266,7 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
         .iter()
         .filter(|policy| policy.pod_selector.is_empty())
         .collect();
-    let pods = pods_in(&cluster, namespace);
-    let hint = match direction {
-        Direction::Ingress => "",
-        Direction::Egress => {
-            " (a policy without egress rules isolates egress only when its policyTypes lists Egress)"
-        }
-    };
+    let pods = pods_in(cluster, namespace);
 
     let mut problems = Vec::new();
     let mut locations = Vec::new();
@@ -143,39 +291,29 @@ async fn default_deny(ctx: &Context, direction: Direction) -> Result<Outcome> {
     }
     if pods.is_empty() && namespace_wide.is_empty() {
         problems.push(format!(
-            "namespace {namespace} has no pods and no policy with `podSelector: {{}}` isolating {what}{hint}"
+            "namespace {namespace} has no pods and no policy with `podSelector: {{}}` isolating {what}"
         ));
     }
-    if !problems.is_empty() {
-        let first = problems[0].clone();
-        let message = if problems.len() == 1 {
-            format!("no default deny for {what} in {namespace}: {first}{hint}")
-        } else {
-            format!(
-                "no default deny for {what} in {namespace}: {first}, and {} more{hint}",
-                problems.len() - 1
-            )
-        };
-        return Ok(Outcome::fail(message)
-            .with_evidence(problems.join("\n"))
-            .with_locations(locations));
-    }
-
     let policy_locations: Vec<Location> = policies.iter().map(|p| p.location.clone()).collect();
-    if namespace_wide.is_empty() {
-        return Ok(Outcome::warn(format!(
+    let warning = namespace_wide.is_empty().then(|| {
+        format!(
             "every pod in {namespace} is selected for {what} by {}, but no policy has `podSelector: {{}}`: \
              a new pod with other labels would be open",
             names(policies.iter().map(|p| p.id()))
-        ))
-        .with_locations(policy_locations));
+        )
+    });
+    NamespaceVerdict {
+        namespace: namespace.to_owned(),
+        problems,
+        locations,
+        warning,
+        passed: format!(
+            "{what} is denied by default in {namespace}: every pod is selected by {} ({} pods judged)",
+            names(namespace_wide.iter().map(|p| p.id())),
+            pods.len()
+        ),
+        policy_locations,
     }
-    Ok(Outcome::pass(format!(
-        "{what} is denied by default in {namespace}: every pod is selected by {} ({} pods judged)",
-        names(namespace_wide.iter().map(|p| p.id())),
-        pods.len()
-    ))
-    .with_locations(policy_locations))
 }
 
 fn names(items: impl Iterator<Item = String>) -> String {
@@ -231,6 +369,11 @@ fn dns_pods(cluster: &Cluster) -> (Vec<Pod>, bool) {
         },
     };
     (vec![stand_in], true)
+}
+
+async fn intended_matrix_with_refused(ctx: &Context) -> Result<Outcome> {
+    let outcome = intended_matrix(ctx).await?;
+    Ok(with_refused(outcome, &*cluster(ctx).await?))
 }
 
 async fn intended_matrix(ctx: &Context) -> Result<Outcome> {

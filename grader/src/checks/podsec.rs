@@ -21,7 +21,7 @@ use crate::{Context, Result};
 pub use incoming::{
     DEFAULT_DIR as INCOMING_DEFAULT_DIR, DIR_PARAM as INCOMING_DIR_PARAM, failing_rule_ids,
 };
-pub use pss::{ENFORCE_LABEL, Level};
+pub use pss::{ENFORCE_LABEL, ENFORCE_VERSION_LABEL, LATEST_MINOR, Level, PolicyVersion};
 pub use workload::SYSTEM_NAMESPACES;
 use workload::{Workload, effective_namespace, namespace_in_scope, workloads_in_scope};
 
@@ -184,6 +184,50 @@ pub fn checks() -> Vec<CheckDef> {
         ),
         check(
             Lab::PodSecurity.meta(
+                "podsec.volume-types",
+                "Pods use only the volume types the restricted standard allows",
+                "host-isolation",
+                Severity::Medium,
+                "Use configMap, secret, emptyDir, projected, downwardAPI, persistentVolumeClaim, csi, ephemeral or \
+                 image volumes; reach network storage (nfs, iscsi, ...) through a PersistentVolumeClaim instead.",
+                &["Pod Security Standards: Restricted, Volume Types", PSS_URL],
+            ),
+            |ctx| {
+                workload_check(
+                    ctx,
+                    rules::restricted_volumes,
+                    Finding::Fail,
+                    "uses only restricted volume types",
+                )
+                .boxed()
+            },
+        ),
+        check(
+            Lab::PodSecurity.meta(
+                "podsec.restricted-standard",
+                "Workloads meet the restricted Pod Security Standard, every control",
+                "security-context",
+                Severity::High,
+                "Fix each listed control (named as pod-security-admission names it); the other podsec checks explain \
+                 the common ones. Then label the namespace `pod-security.kubernetes.io/enforce: restricted`.",
+                &[
+                    "Pod Security Standards: Restricted",
+                    "https://github.com/kubernetes/pod-security-admission/tree/master/policy",
+                    PSS_URL,
+                ],
+            ),
+            |ctx| {
+                workload_check(
+                    ctx,
+                    restricted_standard,
+                    Finding::Fail,
+                    "meets the restricted standard",
+                )
+                .boxed()
+            },
+        ),
+        check(
+            Lab::PodSecurity.meta(
                 "podsec.seccomp-profile",
                 "Containers run with a seccomp profile",
                 "security-context",
@@ -297,6 +341,7 @@ pub fn checks() -> Vec<CheckDef> {
                  (`kubectl label --dry-run=server --overwrite ns NS pod-security.kubernetes.io/enforce=LEVEL` shows the same).",
                 &[
                     "CIS Kubernetes Benchmark 5.2.1",
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Pod security enforcement",
                     "Pod Security Standards: Baseline and Restricted",
                     PSS_URL,
                 ],
@@ -318,10 +363,17 @@ pub fn checks() -> Vec<CheckDef> {
                     "Pod Security Standards: Baseline and Restricted",
                     PSS_URL,
                 ],
-            ),
+            )
+            .exercise(),
             |ctx| incoming::incoming_manifests_clean(ctx).boxed(),
         ),
     ]
+}
+
+/// Every restricted control at the newest policy, whatever the namespace enforces: the standard
+/// the per-control checks cite, judged whole so that a scan agrees with what restricted rejects.
+pub(crate) fn restricted_standard(workload: &Workload) -> Vec<String> {
+    pss::violations(workload, Level::Restricted, PolicyVersion::LATEST)
 }
 
 /// What a rule's findings make the check: a failure, or a warning for the advisory rules.
@@ -342,9 +394,10 @@ fn describe(object: &KubeObject) -> String {
 }
 
 fn scope_description(ctx: &Context) -> String {
-    match &ctx.params.namespace {
-        Some(namespace) => format!("namespace {namespace}"),
-        None => format!("all namespaces but {}", SYSTEM_NAMESPACES.join(", ")),
+    match (&ctx.params.namespace, ctx.mode) {
+        (Some(namespace), _) => format!("namespace {namespace}"),
+        (None, Mode::Static) => "the inputs".into(),
+        (None, Mode::Live) => format!("all namespaces but {}", SYSTEM_NAMESPACES.join(", ")),
     }
 }
 
@@ -403,7 +456,7 @@ async fn workload_check(
     good: &str,
 ) -> Result<Outcome> {
     let objects = objects(ctx).await?;
-    let workloads = workloads_in_scope(&objects, &ctx.params);
+    let workloads = workloads_in_scope(&objects, &ctx.params, ctx.mode);
     let scope = scope_description(ctx);
     if workloads.is_empty() {
         return Ok(Outcome::skip(format!(
@@ -498,23 +551,45 @@ async fn psa_enforce_label(ctx: &Context) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// The policy version a namespace without `enforce-version` gets: the cluster's release live
+/// (PSA's `latest` is the release it runs in), this grader's newest policy in a static scan.
+async fn default_policy_version(ctx: &Context) -> (PolicyVersion, String) {
+    if let (Mode::Live, Some(client)) = (ctx.mode, &ctx.kube)
+        && let Ok(info) = client.apiserver_version().await
+        && let Ok(minor) = info.minor.trim_end_matches('+').parse::<u32>()
+    {
+        let version = PolicyVersion::of_release(minor);
+        return (
+            version,
+            format!("the cluster's release, {}", info.git_version),
+        );
+    }
+    (PolicyVersion::LATEST, "latest".to_owned())
+}
+
 async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
     let objects = objects(ctx).await?;
-    let levels: HashMap<&str, Level> = objects
+    let (default_version, default_source) = default_policy_version(ctx).await;
+    let levels: HashMap<&str, (Level, PolicyVersion)> = objects
         .iter()
         .filter(|object| object.kind == "Namespace")
         .filter_map(|namespace| {
             let level = Level::parse(label(namespace, ENFORCE_LABEL)?)?;
-            Some((namespace.name.as_str(), level))
+            // An unreadable version label falls back to the default, as PSA does.
+            let version = label(namespace, ENFORCE_VERSION_LABEL)
+                .and_then(PolicyVersion::parse)
+                // A label newer than the cluster gets the cluster's policy, as PSA gives it.
+                .map_or(default_version, |version| version.min(default_version));
+            Some((namespace.name.as_str(), (level, version)))
         })
         .collect();
-    let workloads = workloads_in_scope(&objects, &ctx.params);
-    let judged: Vec<(Workload, Level)> = workloads
+    let workloads = workloads_in_scope(&objects, &ctx.params, ctx.mode);
+    let judged: Vec<(Workload, Level, PolicyVersion)> = workloads
         .iter()
         .filter_map(|workload| {
             let namespace = effective_namespace(workload.object, &ctx.params);
-            let level = *levels.get(namespace)?;
-            (level > Level::Privileged).then_some((*workload, level))
+            let (level, version) = *levels.get(namespace)?;
+            (level > Level::Privileged).then_some((*workload, level, version))
         })
         .collect();
     let scope = scope_description(ctx);
@@ -528,11 +603,14 @@ async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
     }
     let offenders: Vec<(&KubeObject, Vec<String>)> = judged
         .iter()
-        .filter_map(|(workload, level)| {
-            let problems: Vec<String> = pss::violations(workload, *level)
+        .filter_map(|(workload, level, version)| {
+            let problems: Vec<String> = pss::violations(workload, *level, *version)
                 .into_iter()
                 .map(|violation| {
-                    format!("{ENFORCE_LABEL}={} rejects it: {violation}", level.as_str())
+                    format!(
+                        "{ENFORCE_LABEL}={} rejects it: {violation} [policy {version}]",
+                        level.as_str()
+                    )
                 })
                 .collect();
             (!problems.is_empty()).then_some((workload.object, problems))
@@ -550,5 +628,8 @@ async fn psa_workloads_admitted(ctx: &Context) -> Result<Outcome> {
             " (for controllers, PSA rejects the pods they create, so the workload stops scaling)",
         );
     }
+    outcome.message.push_str(&format!(
+        "; policy versions from {ENFORCE_VERSION_LABEL}, else {default_version} ({default_source})"
+    ));
     Ok(outcome)
 }

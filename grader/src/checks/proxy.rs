@@ -40,7 +40,8 @@ pub fn checks() -> Vec<CheckDef> {
                 "Log in as a user with no hardlab role (`hardlab login`, `hardlab kube login --cluster NAME`) and run \
                  `kubectl get pods`: the proxy must answer 403 itself, before the API server sees the request.",
                 &[TELEPORT_KUBE_ACCESS, NSA_AUTH],
-            ),
+            )
+            .exercise(),
             run: |ctx| no_role_refused(ctx).boxed(),
         },
         CheckDef {
@@ -54,7 +55,8 @@ pub fn checks() -> Vec<CheckDef> {
                  certificate) and run `kubectl get pods` through the proxy. Outside a lab, map admins to a bound \
                  ClusterRole instead: system:masters skips RBAC entirely and cannot be revoked by any binding.",
                 &[TELEPORT_KUBE_ACCESS, IMPERSONATION],
-            ),
+            )
+            .exercise(),
             run: |ctx| admin_reaches_cluster(ctx).boxed(),
         },
         CheckDef {
@@ -69,7 +71,8 @@ pub fn checks() -> Vec<CheckDef> {
                     NSA_AUTH,
                     "https://kubernetes.io/docs/reference/access-authn-authz/rbac/",
                 ],
-            ),
+            )
+            .exercise(),
             run: |ctx| developer_read_rbac(ctx).boxed(),
         },
         CheckDef {
@@ -81,7 +84,8 @@ pub fn checks() -> Vec<CheckDef> {
                 "Create a hardlab role `developer-read` with `kubernetes_groups: [developer-read]` and labels that \
                  reach the cluster, and give it to bob (web UI Access page, or the proxy config file).",
                 &[TELEPORT_KUBE_ACCESS],
-            ),
+            )
+            .exercise(),
             run: |ctx| developer_role_mapped(ctx).boxed(),
         },
         CheckDef {
@@ -92,7 +96,8 @@ pub fn checks() -> Vec<CheckDef> {
                 Severity::Medium,
                 "Log in as bob, `hardlab kube login --cluster NAME`, then `kubectl get pods` and `kubectl get services`.",
                 &[TELEPORT_KUBE_ACCESS, IMPERSONATION],
-            ),
+            )
+            .exercise(),
             run: |ctx| developer_reads_pods_only(ctx).boxed(),
         },
         CheckDef {
@@ -103,8 +108,12 @@ pub fn checks() -> Vec<CheckDef> {
                 Severity::High,
                 "Run `hardlab audit verify`; a broken chain means a row was changed or deleted in the database. \
                  Restore the audit table from a backup and find out who had write access to it.",
-                &["https://goteleport.com/docs/reference/audit-events/"],
-            ),
+                &[
+                    "NSA/CISA Kubernetes Hardening Guide v1.2: Audit logging and threat detection",
+                    "https://goteleport.com/docs/reference/audit-events/",
+                ],
+            )
+            .exercise(),
             run: |ctx| audit_chain_intact(ctx).boxed(),
         },
         CheckDef {
@@ -116,7 +125,8 @@ pub fn checks() -> Vec<CheckDef> {
                 "Set the developer role's `kubernetes_labels` to `{env: prod}`, then as bob run `kubectl get pods` \
                  against this (env: dev) cluster: the proxy answers 403 and the audit log says proxy_deny.",
                 &[TELEPORT_KUBE_ACCESS],
-            ),
+            )
+            .exercise(),
             run: |ctx| developer_restricted_to_prod(ctx).boxed(),
         },
     ]

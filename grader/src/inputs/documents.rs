@@ -7,6 +7,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::InputDocument;
@@ -15,21 +16,102 @@ use crate::{Error, Result};
 /// The name documents read from standard input carry as their file.
 pub const STDIN_NAME: &str = "<stdin>";
 
-/// The documents read from the given paths, and notes about what was left out and why.
+/// Why a file, or a document in one, was not graded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipCause {
+    /// Matched an `--exclude` pattern.
+    Excluded,
+    /// Not UTF-8 text, or could not be read at all.
+    Unreadable,
+    /// A YAML or JSON syntax error: kubectl would refuse it too.
+    Invalid,
+    /// An unrendered template whose text is not YAML until it is rendered.
+    Template,
+    /// A document that is YAML but not a mapping (a kustomize JSON6902 patch is a list).
+    NotAnObject,
+    /// A mapping without a `kind` (values files, configuration of other tools).
+    NoKind,
+}
+
+impl SkipCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipCause::Excluded => "excluded",
+            SkipCause::Unreadable => "unreadable",
+            SkipCause::Invalid => "invalid",
+            SkipCause::Template => "template",
+            SkipCause::NotAnObject => "not-an-object",
+            SkipCause::NoKind => "no-kind",
+        }
+    }
+}
+
+/// A file, or one document of a file (with its line), that was left out of the grading, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedInput {
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub cause: SkipCause,
+    pub reason: String,
+}
+
+impl std::fmt::Display for SkippedInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+/// The documents read from the given paths, and what was left out and why.
 #[derive(Debug, Default)]
 pub struct ReadDocuments {
     pub documents: Vec<InputDocument>,
-    /// For a person: files in directories that were skipped (not Kubernetes, templates, ...).
-    pub notes: Vec<String>,
+    /// Files and documents in directories that were not graded, each with why; reports print them.
+    pub skipped: Vec<SkippedInput>,
+}
+
+impl ReadDocuments {
+    fn skip(&mut self, file: &str, line: Option<usize>, cause: SkipCause, reason: String) {
+        self.skipped.push(SkippedInput {
+            file: file.to_owned(),
+            line,
+            cause,
+            reason,
+        });
+    }
+}
+
+/// How paths are read: which files and directories to leave out.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Glob patterns (`*`, `**`, `?`) matched against each path below a scanned directory,
+    /// relative to it; a pattern without `/` also matches any single file or directory name.
+    pub exclude: Vec<String>,
 }
 
 /// Reads files, directories (recursively, in name order, hidden entries skipped) and `-` (stdin).
-///
-/// A file named explicitly must parse and every document in it with content must be an object;
-/// in a directory, files that are not YAML or JSON, unrendered templates and documents without a
-/// `kind` are skipped with a note, because directories usually hold more than manifests.
 pub fn read_paths(paths: &[PathBuf]) -> Result<ReadDocuments> {
+    read_paths_with(paths, &ReadOptions::default())
+}
+
+/// [`read_paths`] with options.
+///
+/// A file named explicitly must parse and every document in it with content must be an object
+/// (the user asked for that file); in a directory, nothing stops the scan: files that are not
+/// YAML or JSON by name are passed over, and each document that cannot be graded (a syntax error,
+/// a list, an unrendered template, no `kind`) is recorded in [`ReadDocuments::skipped`] with why,
+/// while the file's other documents are graded.
+pub fn read_paths_with(paths: &[PathBuf], options: &ReadOptions) -> Result<ReadDocuments> {
     let mut read = ReadDocuments::default();
+    for pattern in &options.exclude {
+        if pattern.trim().is_empty() {
+            return Err(Error::Usage("--exclude: an empty pattern".into()));
+        }
+    }
     for path in paths {
         if path.as_os_str() == "-" {
             let mut text = String::new();
@@ -47,7 +129,9 @@ pub fn read_paths(paths: &[PathBuf]) -> Result<ReadDocuments> {
             source,
         })?;
         if metadata.is_dir() {
-            read_dir(path, &mut read)?;
+            let mut files = Vec::new();
+            walk_dir(path, Path::new(""), options, &mut files, &mut read);
+            parse_files(&files, &mut read);
         } else {
             let text = read_text(path)?;
             read.documents
@@ -66,47 +150,198 @@ fn read_text(path: &Path) -> Result<String> {
         .map_err(|_| Error::invalid(format!("{}:1", path.display()), "not UTF-8 text"))
 }
 
-fn read_dir(dir: &Path, read: &mut ReadDocuments) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut paths = Vec::new();
+/// Reads and parses the manifest files a directory walk found, on every core: each worker takes
+/// the next file, reads it, parses it and keeps only what it decoded, so a file's text is dropped
+/// as soon as it is parsed. Results are put back in walk order, so reports do not depend on timing.
+fn parse_files(files: &[(String, PathBuf)], read: &mut ReadDocuments) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(files.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parse_one = |(shown, path): &(String, PathBuf)| {
+        let mut one = ReadDocuments::default();
+        match std::fs::read(path) {
+            Ok(bytes) => add_directory_file(shown, bytes, &mut one),
+            Err(error) => one.skip(
+                shown,
+                None,
+                SkipCause::Unreadable,
+                format!("not read: {error}"),
+            ),
+        }
+        one
+    };
+    let mut results: Vec<(usize, ReadDocuments)> = if workers <= 1 {
+        files.iter().map(parse_one).enumerate().collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(file) = files.get(index) else { break };
+                            done.push((index, parse_one(file)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                // A worker cannot panic on input (parsing returns errors); if one did, the count
+                // below says so rather than losing its files silently.
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    results.sort_by_key(|(index, _)| *index);
+    if results.len() < files.len() {
+        read.skip(
+            "<scan>",
+            None,
+            SkipCause::Unreadable,
+            format!(
+                "{} file(s) were lost to a failed worker",
+                files.len() - results.len()
+            ),
+        );
+    }
+    for (_, one) in results {
+        read.documents.extend(one.documents);
+        read.skipped.extend(one.skipped);
+    }
+}
+
+/// Walks one directory below a scanned root, collecting the manifest files to parse; `relative`
+/// is its path below that root, which `--exclude` patterns match. An entry that cannot be read
+/// is recorded and passed over.
+fn walk_dir(
+    dir: &Path,
+    relative: &Path,
+    options: &ReadOptions,
+    files: &mut Vec<(String, PathBuf)>,
+    read: &mut ReadDocuments,
+) {
+    let dir_name = dir.display().to_string();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            read.skip(
+                &dir_name,
+                None,
+                SkipCause::Unreadable,
+                format!("directory not read: {error}"),
+            );
+            return;
+        }
+    };
+    let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        match entry {
+            Ok(entry) => {
+                let name = entry.file_name();
+                if !name.to_string_lossy().starts_with('.') {
+                    names.push(name);
+                }
+            }
+            Err(error) => read.skip(
+                &dir_name,
+                None,
+                SkipCause::Unreadable,
+                format!("an entry not read: {error}"),
+            ),
+        }
+    }
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let relative = relative.join(&name);
+        let shown = path.display().to_string();
+        if let Some(pattern) = excluded_by(&relative, &options.exclude) {
+            read.skip(
+                &shown,
+                None,
+                SkipCause::Excluded,
+                format!("excluded by --exclude {pattern:?}"),
+            );
             continue;
         }
-        paths.push(entry.path());
-    }
-    paths.sort();
-    for path in paths {
         // symlink_metadata: a symlinked directory is not followed, so a link loop cannot recurse forever.
-        let metadata = std::fs::symlink_metadata(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(error) => {
+                read.skip(
+                    &shown,
+                    None,
+                    SkipCause::Unreadable,
+                    format!("not read: {error}"),
+                );
+                continue;
+            }
+        };
         if metadata.is_dir() {
-            read_dir(&path, read)?;
+            walk_dir(&path, &relative, options, files, read);
             continue;
         }
-        let is_manifest = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .is_some_and(is_manifest_name);
-        if !is_manifest {
+        if !name.to_str().is_some_and(is_manifest_name) {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        add_directory_file(&path.display().to_string(), bytes, read)?;
+        files.push((shown, path));
     }
-    Ok(())
+}
+
+/// The first `--exclude` pattern that matches a path below a scanned directory.
+fn excluded_by<'a>(relative: &Path, patterns: &'a [String]) -> Option<&'a str> {
+    let path = relative.to_string_lossy().replace('\\', "/");
+    let name = relative
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    patterns.iter().map(String::as_str).find(|pattern| {
+        let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+        glob_matches(pattern, &path) || (!pattern.contains('/') && glob_matches(pattern, &name))
+    })
+}
+
+/// Whether `text` matches a glob: `*` any run of characters but `/`, `**` any run at all (a
+/// `**/` also matches nothing), `?` one character but `/`.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    glob_at(&pattern, &text)
+}
+
+fn glob_at(pattern: &[char], text: &[char]) -> bool {
+    match pattern.first() {
+        None => text.is_empty(),
+        Some('*') if pattern.get(1) == Some(&'*') => {
+            let mut rest = &pattern[2..];
+            if rest.first() == Some(&'/') {
+                // `**/x` matches `x` too.
+                if glob_at(&rest[1..], text) {
+                    return true;
+                }
+                rest = &pattern[2..];
+            }
+            (0..=text.len()).any(|skip| glob_at(rest, &text[skip..]))
+        }
+        Some('*') => {
+            let rest = &pattern[1..];
+            for skip in 0..=text.len() {
+                if glob_at(rest, &text[skip..]) {
+                    return true;
+                }
+                if text.get(skip) == Some(&'/') {
+                    break;
+                }
+            }
+            false
+        }
+        Some('?') => text.first().is_some_and(|c| *c != '/') && glob_at(&pattern[1..], &text[1..]),
+        Some(c) => text.first() == Some(c) && glob_at(&pattern[1..], &text[1..]),
+    }
 }
 
 /// Whether a file found in a directory is read as a manifest: by its extension, as kubectl does.
@@ -118,87 +353,171 @@ pub fn is_manifest_name(name: &str) -> bool {
 }
 
 /// Adds the Kubernetes documents of one manifest file found in a directory, named `name` in
-/// findings. Text that is not UTF-8, unrendered templates and documents without a `kind` are
-/// left out with a note (a directory holds more than manifests); a syntax error is an error.
-/// Shared with checks that read a folder on the node, so that they judge what a static scan would.
-pub fn add_directory_file(name: &str, bytes: Vec<u8>, read: &mut ReadDocuments) -> Result<()> {
+/// findings, and records each document left out with why (not UTF-8, a syntax error, a list, an
+/// unrendered template that does not parse, no `kind`): a directory holds more than manifests,
+/// and one bad file must not hide the others. Shared with checks that read a folder on the node,
+/// so that they judge what a static scan would.
+pub fn add_directory_file(name: &str, bytes: Vec<u8>, read: &mut ReadDocuments) {
     let Ok(text) = String::from_utf8(bytes) else {
-        read.notes.push(format!("{name}: skipped, not UTF-8 text"));
-        return Ok(());
+        read.skip(name, None, SkipCause::Unreadable, "not UTF-8 text".into());
+        return;
     };
-    if text.contains("{{") {
-        read.notes.push(format!(
-            "{name}: skipped, an unrendered template (render it first, e.g. `helm template`)"
-        ));
-        return Ok(());
+    for parsed in parse_documents(name, &text) {
+        match parsed {
+            Parsed::Document(document) => {
+                if document.value.get("kind").is_some_and(Value::is_string) {
+                    read.documents.push(document);
+                } else {
+                    read.skip(
+                        name,
+                        Some(document.line),
+                        SkipCause::NoKind,
+                        "a document without a `kind` (not a Kubernetes object)".into(),
+                    );
+                }
+            }
+            Parsed::Skipped(skipped) => read.skipped.push(skipped),
+        }
     }
-    let documents = parse_text(name, &text)?;
-    let total = documents.len();
-    let kubernetes: Vec<InputDocument> = documents
-        .into_iter()
-        .filter(|document| document.value.get("kind").is_some_and(Value::is_string))
-        .collect();
-    if kubernetes.len() < total {
-        read.notes.push(format!(
-            "{name}: skipped {} document(s) without a `kind` (not Kubernetes objects)",
-            total - kubernetes.len()
-        ));
-    }
-    read.documents.extend(kubernetes);
-    Ok(())
 }
 
-/// Parses one file's text: JSON when it starts with `{` or `[`, otherwise (multi-document) YAML.
-/// Empty and comment-only documents (Helm leaves those) are dropped.
+/// One document of a file: decoded, or left out with why.
+enum Parsed {
+    Document(InputDocument),
+    Skipped(SkippedInput),
+}
+
+/// Parses one file's text: JSON when it starts with `{` or `[`, otherwise (multi-document) YAML,
+/// decoded as kubectl decodes it. Empty and comment-only documents (Helm leaves those) are
+/// dropped. The first document that cannot be graded is the error, naming file and line.
 pub fn parse_text(file: &str, text: &str) -> Result<Vec<InputDocument>> {
-    let trimmed = text.trim_start_matches('\u{feff}');
-    let first = trimmed.trim_start();
-    if first.starts_with('{') || first.starts_with('[') {
-        return parse_json(file, trimmed);
-    }
     let mut documents = Vec::new();
-    for chunk in split_yaml_documents(trimmed) {
-        let Some(content_line) = chunk.content_line else {
-            continue;
-        };
-        let value: Value = serde_yaml::from_str(&chunk.text).map_err(|error| {
-            let line = error.location().map_or(content_line, |location| {
-                chunk.first_line + location.line() - 1
-            });
-            Error::invalid(format!("{file}:{line}"), yaml_message(&error))
-        })?;
-        match value {
-            Value::Null => {}
-            Value::Object(_) => documents.push(InputDocument {
-                file: file.to_owned(),
-                line: content_line,
-                value,
-            }),
-            other => {
-                return Err(Error::invalid(
-                    format!("{file}:{content_line}"),
-                    format!(
-                        "expected a Kubernetes object (a mapping), found {}",
-                        json_type(&other)
-                    ),
-                ));
+    for parsed in parse_documents(file, text) {
+        match parsed {
+            Parsed::Document(document) => documents.push(document),
+            Parsed::Skipped(skipped) => {
+                let place = format!("{file}:{}", skipped.line.unwrap_or(1));
+                return Err(Error::invalid(place, skipped.reason));
             }
         }
     }
     Ok(documents)
 }
 
-fn parse_json(file: &str, text: &str) -> Result<Vec<InputDocument>> {
-    let value: Value = serde_json::from_str(text).map_err(|error| {
-        Error::invalid(
-            format!("{file}:{}:{}", error.line(), error.column()),
-            format!("invalid JSON: {error}"),
-        )
-    })?;
+fn parse_documents(file: &str, text: &str) -> Vec<Parsed> {
+    let trimmed = text.trim_start_matches('\u{feff}');
+    let first = trimmed.trim_start();
+    // `{{` opens a template action (Helm), not a JSON object.
+    if (first.starts_with('{') && !first.starts_with("{{")) || first.starts_with('[') {
+        return match parse_json(file, trimmed) {
+            Ok(documents) => documents.into_iter().map(Parsed::Document).collect(),
+            Err(skipped) => vec![Parsed::Skipped(skipped)],
+        };
+    }
+    let mut parsed = Vec::new();
+    for chunk in split_yaml_documents(trimmed) {
+        let Some(content_line) = chunk.content_line else {
+            continue;
+        };
+        let skipped = |line: usize, cause: SkipCause, reason: String| {
+            Parsed::Skipped(SkippedInput {
+                file: file.to_owned(),
+                line: Some(line),
+                cause,
+                reason,
+            })
+        };
+        let templated = chunk.text.contains("{{");
+        let mut content_line = content_line;
+        let decoded = if templated {
+            let text = without_template_lines(&chunk.text);
+            // The object starts after the control lines (`{{- if ... }}`) that were blanked.
+            if let Some(index) = text.lines().position(|line| {
+                let line = line.trim_start();
+                !line.is_empty() && !line.starts_with('#')
+            }) {
+                content_line = chunk.first_line + index;
+            }
+            super::yaml::decode(&text)
+        } else {
+            super::yaml::decode(&chunk.text)
+        };
+        match decoded {
+            Err(error) if templated => parsed.push(skipped(
+                content_line,
+                SkipCause::Template,
+                format!(
+                    "an unrendered template that is not YAML until rendered ({} at line {}); render it \
+                     first, e.g. `helm template`",
+                    error.message,
+                    chunk.first_line + error.line - 1
+                ),
+            )),
+            Err(error) => parsed.push(skipped(
+                chunk.first_line + error.line - 1,
+                SkipCause::Invalid,
+                format!("invalid YAML: {}", error.message),
+            )),
+            Ok(Value::Null) => {}
+            Ok(value @ Value::Object(_)) => parsed.push(Parsed::Document(InputDocument {
+                file: file.to_owned(),
+                line: content_line,
+                value,
+            })),
+            Ok(other) => parsed.push(skipped(
+                content_line,
+                SkipCause::NotAnObject,
+                format!(
+                    "expected a Kubernetes object (a mapping), found {}{}",
+                    json_type(&other),
+                    if other.is_array() {
+                        " (a kustomize JSON6902 patch is a list)"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
+        }
+    }
+    parsed
+}
+
+/// A template's text with its control lines (`{{- if .Values.x }}`, `{{ end }}`: a line that is
+/// only template actions) blanked, keeping the line count, so the object around them parses.
+/// Template actions inside values stay and are graded as the text they are.
+fn without_template_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim();
+        let only_actions = trimmed.starts_with("{{")
+            && trimmed.ends_with("}}")
+            && trimmed.matches("{{").count() == trimmed.matches("}}").count();
+        if !only_actions {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn parse_json(file: &str, text: &str) -> std::result::Result<Vec<InputDocument>, SkippedInput> {
     let line = text
         .lines()
         .position(|line| !line.trim().is_empty())
         .map_or(1, |index| index + 1);
+    let skipped = |line: usize, cause: SkipCause, reason: String| SkippedInput {
+        file: file.to_owned(),
+        line: Some(line),
+        cause,
+        reason,
+    };
+    let value: Value = serde_json::from_str(text).map_err(|error| {
+        skipped(
+            error.line(),
+            SkipCause::Invalid,
+            format!("invalid JSON: {error}"),
+        )
+    })?;
     match value {
         Value::Object(_) => Ok(vec![InputDocument {
             file: file.to_owned(),
@@ -215,8 +534,9 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<InputDocument>> {
                     line,
                     value: item,
                 }),
-                other => Err(Error::invalid(
-                    format!("{file}:{line}"),
+                other => Err(skipped(
+                    line,
+                    SkipCause::NotAnObject,
                     format!(
                         "element {index}: expected a Kubernetes object, found {}",
                         json_type(&other)
@@ -224,8 +544,9 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<InputDocument>> {
                 )),
             })
             .collect(),
-        other => Err(Error::invalid(
-            format!("{file}:{line}"),
+        other => Err(skipped(
+            line,
+            SkipCause::NotAnObject,
             format!("expected a Kubernetes object, found {}", json_type(&other)),
         )),
     }
@@ -239,15 +560,6 @@ fn json_type(value: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
-    }
-}
-
-/// serde_yaml's message without its own " at line N column M" suffix (we print file:line first).
-fn yaml_message(error: &serde_yaml::Error) -> String {
-    let message = error.to_string();
-    match message.find(" at line ") {
-        Some(index) => format!("invalid YAML: {}", &message[..index]),
-        None => format!("invalid YAML: {message}"),
     }
 }
 

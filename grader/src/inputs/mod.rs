@@ -7,6 +7,7 @@ pub mod etcdvalue;
 pub mod flags;
 pub mod objects;
 pub mod staticpod;
+pub mod yaml;
 
 use serde::Serialize;
 

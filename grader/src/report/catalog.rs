@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::{TOOL, VERSION};
-use crate::catalog::{CheckDef, CheckMeta, Lab};
+use crate::catalog::{CheckDef, CheckKind, CheckMeta, Lab};
 
 /// The command that regenerates `docs/checks.md` (the staleness test prints it).
 pub const REGENERATE: &str = "cargo run -q -p hardlab-grader --bin hardlab-grade -- checks --format markdown --output docs/checks.md";
@@ -67,7 +67,8 @@ pub fn markdown(checks: &[CheckDef]) -> String {
     );
     let _ = writeln!(
         out,
-        "{} checks. `hardlab-grade checks` lists them; `--check ID` runs one, `--lab ID` a lab's.\n",
+        "{} checks. `hardlab-grade checks` lists them; `--check ID` runs one, `--lab ID` a lab's; \
+         with neither, every hardening check runs (not the lab-exercise ones).\n",
         checks.len()
     );
     out.push_str(
@@ -107,6 +108,11 @@ pub fn markdown(checks: &[CheckDef]) -> String {
                 meta.step,
                 meta.severity.as_str()
             );
+            if meta.kind == CheckKind::Exercise {
+                out.push_str(
+                    "- Lab exercise: judges the lab's own setup, so it runs only with `--lab` or `--check`\n",
+                );
+            }
             let _ = writeln!(out, "- Remediation: {}", one_line(meta.remediation));
             if !meta.references.is_empty() {
                 let _ = writeln!(out, "- References: {}", meta.references.join("; "));

@@ -2,8 +2,12 @@
 
 use serde::Serialize;
 
-use super::{Report, TOOL, VERSION};
+use super::framework::{self, ControlSummary, Framework};
+use super::{FindingCounts, Report, TOOL, VERSION};
+use crate::inputs::documents::SkippedInput;
 use crate::model::{CheckResult, Location, Severity, Status, Summary};
+use crate::pipeline::Finding;
+use crate::pipeline::baseline::Entry;
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
@@ -13,6 +17,23 @@ struct JsonReport<'a> {
     mode: &'a str,
     results: Vec<JsonResult<'a>>,
     summary: Summary,
+    /// Files and documents not graded, with why; always present, empty when none.
+    skipped: &'a [SkippedInput],
+    /// One entry per check and object, with whether it counts (open, suppressed with its reason
+    /// and source, expired, baselined) and its fingerprint.
+    findings: &'a [Finding],
+    finding_summary: FindingCounts,
+    /// Baseline entries whose finding is gone.
+    fixed: &'a [Entry],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    framework: Option<JsonFramework>,
+}
+
+#[derive(Serialize)]
+struct JsonFramework {
+    name: Framework,
+    title: &'static str,
+    controls: Vec<ControlSummary>,
 }
 
 /// Spelled out rather than serializing [`CheckResult`] directly so the contract's fields are always
@@ -23,7 +44,10 @@ struct JsonResult<'a> {
     title: &'a str,
     lab: &'a str,
     step: &'a str,
+    /// The status after suppressions and the baseline: what the exit code follows.
     status: Status,
+    /// The status the check reported before suppressions and the baseline.
+    check_status: Status,
     severity: Severity,
     message: &'a str,
     evidence: Option<&'a str>,
@@ -33,14 +57,15 @@ struct JsonResult<'a> {
     duration_ms: u64,
 }
 
-impl<'a> From<&'a CheckResult> for JsonResult<'a> {
-    fn from(result: &'a CheckResult) -> Self {
+impl<'a> JsonResult<'a> {
+    fn new(result: &'a CheckResult, status: Status) -> Self {
         Self {
             check: &result.check,
             title: &result.title,
             lab: &result.lab,
             step: &result.step,
-            status: result.status,
+            status,
+            check_status: result.status,
             severity: result.severity,
             message: &result.message,
             evidence: result.evidence.as_deref(),
@@ -59,8 +84,22 @@ pub fn render(report: &Report) -> String {
         version: VERSION,
         target: &report.target,
         mode: &report.mode,
-        results: report.results.iter().map(JsonResult::from).collect(),
+        results: report
+            .results
+            .iter()
+            .enumerate()
+            .map(|(index, result)| JsonResult::new(result, report.status_of(index)))
+            .collect(),
         summary: report.summary(),
+        skipped: &report.skipped,
+        findings: &report.findings,
+        finding_summary: report.finding_counts(),
+        fixed: &report.fixed,
+        framework: report.framework.map(|framework| JsonFramework {
+            name: framework,
+            title: framework.title(),
+            controls: framework::summarize(report, framework),
+        }),
     };
     let mut text = serde_json::to_string_pretty(&json).unwrap_or_else(|error| {
         // Only plain strings and numbers go in, so this cannot fail; say so rather than panic.

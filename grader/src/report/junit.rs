@@ -7,33 +7,37 @@ use std::fmt::Write;
 
 use super::{FailOn, Report, TOOL, xml_escape};
 use crate::model::{CheckResult, Status};
+use crate::pipeline::Disposition;
 
 pub fn render(report: &Report) -> String {
+    let results: Vec<CheckResult> = report
+        .results
+        .iter()
+        .enumerate()
+        .map(|(index, result)| accepted(report, index, result))
+        .collect();
     let mut labs: Vec<&str> = Vec::new();
-    for result in &report.results {
+    for result in &results {
         if !labs.contains(&result.lab.as_str()) {
             labs.push(&result.lab);
         }
     }
-    let totals = Counts::of(report.results.iter(), report.fail_on);
+    let totals = Counts::of(results.iter(), report.fail_on);
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         xml,
         "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
         xml_escape(TOOL),
-        totals.tests,
+        totals.tests + report.skipped.len(),
         totals.failures,
         totals.errors,
-        totals.skipped,
+        totals.skipped + report.skipped.len(),
         seconds(totals.millis),
     );
     for lab in labs {
-        let results: Vec<&CheckResult> = report
-            .results
-            .iter()
-            .filter(|result| result.lab == lab)
-            .collect();
-        let counts = Counts::of(results.iter().copied(), report.fail_on);
+        let lab_results: Vec<&CheckResult> =
+            results.iter().filter(|result| result.lab == lab).collect();
+        let counts = Counts::of(lab_results.iter().copied(), report.fail_on);
         let _ = writeln!(
             xml,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
@@ -49,8 +53,29 @@ pub fn render(report: &Report) -> String {
             "    <properties><property name=\"target\" value=\"{}\"/></properties>",
             xml_escape(&report.target)
         );
-        for result in results {
+        for result in lab_results {
             write_case(&mut xml, result, report.fail_on);
+        }
+        xml.push_str("  </testsuite>\n");
+    }
+    if !report.skipped.is_empty() {
+        // Inputs left out are skipped test cases of their own suite, so CI shows each with why.
+        let _ = writeln!(
+            xml,
+            "  <testsuite name=\"inputs\" tests=\"{0}\" failures=\"0\" errors=\"0\" skipped=\"{0}\" time=\"0.000\">",
+            report.skipped.len()
+        );
+        for skipped in &report.skipped {
+            let _ = writeln!(
+                xml,
+                "    <testcase classname=\"{}.inputs\" name=\"{}\" time=\"0.000\"><skipped message=\"{}\"/></testcase>",
+                xml_escape(TOOL),
+                xml_escape(&match skipped.line {
+                    Some(line) => format!("{}:{line}", skipped.file),
+                    None => skipped.file.clone(),
+                }),
+                xml_escape(&format!("{}: {}", skipped.cause.as_str(), skipped.reason)),
+            );
         }
         xml.push_str("  </testsuite>\n");
     }
@@ -98,6 +123,34 @@ fn write_case(xml: &mut String, result: &CheckResult, fail_on: FailOn) {
             );
         }
     }
+}
+
+/// The result as the run counts it: a check whose findings are all suppressed or in the baseline
+/// is a passing case, and every accepted finding is named with its reason.
+fn accepted(report: &Report, index: usize, result: &CheckResult) -> CheckResult {
+    let mut result = result.clone();
+    result.status = report.status_of(index);
+    for finding in report.findings_of(index) {
+        let note = match &finding.disposition {
+            Disposition::Open => continue,
+            Disposition::Suppressed(suppression) => {
+                format!(
+                    "suppressed: {}: {}",
+                    finding.place(),
+                    suppression.describe()
+                )
+            }
+            Disposition::Expired(suppression) => format!(
+                "suppression expired, counts again: {}: {}",
+                finding.place(),
+                suppression.describe()
+            ),
+            Disposition::Baselined => format!("in the baseline: {}", finding.place()),
+        };
+        result.message.push('\n');
+        result.message.push_str(&note);
+    }
+    result
 }
 
 /// The body of a failure or the output of a passing case: status, message, evidence, remedy.

@@ -1,12 +1,21 @@
 //! SARIF 2.1.0 for code-scanning tools (GitHub, GitLab, IDEs). Rule IDs are the check IDs, so they
-//! are stable across versions. Only findings (`fail`, and `warn`) become results; a check that could
-//! not run (`error`) becomes a tool execution notification, which is what SARIF has for "the tool
-//! could not decide", instead of an alert about the user's code.
+//! are stable across versions. Each finding (`fail`, and `warn`) becomes one result per check and
+//! object, with one location (code scanning shows only a result's first) and a
+//! `partialFingerprints` entry that depends only on the check and the object, so an alert stays
+//! one alert across runs, moves and reformatting. Suppressed findings carry `suppressions` with the
+//! reason (`inSource` for the annotation, `external` otherwise; an expired one is `rejected`), and
+//! with a baseline every result has a `baselineState`. A check that could not run (`error`)
+//! becomes a tool execution notification, which is what SARIF has for "the tool could not
+//! decide", instead of an alert about the user's code.
 
 use serde_json::{Value, json};
 
-use super::{FailOn, Report, TOOL, VERSION};
-use crate::model::{CheckResult, Location, Severity, Status};
+use super::{FailOn, Framework, Report, TOOL, VERSION};
+use crate::model::{CheckResult, Severity, Status};
+use crate::pipeline::{Disposition, Finding, SuppressionSource};
+
+/// The key of the fingerprint in `partialFingerprints`; versioned as SARIF recommends.
+pub const FINGERPRINT_KEY: &str = "hardlabFinding/v1";
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const INFORMATION_URI: &str = "https://example.invalid/hardlab/docs/checks.md";
@@ -14,11 +23,13 @@ const INFORMATION_URI: &str = "https://example.invalid/hardlab/docs/checks.md";
 pub fn render(report: &Report) -> String {
     let rules: Vec<Value> = report.results.iter().map(rule).collect();
     let results: Vec<Value> = report
-        .results
+        .findings
         .iter()
-        .enumerate()
-        .filter(|(_, result)| matches!(result.status, Status::Fail | Status::Warn))
-        .map(|(index, result)| finding(index, result, report.fail_on))
+        .filter(|finding| matches!(finding.status, Status::Fail | Status::Warn))
+        .filter_map(|finding| {
+            let result = report.results.get(finding.result)?;
+            Some(finding_result(report, finding, result))
+        })
         .collect();
     let notifications: Vec<Value> = report
         .results
@@ -33,6 +44,19 @@ pub fn render(report: &Report) -> String {
             })
         })
         .collect();
+    let mut notifications = notifications;
+    // Inputs left out: a warning each, at the file (and line), so a code-scanning UI lists them.
+    notifications.extend(report.skipped.iter().map(|skipped| {
+        let mut physical = json!({ "artifactLocation": { "uri": skipped.file } });
+        if let Some(line) = skipped.line {
+            physical["region"] = json!({ "startLine": line });
+        }
+        json!({
+            "level": "warning",
+            "message": { "text": format!("not graded ({}): {}", skipped.cause.as_str(), skipped.reason) },
+            "locations": [{ "physicalLocation": physical }],
+        })
+    }));
     let sarif = json!({
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -81,52 +105,104 @@ fn rule(result: &CheckResult) -> Value {
             "lab": result.lab,
             "step": result.step,
             "severity": result.severity.as_str(),
-            "tags": ["security", "kubernetes", result.lab],
+            "tags": tags(result),
             // GitHub code scanning ranks alerts by this number (0.1-10, as CVSS).
             "security-severity": security_severity(result.severity),
         },
     })
 }
 
-fn finding(rule_index: usize, result: &CheckResult, fail_on: FailOn) -> Value {
-    let level = match result.status {
-        Status::Warn if fail_on == FailOn::Warn => "error",
+fn tags(result: &CheckResult) -> Vec<String> {
+    let mut tags = vec![
+        "security".to_owned(),
+        "kubernetes".to_owned(),
+        result.lab.clone(),
+    ];
+    tags.extend(
+        Framework::Cis
+            .controls(&result.references)
+            .into_iter()
+            .map(|item| format!("CIS {item}")),
+    );
+    tags.extend(
+        Framework::Nsa
+            .controls(&result.references)
+            .into_iter()
+            .map(|item| format!("NSA/CISA {item}")),
+    );
+    tags
+}
+
+fn finding_result(report: &Report, finding: &Finding, result: &CheckResult) -> Value {
+    let level = match finding.status {
+        Status::Warn if report.fail_on == FailOn::Warn => "error",
         Status::Warn => "warning",
         _ => severity_level(result.severity),
     };
-    let mut text = result.message.clone();
-    if let Some(evidence) = &result.evidence {
-        text.push_str("\nEvidence:\n");
-        text.push_str(evidence);
-    }
-    let locations: Vec<Value> = result.locations.iter().filter_map(location).collect();
+    let text = match &finding.object {
+        Some(object) => format!("{object}: {}", finding.message),
+        None => finding.message.clone(),
+    };
     let mut value = json!({
         "ruleId": result.check,
-        "ruleIndex": rule_index,
+        "ruleIndex": finding.result,
         "kind": "fail",
         "level": level,
         "message": { "text": text },
-        "properties": { "status": result.status.as_str() },
+        "partialFingerprints": { FINGERPRINT_KEY: finding.fingerprint },
+        "properties": {
+            "status": finding.status.as_str(),
+            "disposition": finding.disposition.as_str(),
+        },
     });
-    if !locations.is_empty()
-        && let Some(map) = value.as_object_mut()
-    {
-        map.insert("locations".into(), Value::Array(locations));
+    let Some(map) = value.as_object_mut() else {
+        return value;
+    };
+    if let Some(location) = location(finding) {
+        map.insert("locations".into(), json!([location]));
+    }
+    if let Some(suppression) = suppression(&finding.disposition) {
+        map.insert("suppressions".into(), json!([suppression]));
+    }
+    if report.baseline {
+        let state = if finding.disposition == Disposition::Baselined {
+            "unchanged"
+        } else {
+            "new"
+        };
+        map.insert("baselineState".into(), json!(state));
     }
     value
 }
 
-fn location(location: &Location) -> Option<Value> {
-    let logical = location
+fn suppression(disposition: &Disposition) -> Option<Value> {
+    let (suppression, status) = match disposition {
+        Disposition::Suppressed(suppression) => (suppression, "accepted"),
+        Disposition::Expired(suppression) => (suppression, "rejected"),
+        Disposition::Open | Disposition::Baselined => return None,
+    };
+    let kind = match suppression.source {
+        SuppressionSource::Annotation { .. } => "inSource",
+        SuppressionSource::Flag | SuppressionSource::Config { .. } => "external",
+    };
+    let justification = match (&suppression.expires, status) {
+        (Some(expires), "rejected") => format!("expired on {expires}: {}", suppression.describe()),
+        _ => suppression.describe(),
+    };
+    Some(json!({ "kind": kind, "status": status, "justification": justification }))
+}
+
+fn location(finding: &Finding) -> Option<Value> {
+    let logical = finding
         .object
         .as_ref()
         .map(|object| json!([{ "fullyQualifiedName": object, "kind": "resource" }]));
-    match (location.file.is_empty(), logical) {
+    match (finding.file.is_empty(), logical) {
         (false, logical) => {
             let mut value = json!({
                 "physicalLocation": {
-                    "artifactLocation": { "uri": file_uri(&location.file) },
-                    "region": { "startLine": location.line.max(1) },
+                    "artifactLocation": { "uri": file_uri(&finding.file) },
+                    "region": { "startLine": finding.field_line.max(1) },
                 }
             });
             if let (Some(logical), Some(map)) = (logical, value.as_object_mut()) {
@@ -144,6 +220,7 @@ fn location(location: &Location) -> Option<Value> {
 /// percent-encoded.
 fn file_uri(path: &str) -> String {
     let path = path.replace('\\', "/");
+    let path = path.strip_prefix("./").unwrap_or(&path).to_owned();
     let mut encoded = String::with_capacity(path.len());
     for byte in path.bytes() {
         match byte {

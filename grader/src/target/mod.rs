@@ -5,6 +5,7 @@ pub mod apipod;
 pub mod docker;
 pub mod etcd;
 pub mod local;
+pub mod podexec;
 
 use async_trait::async_trait;
 

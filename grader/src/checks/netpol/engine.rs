@@ -37,12 +37,23 @@ impl Protocol {
     }
 
     fn parse(value: Option<&Value>, field: &str) -> std::result::Result<Self, String> {
-        match value.and_then(Value::as_str) {
-            None => Ok(Protocol::Tcp),
-            Some("TCP") => Ok(Protocol::Tcp),
-            Some("UDP") => Ok(Protocol::Udp),
-            Some("SCTP") => Ok(Protocol::Sctp),
-            Some(other) => Err(format!(
+        let text = match value {
+            None | Some(Value::Null) => return Ok(Protocol::Tcp),
+            Some(Value::String(text)) => text.as_str(),
+            Some(other) => return Err(format!("{field}: {other} is not a protocol name")),
+        };
+        match text {
+            "TCP" => Ok(Protocol::Tcp),
+            "UDP" => Ok(Protocol::Udp),
+            "SCTP" => Ok(Protocol::Sctp),
+            // The API server compares exactly: `tcp` is "Unsupported value", the object refused.
+            other if ["TCP", "UDP", "SCTP"].contains(&other.to_ascii_uppercase().as_str()) => {
+                Err(format!(
+                    "{field}: {other:?} is refused by the API server (Unsupported value; protocol names \
+                     are upper case: TCP, UDP or SCTP)"
+                ))
+            }
+            other => Err(format!(
                 "{field}: unknown protocol {other:?} (TCP, UDP or SCTP)"
             )),
         }
@@ -670,6 +681,18 @@ pub struct Cluster {
     pub namespaces: BTreeMap<String, Labels>,
     pub pods: Vec<Pod>,
     pub policies: Vec<Policy>,
+    /// Static mode: pods and policies among the files that the API server would refuse (so the
+    /// cluster would not have them), with why; left out of the model and reported.
+    pub rejected: Vec<Rejected>,
+}
+
+/// An object the API server would refuse, and why (naming the field).
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    /// `Kind/namespace/name`.
+    pub object: String,
+    pub location: Location,
+    pub reason: String,
 }
 
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::engine::{Cluster, ContainerPort, Labels, NAMESPACE_NAME_LABEL, Pod, Policy, Protocol};
+use super::engine::{
+    Cluster, ContainerPort, Labels, NAMESPACE_NAME_LABEL, Pod, Policy, Protocol, Rejected,
+};
 use crate::context::Mode;
 use crate::inputs::objects::{KubeObject, objects};
 use crate::{Context, Error, Result};
@@ -56,14 +58,14 @@ pub fn cluster_from(
                     .or_insert_with(|| object.name.clone());
                 cluster.namespaces.insert(object.name.clone(), labels);
             }
-            "NetworkPolicy" => {
-                cluster
-                    .policies
-                    .push(Policy::from_object(object, &namespace_of(object))?);
-            }
-            "Pod" => cluster
-                .pods
-                .push(pod(object, &namespace_of(object), &object.value)?),
+            "NetworkPolicy" => match Policy::from_object(object, &namespace_of(object)) {
+                Ok(policy) => cluster.policies.push(policy),
+                Err(error) => refused(&mut cluster, object, mode, error)?,
+            },
+            "Pod" => match pod(object, &namespace_of(object), &object.value) {
+                Ok(pod) => cluster.pods.push(pod),
+                Err(error) => refused(&mut cluster, object, mode, error)?,
+            },
             kind if mode == Mode::Static => {
                 let Some((_, path)) = TEMPLATES.iter().find(|(k, _)| *k == kind) else {
                     continue;
@@ -76,9 +78,10 @@ pub fn cluster_from(
                     }
                 }
                 if template.get("spec").is_some() {
-                    cluster
-                        .pods
-                        .push(pod(object, &namespace_of(object), template)?);
+                    match pod(object, &namespace_of(object), template) {
+                        Ok(pod) => cluster.pods.push(pod),
+                        Err(error) => refused(&mut cluster, object, mode, error)?,
+                    }
                 }
             }
             _ => {}
@@ -86,6 +89,23 @@ pub fn cluster_from(
     }
     cluster.pods.sort_by_key(Pod::id);
     Ok(cluster)
+}
+
+/// A malformed pod or policy: in files, one the API server would refuse, so the cluster would not
+/// have it; it is left out and reported, and the rest of the corpus is still judged. Live, the
+/// object exists, so failing to read it is an error (the model would be wrong without it).
+fn refused(cluster: &mut Cluster, object: &KubeObject, mode: Mode, error: Error) -> Result<()> {
+    match (mode, error) {
+        (Mode::Static, Error::Invalid { message, .. }) => {
+            cluster.rejected.push(Rejected {
+                object: object.id(),
+                location: object.finding_location(),
+                reason: message,
+            });
+            Ok(())
+        }
+        (_, error) => Err(error),
+    }
 }
 
 fn pod(object: &KubeObject, namespace: &str, template: &Value) -> Result<Pod> {
@@ -166,6 +186,9 @@ pub struct Edge {
 pub struct Matrix {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
+    /// Pods and policies among the files that the API server would refuse: left out, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejected>,
 }
 
 /// The matrix of the run's inputs; with a namespace, only pods there and connections that start
@@ -227,7 +250,11 @@ pub fn build(cluster: &Cluster, namespace: Option<&str>) -> Matrix {
             }
         }
     }
-    Matrix { nodes, edges }
+    Matrix {
+        nodes,
+        edges,
+        rejected: cluster.rejected.clone(),
+    }
 }
 
 impl Matrix {
@@ -285,6 +312,13 @@ impl Matrix {
             self.edges.len(),
             self.edges.len() - allowed
         );
+        for rejected in &self.rejected {
+            let _ = writeln!(
+                text,
+                "left out, the API server would refuse it: {} ({}:{}): {}",
+                rejected.object, rejected.location.file, rejected.location.line, rejected.reason
+            );
+        }
         text
     }
 

@@ -3,15 +3,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod as PodObject;
-use kube::api::{Api, AttachParams};
-use tokio::io::AsyncReadExt;
-
-use super::engine::Protocol;
+use super::engine::{Cluster, Protocol};
 use super::matrix::{self, Edge};
 use super::{NOT_RUNNING, lab_namespace};
 use crate::context::Mode;
 use crate::model::Outcome;
+use crate::target::podexec::PodExec;
 use crate::{Context, Result};
 
 /// How long one connection attempt may take before it counts as refused.
@@ -20,13 +17,31 @@ const CONNECT_SECONDS: u64 = 2;
 const MAX_PROBES: usize = 200;
 
 pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
-    let (Mode::Live, Some(client)) = (ctx.mode, &ctx.kube) else {
+    let (Mode::Live, Some(exec)) = (ctx.mode, ctx.pod_exec()) else {
         return Ok(Outcome::skip(format!(
             "{NOT_RUNNING}; static mode has no pods to probe"
         )));
     };
     let namespace = lab_namespace(ctx);
     let cluster = matrix::cluster(ctx).await?;
+    Ok(probe_cluster(&cluster, namespace, exec.as_ref()).await)
+}
+
+/// The shell script that tries one TCP connection with whatever the source image has (`nc`, or
+/// bash's `/dev/tcp`) and prints `open`, `closed` or `no-tool`.
+pub fn connect_script(ip: &str, port: u16) -> String {
+    format!(
+        "if command -v nc >/dev/null 2>&1; then nc -z -w {CONNECT_SECONDS} {ip} {port} && echo open || echo closed; \
+         elif command -v bash >/dev/null 2>&1; then timeout {CONNECT_SECONDS} bash -c '</dev/tcp/{ip}/{port}' \
+         2>/dev/null && echo open || echo closed; else echo no-tool; fi"
+    )
+}
+
+/// Probes every TCP connection of the matrix that starts in `namespace` and judges the
+/// evidence, failing closed: a connection that differs fails; one that could not be probed
+/// (no tool in the image, exec refused, beyond the probe limit) keeps the verdict from passing,
+/// because the policies were then not shown to be enforced for it. The counts are reported.
+pub async fn probe_cluster(cluster: &Cluster, namespace: &str, exec: &dyn PodExec) -> Outcome {
     let pods: Vec<_> = cluster
         .pods
         .iter()
@@ -49,10 +64,10 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
         } else {
             not_running.join(", ")
         };
-        return Ok(Outcome::skip(format!("{NOT_RUNNING}; {detail}")));
+        return Outcome::skip(format!("{NOT_RUNNING}; {detail}"));
     }
 
-    let computed = matrix::build(&cluster, Some(namespace));
+    let computed = matrix::build(cluster, Some(namespace));
     let edges: Vec<&Edge> = computed
         .edges
         .iter()
@@ -60,13 +75,18 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
             edge.protocol == Protocol::Tcp && edge.from.starts_with(&format!("{namespace}/"))
         })
         .collect();
-    let skipped = edges.len().saturating_sub(MAX_PROBES);
-    let edges = &edges[..edges.len().min(MAX_PROBES)];
+    let total = edges.len();
+    let beyond_limit = total.saturating_sub(MAX_PROBES);
+    let edges = &edges[..total.min(MAX_PROBES)];
     let mut wrong = Vec::new();
     let mut unprobed = Vec::new();
     let mut correct = 0usize;
     for edge in edges {
         let (Some(source), Some(target)) = (cluster.pod(&edge.from), cluster.pod(&edge.to)) else {
+            unprobed.push(format!(
+                "{} -> {}:{}: a pod of the edge is not in the model",
+                edge.from, edge.to, edge.port
+            ));
             continue;
         };
         let Some(ip) = target.ip else {
@@ -76,8 +96,17 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
             ));
             continue;
         };
-        let pods: Api<PodObject> = Api::namespaced(client.clone(), &source.namespace);
-        match connect_from(&pods, &source.name, &ip.to_string(), edge.port).await {
+        let script = connect_script(&ip.to_string(), edge.port);
+        let answer = exec
+            .run(
+                &source.namespace,
+                &source.name,
+                &script,
+                Duration::from_secs(CONNECT_SECONDS + 10),
+            )
+            .await
+            .and_then(|output| parse_connect_output(&output));
+        match answer {
             Ok(connected) if connected == edge.allowed => correct += 1,
             Ok(connected) => wrong.push(format!(
                 "{} -> {} on {}/TCP: {} but the policies say {}",
@@ -97,12 +126,12 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
             )),
         }
     }
+    let not_probed = unprobed.len() + beyond_limit;
     let summary = format!(
-        "{correct} correct, {} wrong, {} not probed{}",
+        "{total} connections: {correct} probed and as computed, {} probed and different, {not_probed} not probed{}",
         wrong.len(),
-        unprobed.len(),
-        if skipped > 0 {
-            format!(", {skipped} beyond the first {MAX_PROBES} left out")
+        if beyond_limit > 0 {
+            format!(" ({beyond_limit} beyond the first {MAX_PROBES})")
         } else {
             String::new()
         }
@@ -113,59 +142,40 @@ pub async fn live_probe(ctx: &Context) -> Result<Outcome> {
         .cloned()
         .collect::<Vec<_>>()
         .join("\n");
-    if !wrong.is_empty() {
-        return Ok(Outcome::fail(format!(
-            "live connections differ from the policies in {namespace}: {summary}"
-        ))
-        .with_evidence(evidence));
-    }
-    if correct == 0 {
-        return Ok(Outcome::skip(format!(
-            "not run: no connection could be probed from the pods in {namespace} ({summary})"
-        ))
-        .with_evidence(evidence));
-    }
-    Ok(Outcome::pass(format!(
-        "every probed connection in {namespace} matches the policies: {summary}"
-    ))
-    .with_evidence(evidence))
-}
-
-/// Opens a TCP connection from inside a pod with whatever its image has (`nc`, or bash's
-/// `/dev/tcp`). `Err` means the attempt itself could not be made (no shell, exec refused).
-async fn connect_from(
-    pods: &Api<PodObject>,
-    pod: &str,
-    ip: &str,
-    port: u16,
-) -> std::result::Result<bool, String> {
-    let script = format!(
-        "if command -v nc >/dev/null 2>&1; then nc -z -w {CONNECT_SECONDS} {ip} {port} && echo open || echo closed; \
-         elif command -v bash >/dev/null 2>&1; then timeout {CONNECT_SECONDS} bash -c '</dev/tcp/{ip}/{port}' \
-         2>/dev/null && echo open || echo closed; else echo no-tool; fi"
-    );
-    let params = AttachParams::default().stdout(true).stderr(false);
-    let attempt = async {
-        let mut process = pods
-            .exec(pod, ["sh", "-c", script.as_str()], &params)
-            .await
-            .map_err(|error| format!("exec failed: {error}"))?;
-        let mut output = String::new();
-        if let Some(mut stdout) = process.stdout() {
-            stdout
-                .read_to_string(&mut output)
-                .await
-                .map_err(|error| format!("reading the probe's output: {error}"))?;
-        }
-        let _ = process.join().await;
-        match output.trim() {
-            "open" => Ok(true),
-            "closed" => Ok(false),
-            "no-tool" => Err("the source image has neither nc nor bash".to_owned()),
-            other => Err(format!("unexpected probe output {other:?}")),
+    let with_evidence = |outcome: Outcome| {
+        if evidence.is_empty() {
+            outcome
+        } else {
+            outcome.with_evidence(evidence.clone())
         }
     };
-    tokio::time::timeout(Duration::from_secs(CONNECT_SECONDS + 10), attempt)
-        .await
-        .unwrap_or_else(|_| Err("the probe did not finish in time".to_owned()))
+    if !wrong.is_empty() {
+        return with_evidence(Outcome::fail(format!(
+            "live connections differ from the policies in {namespace}: {summary}"
+        )));
+    }
+    if correct == 0 {
+        return with_evidence(Outcome::skip(format!(
+            "not run: no connection could be probed from the pods in {namespace} ({summary})"
+        )));
+    }
+    if not_probed > 0 {
+        return with_evidence(Outcome::fail(format!(
+            "partial evidence in {namespace}: {not_probed} of {total} connections could not be probed, so \
+             enforcement is not shown for them ({summary}); give the images nc or bash, or probe from pods that have them"
+        )));
+    }
+    Outcome::pass(format!(
+        "every connection in {namespace} was probed and matches the policies: {summary}"
+    ))
+}
+
+/// What the connect script printed: connected, refused, or why it tells nothing.
+fn parse_connect_output(output: &str) -> std::result::Result<bool, String> {
+    match output.trim() {
+        "open" => Ok(true),
+        "closed" => Ok(false),
+        "no-tool" => Err("the source image has neither nc nor bash".to_owned()),
+        other => Err(format!("unexpected probe output {other:?}")),
+    }
 }

@@ -6,10 +6,10 @@
 use crate::checks::podsec::rules;
 use crate::checks::podsec::workload::Workload;
 use crate::context::Mode;
-use crate::inputs::documents::{ReadDocuments, add_directory_file, is_manifest_name};
+use crate::inputs::documents::{ReadDocuments, SkipCause, add_directory_file, is_manifest_name};
 use crate::inputs::objects::{KubeObject, objects_in_documents};
 use crate::model::{Location, Outcome};
-use crate::{Context, Error, Result};
+use crate::{Context, Result};
 
 /// The `Params.extra` key naming the folder on the node.
 pub const DIR_PARAM: &str = "manifests_dir";
@@ -28,7 +28,11 @@ const FAILING_RULES: &[(&str, super::Rule)] = &[
     ("podsec.no-privileged", rules::no_privileged),
     ("podsec.no-host-namespaces", rules::no_host_namespaces),
     ("podsec.no-host-path", rules::no_host_path),
+    ("podsec.volume-types", rules::restricted_volumes),
     ("podsec.seccomp-profile", rules::seccomp_profile),
+    // The whole standard too, so that the scan rejects what restricted rejects (host ports,
+    // sysctls, SELinux, AppArmor, /proc, probe hosts have no check of their own).
+    ("podsec.restricted-standard", super::restricted_standard),
 ];
 
 /// The IDs of the checks whose rules this check applies to the folder.
@@ -82,18 +86,24 @@ pub async fn incoming_manifests_clean(ctx: &Context) -> Result<Outcome> {
         let Some(bytes) = node.read_file(&path).await? else {
             continue;
         };
-        match add_directory_file(&path, bytes, &mut read) {
-            Ok(()) => {}
-            // A manifest that does not parse would not apply either: the learner's to fix.
-            Err(error @ Error::Invalid { .. }) => {
-                return Ok(Outcome::fail(format!(
-                    "a manifest in {place} cannot be read: {error}"
-                )));
-            }
-            Err(error) => return Err(error),
-        }
+        add_directory_file(&path, bytes, &mut read);
     }
-    let notes = read.notes.join("\n");
+    // A manifest that does not parse would not apply either: the learner's to fix.
+    if let Some(invalid) = read
+        .skipped
+        .iter()
+        .find(|skipped| skipped.cause == SkipCause::Invalid)
+    {
+        return Ok(Outcome::fail(format!(
+            "a manifest in {place} cannot be read: {invalid}"
+        )));
+    }
+    let notes = read
+        .skipped
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
     if read.documents.is_empty() {
         let outcome = Outcome::fail(format!(
             "none of the {} manifest files in {place} holds a Kubernetes object to scan",

@@ -20,35 +20,106 @@ fn effective<'a>(
         .map(|value| (value, workload.field(&format!("securityContext.{field}"))))
 }
 
+/// Restricted's runAsNonRoot and runAsUser controls: `runAsNonRoot: true` on the pod or each
+/// container (a non-zero `runAsUser` alone is not accepted: the API cannot see the image's
+/// user), never `runAsNonRoot: false` or `runAsUser: 0` at either level; a pod in a user
+/// namespace (`hostUsers: false`) is exempt, as upstream exempts it from 1.35.
 pub fn run_as_non_root(workload: &Workload) -> Vec<String> {
     let mut problems = Vec::new();
+    if is_false(workload.spec.get("hostUsers")) {
+        return problems;
+    }
+    if is_false(workload.pod_security("runAsNonRoot")) {
+        problems.push(format!(
+            "pod: {} is false",
+            workload.field("securityContext.runAsNonRoot")
+        ));
+    }
+    if workload.pod_security("runAsUser").and_then(Value::as_i64) == Some(0) {
+        problems.push(format!(
+            "pod: runs as root: {} is 0",
+            workload.field("securityContext.runAsUser")
+        ));
+    }
     for container in workload.containers() {
-        let user = effective(workload, &container, "runAsUser");
-        let non_root = effective(workload, &container, "runAsNonRoot");
-        match (&user, &non_root) {
-            (Some((uid, path)), _) if uid.as_i64() == Some(0) => problems.push(format!(
-                "{}: runs as root: {path} is 0",
-                container.describe()
-            )),
-            // A non-zero UID overrides the image's USER, so the process cannot be root.
-            (Some((uid, _)), _) if uid.as_i64().is_some_and(|uid| uid > 0) => {}
-            (_, Some((flag, _))) if is_true(Some(flag)) => {}
-            (_, Some((_, path))) => problems.push(format!(
-                "{}: {path} is false and no non-zero runAsUser is set",
-                container.describe()
-            )),
-            _ => problems.push(format!(
-                "{}: neither {} nor {} sets runAsNonRoot: true or a non-zero runAsUser",
+        if container.security("runAsUser").and_then(Value::as_i64) == Some(0) {
+            problems.push(format!(
+                "{}: runs as root: {} is 0",
                 container.describe(),
-                container.field("securityContext"),
-                workload.field("securityContext")
+                container.field("securityContext.runAsUser")
+            ));
+        }
+        match effective(workload, &container, "runAsNonRoot") {
+            Some((flag, _)) if is_true(Some(flag)) => {}
+            Some((_, path)) => problems.push(format!("{}: {path} is false", container.describe())),
+            None => problems.push(format!(
+                "{}: neither {} nor {} sets runAsNonRoot: true{}",
+                container.describe(),
+                container.field("securityContext.runAsNonRoot"),
+                workload.field("securityContext.runAsNonRoot"),
+                if effective(workload, &container, "runAsUser").is_some() {
+                    " (a non-zero runAsUser alone is not enough: restricted requires runAsNonRoot)"
+                } else {
+                    ""
+                }
             )),
         }
     }
     problems
 }
 
+/// `spec.os.name: windows`: restricted exempts these pods from its Linux-only controls.
+fn is_windows(workload: &Workload) -> bool {
+    workload.spec.pointer("/os/name").and_then(Value::as_str) == Some("windows")
+}
+
+/// Volume types restricted allows.
+const RESTRICTED_VOLUMES: &[&str] = &[
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "image",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+];
+
+/// Restricted's Volume Types control: only the volume types above.
+pub fn restricted_volumes(workload: &Workload) -> Vec<String> {
+    let Some(volumes) = workload.spec.get("volumes").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, volume)| {
+            let object = volume.as_object()?;
+            if object
+                .keys()
+                .any(|key| RESTRICTED_VOLUMES.contains(&key.as_str()))
+            {
+                return None;
+            }
+            let kind = object
+                .keys()
+                .find(|key| key.as_str() != "name")
+                .map_or("unknown", String::as_str);
+            Some(format!(
+                "volume {:?}: {} is a {kind} volume (restricted allows {})",
+                volume.get("name").and_then(Value::as_str).unwrap_or("?"),
+                workload.field(&format!("volumes[{index}]")),
+                RESTRICTED_VOLUMES.join(", ")
+            ))
+        })
+        .collect()
+}
+
 pub fn no_privilege_escalation(workload: &Workload) -> Vec<String> {
+    if is_windows(workload) {
+        return Vec::new();
+    }
     workload
         .containers()
         .iter()
@@ -77,19 +148,48 @@ pub fn drops_all_capabilities(container: &Container) -> bool {
         .is_some_and(|drop| drop.iter().any(|cap| cap.as_str() == Some("ALL")))
 }
 
+/// Restricted's capabilities control: drop ALL, and add back nothing but NET_BIND_SERVICE. An
+/// added capability counts whatever the drop list says (`drop: [ALL]` with `add: [SYS_TIME]`
+/// still grants SYS_TIME), and in every namespace, labelled for admission or not.
 pub fn capabilities_dropped(workload: &Workload) -> Vec<String> {
-    workload
-        .containers()
-        .iter()
-        .filter(|container| !drops_all_capabilities(container))
-        .map(|container| {
-            format!(
+    let mut problems = Vec::new();
+    if is_windows(workload) {
+        return problems;
+    }
+    for container in workload.containers() {
+        if !drops_all_capabilities(&container) {
+            problems.push(format!(
                 "{}: {} does not include ALL",
                 container.describe(),
                 container.field("securityContext.capabilities.drop")
-            )
-        })
-        .collect()
+            ));
+        }
+        let added = added_capabilities(&container);
+        let extra: Vec<&str> = added
+            .iter()
+            .copied()
+            .filter(|cap| *cap != "NET_BIND_SERVICE")
+            .collect();
+        if !extra.is_empty() {
+            problems.push(format!(
+                "{}: {} adds {} (restricted allows only NET_BIND_SERVICE)",
+                container.describe(),
+                container.field("securityContext.capabilities.add"),
+                extra.join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+/// The capabilities a container adds, as spelled (upstream compares them as given).
+pub fn added_capabilities<'a>(container: &Container<'a>) -> Vec<&'a str> {
+    container
+        .security("capabilities")
+        .and_then(|caps| caps.get("add"))
+        .and_then(Value::as_array)
+        .map(|add| add.iter().map(|cap| cap.as_str().unwrap_or("?")).collect())
+        .unwrap_or_default()
 }
 
 pub fn no_privileged(workload: &Workload) -> Vec<String> {
@@ -166,19 +266,44 @@ pub fn seccomp_type(workload: &Workload, container: &Container) -> Option<(Strin
     None
 }
 
+/// Restricted's seccomp control: the `seccompProfile` field, RuntimeDefault or Localhost, on the
+/// pod or each container. The legacy annotations do not count: the kubelet ignores them since
+/// 1.27 and restricted reads only the field since 1.19.
 pub fn seccomp_profile(workload: &Workload) -> Vec<String> {
+    if is_windows(workload) {
+        return Vec::new();
+    }
     workload
         .containers()
         .iter()
-        .filter_map(|container| match seccomp_type(workload, container) {
-            Some((kind, _)) if kind == "RuntimeDefault" || kind == "Localhost" => None,
-            Some((kind, path)) => Some(format!("{}: {path} is {kind}", container.describe())),
-            None => Some(format!(
-                "{}: no seccompProfile at {} or {}",
-                container.describe(),
-                container.field("securityContext.seccompProfile"),
-                workload.field("securityContext.seccompProfile")
-            )),
+        .filter_map(|container| {
+            let field =
+                effective(workload, container, "seccompProfile").and_then(|(profile, path)| {
+                    Some((
+                        profile.get("type")?.as_str()?.to_owned(),
+                        format!("{path}.type"),
+                    ))
+                });
+            match field {
+                Some((kind, _)) if kind == "RuntimeDefault" || kind == "Localhost" => None,
+                Some((kind, path)) => Some(format!("{}: {path} is {kind}", container.describe())),
+                None => {
+                    let legacy = seccomp_type(workload, container)
+                        .filter(|(_, path)| path.starts_with("annotation"))
+                        .map(|(_, path)| {
+                            format!(
+                                " (only the legacy {path}, which the kubelet ignores since 1.27)"
+                            )
+                        })
+                        .unwrap_or_default();
+                    Some(format!(
+                        "{}: no seccompProfile at {} or {}{legacy}",
+                        container.describe(),
+                        container.field("securityContext.seccompProfile"),
+                        workload.field("securityContext.seccompProfile")
+                    ))
+                }
+            }
         })
         .collect()
 }

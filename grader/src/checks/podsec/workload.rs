@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::context::Params;
+use crate::context::{Mode, Params};
 use crate::inputs::objects::KubeObject;
 
 /// Namespaces that hold the cluster's own components; left out unless the lab names one.
@@ -169,13 +169,58 @@ pub fn namespace_in_scope(namespace: &str, params: &Params) -> bool {
     }
 }
 
-/// The workloads in scope among the objects.
-pub fn workloads_in_scope<'a>(objects: &'a [KubeObject], params: &Params) -> Vec<Workload<'a>> {
+/// The workloads in scope among the objects. Live, the system namespaces are the cluster's own
+/// and are left out; in a static scan they are what the repository's owners wrote and asked to
+/// have judged, so they are in, except the control plane's static pods, which run on the host
+/// by design and are judged by the etcd and access checks instead.
+pub fn workloads_in_scope<'a>(
+    objects: &'a [KubeObject],
+    params: &Params,
+    mode: Mode,
+) -> Vec<Workload<'a>> {
     objects
         .iter()
         .filter_map(Workload::of)
-        .filter(|workload| namespace_in_scope(effective_namespace(workload.object, params), params))
+        .filter(|workload| {
+            let namespace = effective_namespace(workload.object, params);
+            match (mode, &params.namespace) {
+                (Mode::Static, None) => !is_control_plane_static_pod(workload),
+                _ => namespace_in_scope(namespace, params),
+            }
+        })
         .collect()
+}
+
+/// The control-plane components kubeadm runs as static pods in kube-system.
+const CONTROL_PLANE: &[&str] = &[
+    "kube-apiserver",
+    "etcd",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
+/// A kube-system Pod labelled as a control-plane component whose containers run that component
+/// (a label alone is not enough: any pod could carry it to escape the scan).
+pub fn is_control_plane_static_pod(workload: &Workload) -> bool {
+    let object = workload.object;
+    let component = object
+        .value
+        .pointer("/metadata/labels/component")
+        .and_then(Value::as_str);
+    let Some(component) = component.filter(|c| CONTROL_PLANE.contains(c)) else {
+        return false;
+    };
+    object.kind == "Pod"
+        && object.namespace.as_deref() == Some("kube-system")
+        && workload.containers().iter().all(|container| {
+            let command = container
+                .value
+                .pointer("/command/0")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            container.name == component
+                && (command.is_empty() || command.rsplit('/').next() == Some(component))
+        })
 }
 
 pub fn is_true(value: Option<&Value>) -> bool {
