@@ -69,6 +69,10 @@ pub struct Outcome {
     pub evidence: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locations: Vec<Location>,
+    /// What is wrong with the object at the same index of `locations`, when the check says (the
+    /// evidence is capped; reports give each object its own line, at the offending field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub location_problems: Vec<Vec<String>>,
 }
 
 impl Outcome {
@@ -78,6 +82,7 @@ impl Outcome {
             message: message.into(),
             evidence: None,
             locations: Vec::new(),
+            location_problems: Vec::new(),
         }
     }
     pub fn pass(message: impl Into<String>) -> Self {
@@ -103,6 +108,11 @@ impl Outcome {
         self.locations = locations;
         self
     }
+    /// The problems of each location's object, in the order of `locations`.
+    pub fn with_location_problems(mut self, problems: Vec<Vec<String>>) -> Self {
+        self.location_problems = problems;
+        self
+    }
 }
 
 /// One check's result as reported: the outcome plus the catalog facts about the check.
@@ -121,6 +131,9 @@ pub struct CheckResult {
     pub references: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locations: Vec<Location>,
+    /// See [`Outcome::location_problems`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub location_problems: Vec<Vec<String>>,
     pub duration_ms: u64,
 }
 

@@ -63,6 +63,7 @@ pub async fn run_checks(ctx: &Context, checks: &[CheckDef]) -> Vec<CheckResult> 
             remediation: meta.remediation.to_owned(),
             references: meta.references.iter().map(|r| (*r).to_owned()).collect(),
             locations: outcome.locations,
+            location_problems: outcome.location_problems,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         }
     }))

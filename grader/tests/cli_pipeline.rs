@@ -1148,3 +1148,36 @@ fn a_kustomize_overlay_is_rendered_and_findings_point_at_the_source_file() {
         stdout(&base)
     );
 }
+
+#[test]
+fn every_object_gets_its_own_field_line_beyond_the_evidence_a_check_spells_out() {
+    let dir = tempfile::tempdir().unwrap();
+    // More offenders than a check lists in its evidence (50).
+    let pods: Vec<String> = (0..60)
+        .map(|index| pod(&format!("p{index:02}"), None))
+        .collect();
+    write(dir.path(), "many.yaml", &pods.join("---\n"));
+    let report = json(&grade_in(
+        dir.path(),
+        &[
+            "static",
+            "--check",
+            PRIVILEGED,
+            "--format",
+            "json",
+            "many.yaml",
+        ],
+    ));
+    let findings = report["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 60);
+    let last = findings
+        .iter()
+        .find(|f| f["object"] == "Pod/app/p59")
+        .unwrap();
+    // Each pod is 11 lines plus the separator; p59's `privileged: true` is its 11th line.
+    assert_eq!(last["field_line"], 59 * 12 + 11, "{last}");
+    assert_eq!(
+        last["message"],
+        "container \"shell\": spec.containers[0].securityContext.privileged is true"
+    );
+}

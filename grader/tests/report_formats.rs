@@ -22,6 +22,7 @@ fn result(check: &str, lab: &str, status: Status, severity: Severity) -> CheckRe
         remediation: "do the thing".into(),
         references: vec!["CIS 1.2.3".into()],
         locations: Vec::new(),
+        location_problems: Vec::new(),
         duration_ms: 12,
     }
 }

@@ -446,7 +446,14 @@ fn verdict(
         Finding::Fail => Outcome::fail(message),
         Finding::Warn => Outcome::warn(message),
     };
-    outcome.with_evidence(evidence).with_locations(locations)
+    let problems = offenders
+        .iter()
+        .map(|(_, problems)| problems.clone())
+        .collect();
+    outcome
+        .with_evidence(evidence)
+        .with_locations(locations)
+        .with_location_problems(problems)
 }
 
 async fn workload_check(

@@ -166,7 +166,7 @@ pub fn findings(
             .as_deref()
             .map(|evidence| evidence.lines().collect())
             .unwrap_or_default();
-        for location in &result.locations {
+        for (index_in_result, location) in result.locations.iter().enumerate() {
             let key = (
                 location.object.as_deref(),
                 location.file.as_str(),
@@ -175,11 +175,15 @@ pub fn findings(
             if !seen.insert(key) {
                 continue;
             }
-            let problems = location
-                .object
-                .as_deref()
-                .map(|object| problems_of(&evidence, object))
-                .unwrap_or_default();
+            // The check's own per-object problems, else what its (capped) evidence says.
+            let problems = match result.location_problems.get(index_in_result) {
+                Some(problems) if !problems.is_empty() => problems.clone(),
+                _ => location
+                    .object
+                    .as_deref()
+                    .map(|object| problems_of(&evidence, object))
+                    .unwrap_or_default(),
+            };
             let message = if problems.is_empty() {
                 result.message.clone()
             } else {
