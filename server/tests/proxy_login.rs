@@ -80,7 +80,9 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
             &["developer-read".to_owned(), "short-sessions".to_owned()],
         ))
         .unwrap();
-    let secret = shared.block_on(store::enroll_totp(pool, "bob")).unwrap();
+    let secret = shared
+        .block_on(store::enroll_totp(pool, &h.sealer, "bob", None))
+        .unwrap();
     let home = tempfile::tempdir().unwrap();
 
     // An unconfirmed enrolment is not usable for login; the enrolment page confirms it (here
@@ -95,7 +97,13 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
     ));
     assert!(matches!(unconfirmed, Err(ProxyError::Unauthorized(_))));
     shared
-        .block_on(store::check_totp(pool, "bob", &code(&secret, -1), true))
+        .block_on(store::check_totp(
+            pool,
+            &h.sealer,
+            "bob",
+            &code(&secret, -1),
+            true,
+        ))
         .unwrap();
 
     let wrong_password = shared.block_on(client::login(
@@ -409,17 +417,12 @@ fn kubectl_gets_its_credentials_from_hardlab_kube_credentials() {
     let h = &shared.harness;
     let home = tempfile::tempdir().unwrap();
     // What `hardlab login` leaves behind, for a user holding developer-read.
-    let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr("erin").unwrap();
-    let issued = h
-        .service
-        .ca
-        .issue_client_cert(
-            &csr_pem,
-            "erin",
-            &["developer-read".to_owned()],
-            time::Duration::hours(1),
-        )
-        .unwrap();
+    let (issued, key_pem) = h.issue(
+        &h.service.ca,
+        "erin",
+        &["developer-read"],
+        time::Duration::hours(1),
+    );
     std::fs::write(home.path().join("key.pem"), key_pem).unwrap();
     std::fs::write(home.path().join("cert.pem"), &issued.cert_pem).unwrap();
     std::fs::write(home.path().join("proxy-ca.pem"), h.service.ca.cert_pem()).unwrap();

@@ -33,6 +33,12 @@ pub enum ProxyError {
     Config(String),
     #[error("certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// Too many wrong codes: wait before trying again.
+    #[error("too many wrong codes: try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    /// The certificate was revoked, or this server never issued it.
+    #[error("{0}")]
+    Revoked(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("database: {0}")]

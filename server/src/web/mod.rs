@@ -127,7 +127,11 @@ pub async fn serve(
         Ok(clusters) => state.clusters = Some(clusters),
         Err(error) => tracing::error!(%error, "clusters are unavailable"),
     }
-    match crate::proxy::web::start(state.db.clone()).await {
+    let proxy_settings = crate::proxy::service::ProxySettings::from_env()
+        .map_err(|e| crate::Error::Config(e.to_string()))?;
+    match crate::proxy::web::start(state.db.clone(), Arc::clone(&state.sealer), proxy_settings)
+        .await
+    {
         Ok(proxy) => state.proxy = Some(proxy),
         Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
     }
