@@ -296,24 +296,34 @@ impl Harness {
     /// A raw HTTPS GET through the proxy with a fresh certificate for `user` holding `roles`.
     pub async fn raw_get(&self, user: &str, roles: &[&str], path: &str) -> (u16, String) {
         let (issued, key_pem) = self.issue(&self.service.ca, user, roles, time::Duration::hours(1));
+        let client = self.client_for(&issued, &key_pem);
+        let response = client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// An HTTPS client presenting `issued` to the proxy (it keeps its connection alive).
+    pub fn client_for(
+        &self,
+        issued: &hardlab_server::proxy::ca::IssuedCert,
+        key_pem: &str,
+    ) -> reqwest::Client {
         let identity =
             reqwest::Identity::from_pem(format!("{}{key_pem}", issued.cert_pem).as_bytes())
                 .unwrap();
         let ca = reqwest::Certificate::from_pem(self.service.ca.cert_pem().as_bytes()).unwrap();
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .identity(identity)
             .build()
-            .unwrap();
-        let response = client
-            .get(format!("https://{}{path}", self.service.listen))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
+            .unwrap()
+    }
+
+    /// `https://<proxy>` and `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.service.listen)
     }
 
     pub async fn admin_client(&self) -> kube::Client {
