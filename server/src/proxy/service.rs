@@ -35,6 +35,9 @@ pub struct ProxySettings {
     pub max_certificate_ttl: Duration,
     /// Where the audit chain's signed checkpoints go; default: next to the server key.
     pub audit_checkpoint_file: Option<std::path::PathBuf>,
+    /// The hardlab server's own URL as learners reach it, for `hardlab login --server` in the
+    /// pages' hints and the lab node's configuration; default: the address the browser used.
+    pub server_url: Option<String>,
 }
 
 impl Default for ProxySettings {
@@ -45,13 +48,14 @@ impl Default for ProxySettings {
             config_file: None,
             max_certificate_ttl: DEFAULT_TTL,
             audit_checkpoint_file: None,
+            server_url: None,
         }
     }
 }
 
 impl ProxySettings {
     /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`,
-    /// `HARDLAB_PROXY_MAX_CERT_TTL` (default 12h). `serve` reads these until they move into the
+    /// `HARDLAB_PROXY_MAX_CERT_TTL` (default 12h), `HARDLAB_PUBLIC_URL` (the server's URL). `serve` reads these until they move into the
     /// server's `Config`; the proxy itself takes the struct.
     pub fn from_env() -> Result<Self, ProxyError> {
         let listen = match std::env::var("HARDLAB_PROXY_LISTEN") {
@@ -76,6 +80,7 @@ impl ProxySettings {
             config_file: std::env::var_os("HARDLAB_PROXY_CONFIG").map(std::path::PathBuf::from),
             max_certificate_ttl,
             audit_checkpoint_file: None,
+            server_url: std::env::var("HARDLAB_PUBLIC_URL").ok(),
         })
     }
 }
@@ -86,6 +91,8 @@ pub struct ProxyService {
     pub sealer: Arc<Sealer>,
     pub audit_keys: AuditKeys,
     pub max_certificate_ttl: Duration,
+    /// See [`ProxySettings::server_url`].
+    pub server_url: Option<String>,
     pub ca: Arc<UserCa>,
     pub kube: Arc<KubeProxy>,
     pub public_url: String,
@@ -156,6 +163,7 @@ impl ProxyService {
             sealer,
             audit_keys,
             max_certificate_ttl: settings.max_certificate_ttl,
+            server_url: settings.server_url.clone(),
             ca,
             kube,
             public_url,
@@ -202,11 +210,7 @@ impl ProxyService {
         }
         // The account store's spelling of the name, so roles and the certificate's CN agree.
         let user = request.user.trim().to_ascii_lowercase();
-        match store::check_totp(&self.pool, &self.sealer, &user, &request.totp, false).await {
-            Ok(()) => {}
-            Err(ProxyError::Unauthorized(_)) => return Err(refused()),
-            Err(error) => return Err(error),
-        }
+        // The request is checked before the code, so a typo in --ttl does not burn a code.
         let ttl = request
             .ttl
             .as_deref()
@@ -219,6 +223,11 @@ impl ProxyService {
                 })
             })
             .transpose()?;
+        match store::check_totp(&self.pool, &self.sealer, &user, &request.totp, false).await {
+            Ok(()) => {}
+            Err(ProxyError::Unauthorized(_)) => return Err(refused()),
+            Err(error) => return Err(error),
+        }
         let issued = store::issue_certificate(
             &self.pool,
             &self.ca,

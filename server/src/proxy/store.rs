@@ -456,6 +456,31 @@ pub async fn has_second_factor(pool: &AnyPool, user: &str) -> Result<bool, Proxy
     totp_enrolled(pool, user).await
 }
 
+/// The second step of a web sign-in whose password was right: nothing for a user without a
+/// second factor; otherwise `code` must be a current, unused code. Errors say what to do, and
+/// wrong codes count towards the same throttle as `hardlab login`'s.
+pub async fn check_sign_in_second_factor(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    user: &str,
+    code: &str,
+) -> Result<(), ProxyError> {
+    if !has_second_factor(pool, user).await? {
+        return Ok(());
+    }
+    if code.trim().is_empty() {
+        return Err(ProxyError::Unauthorized(
+            "This account has an authenticator: enter its current 6-digit code too.".into(),
+        ));
+    }
+    match check_totp(pool, sealer, user, code, false).await {
+        Err(ProxyError::Unauthorized(_)) => Err(ProxyError::Unauthorized(
+            "Wrong username, password or code.".into(),
+        )),
+        other => other,
+    }
+}
+
 /// Checks a code and burns its time step, so it cannot be used again. With `confirming`, an
 /// unconfirmed enrolment is accepted and becomes confirmed. Wrong codes count against the user;
 /// past [`FREE_CODE_FAILURES`] every attempt is refused until the wait is over, right code or not.

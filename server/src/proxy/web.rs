@@ -376,6 +376,7 @@ async fn access_page(
     _session: Session,
     visitor: Visitor,
     SignedIn(viewer): SignedIn,
+    headers: HeaderMap,
 ) -> Result<Html<String>, ApiError> {
     let pool = &web.service.pool;
     let enrolled = store::totp_enrolled(pool, &viewer.name).await?;
@@ -428,15 +429,29 @@ async fn access_page(
         section: "access",
         enrolled,
         my_roles,
-        server_hint: server_hint(),
+        server_hint: server_url(&web.service, &headers),
         viewer_name: &viewer.name,
         clusters,
         roles_yaml,
     })
 }
 
-fn server_hint() -> String {
-    std::env::var("HARDLAB_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned())
+/// The server's URL for `hardlab login --server`: the configured public URL, else the address
+/// this browser used (a learner's terminal reaches the server where their browser does).
+pub fn server_url(service: &ProxyService, headers: &HeaderMap) -> String {
+    if let Some(url) = &service.server_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("127.0.0.1:8080");
+    format!("http://{host}")
 }
 
 /// Non-admins see only their own events.

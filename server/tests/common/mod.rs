@@ -165,6 +165,7 @@ pub struct TestAppBuilder {
     db: TestDb,
     config: Config,
     clusters: Option<hardlab_server::clusters::app::ClusterArgs>,
+    proxy: bool,
 }
 
 impl TestAppBuilder {
@@ -181,6 +182,12 @@ impl TestAppBuilder {
     /// Learners' clusters on the real Docker engine, as `serve` starts them.
     pub fn clusters(mut self, args: hardlab_server::clusters::app::ClusterArgs) -> Self {
         self.clusters = Some(args);
+        self
+    }
+
+    /// The access proxy, as `serve` starts it, listening on a free loopback port.
+    pub fn proxy(mut self) -> Self {
+        self.proxy = true;
         self
     }
 
@@ -202,6 +209,27 @@ impl TestAppBuilder {
             .unwrap();
             state.clusters = Some(clusters);
         }
+        // Beside this test's own key file, not in the shared temp folder, and removed on drop.
+        let proxy_checkpoints = self.proxy.then(|| {
+            let mut name = state.config.secret_key_file.clone().into_os_string();
+            name.push(".audit-checkpoints");
+            PathBuf::from(name)
+        });
+        if let Some(checkpoints) = &proxy_checkpoints {
+            let settings = hardlab_server::proxy::service::ProxySettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                audit_checkpoint_file: Some(checkpoints.clone()),
+                ..Default::default()
+            };
+            let proxy = hardlab_server::proxy::web::start(
+                state.db.clone(),
+                std::sync::Arc::clone(&state.sealer),
+                settings,
+            )
+            .await
+            .unwrap();
+            state.proxy = Some(proxy);
+        }
         let router = hardlab_server::web::app(state.clone());
         let server = tokio::spawn(async move {
             axum::serve(
@@ -217,6 +245,7 @@ impl TestAppBuilder {
             state,
             db: self.db,
             server,
+            proxy_checkpoints,
         }
     }
 }
@@ -228,11 +257,16 @@ pub struct TestApp {
     pub state: AppState,
     pub db: TestDb,
     server: tokio::task::JoinHandle<()>,
+    /// The access proxy's audit checkpoint file, when the proxy runs.
+    pub proxy_checkpoints: Option<PathBuf>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(file) = &self.proxy_checkpoints {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
@@ -254,6 +288,7 @@ impl TestApp {
                 ..Config::default()
             },
             clusters: None,
+            proxy: false,
         }
     }
 
