@@ -113,9 +113,15 @@ fn a_user_without_a_role_and_a_role_for_other_clusters_are_refused_by_the_proxy(
     let Some(shared) = shared() else { return };
     let h = &shared.harness;
     let nobody = h.user_kubeconfig(&h.service.ca, "nobody", &[], HOURS_12, "dev");
-    let output = h.kubectl(&nobody, &["get", "pods"]);
-    assert!(!output.status.success());
-    // kubectl hides the message of a refused discovery request; a raw request shows it.
+    // kubectl prints the proxy's own words, with no discovery errors before them.
+    for resource in ["pods", "services"] {
+        let output = h.kubectl(&nobody, &["get", resource]);
+        assert!(!output.status.success());
+        assert_eq!(
+            stderr(&output).trim(),
+            "Error from server (Forbidden): hardlab proxy: your hardlab roles do not allow Kubernetes access: ask an admin for a role",
+        );
+    }
     let (code, body) =
         shared.block_on(h.raw_get("nobody", &[], "/k8s/dev/api/v1/namespaces/default/pods"));
     assert_eq!(code, 403);
@@ -132,7 +138,17 @@ fn a_user_without_a_role_and_a_role_for_other_clusters_are_refused_by_the_proxy(
         ));
         assert_eq!(code, 403);
         assert!(body.contains("no cluster by that name"), "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&status["kind"], &status["code"], &status["reason"]),
+            (&"Status".into(), &403.into(), &"Forbidden".into())
+        );
     }
+    // Discovery looks the same whether a refused caller names a real cluster or not.
+    let (_, real) = shared.block_on(h.raw_get("carol", &["developer-read"], "/k8s/prod/api/v1"));
+    let (_, missing) =
+        shared.block_on(h.raw_get("carol", &["developer-read"], "/k8s/nowhere/api/v1"));
+    assert_eq!(real, missing);
 
     let events = shared.audit_of("nobody");
     assert!(
@@ -431,12 +447,8 @@ fn open_watch(
         let mut response = client.get(url).send().await.unwrap();
         assert_eq!(response.status(), 200);
         let _ = events.send("open");
-        loop {
-            match response.chunk().await {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
+        // Until the proxy closes the stream (end or error).
+        while let Ok(Some(_)) = response.chunk().await {}
         let _ = events.send("ended");
     });
     receive

@@ -483,6 +483,8 @@ fn an_admin_enrols_a_second_factor_and_applies_roles_on_the_access_pages_in_chro
         chromium.click("button[data-action=enroll]").await;
         chromium.find("#confirm:not([hidden])").await;
         assert!(chromium.text("#uri").await.starts_with("otpauth://totp/"));
+        // The QR code is the server's SVG, drawn in the page.
+        chromium.find("#qr svg").await;
 
         // The roles editor, as an admin uses it.
         let yaml = "roles:\n  - {name: page-readers, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}\n";

@@ -572,12 +572,24 @@ fn audit_unavailable(error: &ProxyError) -> Response<ProxyBody> {
 }
 
 /// Refuses a request itself (the API server never sees it), audited first.
+///
+/// kubectl starts every command with discovery (`/api`, `/apis`, `/api/v1`) and shows nothing of
+/// a refused discovery request but "unknown". So a caller the proxy refuses is answered discovery
+/// from a fixed list of core resources (the same for every cluster name, so it tells nothing
+/// about which clusters exist); kubectl then sends the real request, and the refusal of that one
+/// reaches it as a `Status` it prints: `Error from server (Forbidden): hardlab proxy: ...`.
 async fn deny(
     proxy: &KubeProxy,
     exchange: &Exchange<'_>,
     code: StatusCode,
     reason: String,
 ) -> Response<ProxyBody> {
+    if code == StatusCode::FORBIDDEN
+        && exchange.method == "GET"
+        && let Some(discovery) = placeholder_discovery(&exchange.path)
+    {
+        return json_response(StatusCode::OK, &discovery);
+    }
     match proxy
         .audit
         .record(exchange.event(code, Decision::ProxyDeny, &reason))
@@ -990,24 +1002,55 @@ fn empty_body() -> ProxyBody {
         .boxed()
 }
 
-/// A Kubernetes `Status` object, which kubectl prints as `Error from server (Forbidden): ...`.
-pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
-    let reason = match code {
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::NOT_FOUND => "NotFound",
-        StatusCode::BAD_REQUEST => "BadRequest",
-        StatusCode::UNAUTHORIZED => "Unauthorized",
-        _ => "InternalError",
-    };
-    let body = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": format!("hardlab proxy: {message}"),
-        "reason": reason,
-        "code": code.as_u16(),
-    });
+/// The discovery documents a refused caller gets (see [`deny`]): core/v1 and its common
+/// resources, no API groups.
+fn placeholder_discovery(path: &str) -> Option<serde_json::Value> {
+    // (name, kind, namespaced, short names)
+    const CORE: [(&str, &str, bool, &[&str]); 10] = [
+        ("pods", "Pod", true, &["po"]),
+        ("services", "Service", true, &["svc"]),
+        ("configmaps", "ConfigMap", true, &["cm"]),
+        ("secrets", "Secret", true, &[]),
+        ("serviceaccounts", "ServiceAccount", true, &["sa"]),
+        ("events", "Event", true, &["ev"]),
+        ("endpoints", "Endpoints", true, &["ep"]),
+        (
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+            &["pvc"],
+        ),
+        ("namespaces", "Namespace", false, &["ns"]),
+        ("nodes", "Node", false, &["no"]),
+    ];
+    match path.trim_end_matches('/') {
+        "/api" => Some(serde_json::json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+        })),
+        "/apis" => Some(serde_json::json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [],
+        })),
+        "/api/v1" => Some(serde_json::json!({
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": CORE.iter().map(|(name, kind, namespaced, short)| serde_json::json!({
+                "name": name,
+                "singularName": kind.to_ascii_lowercase(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                "shortNames": short,
+            })).collect::<Vec<_>>(),
+        })),
+        _ => None,
+    }
+}
+
+fn json_response(code: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(body.to_string()))
             .map_err(|never: Infallible| match never {})
@@ -1019,6 +1062,28 @@ pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A Kubernetes `Status` object, which kubectl prints as `Error from server (Forbidden): ...`.
+pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
+    let reason = match code {
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("hardlab proxy: {message}"),
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    json_response(code, &body)
 }
 
 #[cfg(test)]
