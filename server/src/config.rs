@@ -27,6 +27,8 @@ pub struct Config {
     /// How long Check retries an API server that refuses connections: the labs restart it on
     /// purpose, and one coming back from a manifest change takes seconds to a minute.
     pub check_patience: std::time::Duration,
+    /// The longest client certificate the access proxy issues (`12h`, `30m`); `None`: 12 h.
+    pub proxy_max_cert_ttl: Option<String>,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             public_url: None,
             static_dir: PathBuf::from("static"),
             check_patience: std::time::Duration::from_secs(45),
+            proxy_max_cert_ttl: None,
         }
     }
 }
@@ -50,7 +53,7 @@ impl Default for Config {
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct ConfigArgs {
     /// YAML configuration file (keys: listen, database_url, labs, secure_cookies, secret_key_file,
-    /// public_url, static_dir).
+    /// public_url, static_dir, proxy_max_cert_ttl).
     #[arg(long, env = "HARDLAB_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -76,6 +79,10 @@ pub struct ConfigArgs {
     /// Folder served under /static [default: static].
     #[arg(long, env = "HARDLAB_STATIC_DIR", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Longest client certificate the access proxy issues, whatever a login asks for or a role
+    /// allows, e.g. 8h or 30m [default: 12h].
+    #[arg(long, env = "HARDLAB_PROXY_MAX_CERT_TTL", value_name = "DURATION")]
+    pub proxy_max_cert_ttl: Option<String>,
 }
 
 impl ConfigArgs {
@@ -110,6 +117,9 @@ impl ConfigArgs {
         }
         if let Some(dir) = &self.static_dir {
             config.static_dir.clone_from(dir);
+        }
+        if let Some(ttl) = &self.proxy_max_cert_ttl {
+            config.proxy_max_cert_ttl = Some(ttl.clone());
         }
     }
 }

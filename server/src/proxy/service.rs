@@ -54,9 +54,9 @@ impl Default for ProxySettings {
 }
 
 impl ProxySettings {
-    /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`,
-    /// `HARDLAB_PROXY_MAX_CERT_TTL` (default 12h), `HARDLAB_PUBLIC_URL` (the server's URL). `serve` reads these until they move into the
-    /// server's `Config`; the proxy itself takes the struct.
+    /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`;
+    /// [`ProxySettings::apply_config`] adds what the server's `Config` has. `serve` reads these
+    /// until they move into `Config`; the proxy itself takes the struct.
     pub fn from_env() -> Result<Self, ProxyError> {
         let listen = match std::env::var("HARDLAB_PROXY_LISTEN") {
             Ok(text) => text.parse().map_err(|_| {
@@ -66,22 +66,32 @@ impl ProxySettings {
             })?,
             Err(_) => SocketAddr::from(([127, 0, 0, 1], 8443)),
         };
-        let max_certificate_ttl = match std::env::var("HARDLAB_PROXY_MAX_CERT_TTL") {
-            Ok(text) => parse_duration(&text).ok_or_else(|| {
-                ProxyError::Config(format!(
-                    "HARDLAB_PROXY_MAX_CERT_TTL={text:?} is not a duration like 12h or 30m"
-                ))
-            })?,
-            Err(_) => DEFAULT_TTL,
-        };
         Ok(Self {
             listen,
             public_url: std::env::var("HARDLAB_PROXY_URL").ok(),
             config_file: std::env::var_os("HARDLAB_PROXY_CONFIG").map(std::path::PathBuf::from),
-            max_certificate_ttl,
+            max_certificate_ttl: DEFAULT_TTL,
             audit_checkpoint_file: None,
-            server_url: std::env::var("HARDLAB_PUBLIC_URL").ok(),
+            server_url: None,
         })
+    }
+}
+
+impl ProxySettings {
+    /// The settings that already live in the server's configuration: the certificate ceiling
+    /// (`--proxy-max-cert-ttl`) and the server's public URL (`--public-url`).
+    pub fn apply_config(&mut self, config: &crate::config::Config) -> Result<(), ProxyError> {
+        if let Some(text) = &config.proxy_max_cert_ttl {
+            self.max_certificate_ttl = parse_duration(text).ok_or_else(|| {
+                ProxyError::Config(format!(
+                    "proxy_max_cert_ttl (--proxy-max-cert-ttl, HARDLAB_PROXY_MAX_CERT_TTL) {text:?}: not a duration like 12h or 30m"
+                ))
+            })?;
+        }
+        if config.public_url.is_some() {
+            self.server_url.clone_from(&config.public_url);
+        }
+        Ok(())
     }
 }
 
@@ -343,4 +353,36 @@ pub async fn verify_report(pool: &AnyPool, keys: &AuditKeys) -> Result<(bool, St
 /// Lets `hardlab` subcommands import a file without starting the proxy.
 pub async fn import(pool: &AnyPool, sealer: &Sealer, file: &Path) -> Result<(), ProxyError> {
     store::import_config(pool, sealer, file).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_ceiling_comes_from_the_config_and_a_bad_one_names_the_setting() {
+        let mut settings = ProxySettings::default();
+        assert_eq!(settings.max_certificate_ttl, Duration::hours(12));
+        let config = crate::config::Config {
+            proxy_max_cert_ttl: Some("90m".into()),
+            public_url: Some("https://lab.example.org".into()),
+            ..crate::config::Config::default()
+        };
+        settings.apply_config(&config).unwrap();
+        assert_eq!(settings.max_certificate_ttl, Duration::minutes(90));
+        assert_eq!(
+            settings.server_url.as_deref(),
+            Some("https://lab.example.org")
+        );
+        let bad = crate::config::Config {
+            proxy_max_cert_ttl: Some("forever".into()),
+            ..crate::config::Config::default()
+        };
+        let error = settings.apply_config(&bad).unwrap_err().to_string();
+        assert!(
+            error.contains("--proxy-max-cert-ttl") && error.contains("forever"),
+            "{error}"
+        );
+    }
 }

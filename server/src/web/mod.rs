@@ -127,8 +127,8 @@ pub async fn serve(
         Ok(clusters) => state.clusters = Some(clusters),
         Err(error) => tracing::error!(%error, "clusters are unavailable"),
     }
-    let proxy_settings = crate::proxy::service::ProxySettings::from_env()
-        .map_err(|e| crate::Error::Config(e.to_string()))?;
+    let mut proxy_settings = crate::proxy::service::ProxySettings::from_env()?;
+    proxy_settings.apply_config(&state.config)?;
     match crate::proxy::web::start(state.db.clone(), Arc::clone(&state.sealer), proxy_settings)
         .await
     {
