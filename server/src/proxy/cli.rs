@@ -15,9 +15,9 @@ use crate::db::seal::Sealer;
 /// `hardlab login`: password + TOTP for a short-lived client certificate.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The hardlab server's URL.
-    #[arg(long, env = "HARDLAB_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+    /// The hardlab server's URL (the web app's address) [default: the server of the last login].
+    #[arg(long, env = "HARDLAB_SERVER")]
+    pub server: Option<String>,
     /// Your hardlab user name.
     #[arg(long, env = "HARDLAB_USER")]
     pub user: String,
@@ -97,6 +97,18 @@ pub enum ProxyCommand {
 /// `hardlab login`. The password comes from `HARDLAB_PASSWORD` or a prompt without echo, the code
 /// from `HARDLAB_OTP` or a prompt.
 pub async fn login(args: &LoginArgs) -> Result<(), ProxyError> {
+    let home = client::home();
+    // No built-in address: a wrong guess would send the password to whatever listens there.
+    let server = match &args.server {
+        Some(server) => server.clone(),
+        None => client::load_profile(&home)
+            .map(|profile| profile.server)
+            .map_err(|_| {
+                ProxyError::BadRequest(
+                    "which hardlab server? pass --server URL (the address of the web app) or set HARDLAB_SERVER".into(),
+                )
+            })?,
+    };
     let password = match std::env::var("HARDLAB_PASSWORD") {
         Ok(password) => password,
         Err(_) => prompt_hidden(&format!("Password for {}: ", args.user))?,
@@ -105,10 +117,9 @@ pub async fn login(args: &LoginArgs) -> Result<(), ProxyError> {
         Ok(code) => code,
         Err(_) => prompt("Authenticator code: ")?,
     };
-    let home = client::home();
     let profile = client::login(
         &home,
-        &args.server,
+        &server,
         &args.user,
         &password,
         &code,
