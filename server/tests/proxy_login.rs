@@ -518,3 +518,69 @@ fn an_admin_enrols_a_second_factor_and_applies_roles_on_the_access_pages_in_chro
         .unwrap();
     assert!(roles.iter().any(|role| role.name == "page-readers"));
 }
+
+#[test]
+fn two_learners_see_only_their_own_lab_cluster_and_their_own_audit_events() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let (server, state) = serve_web(shared);
+    let kubeconfig = h.plane.proxy_identity_kubeconfig();
+    let labels = std::collections::BTreeMap::from([("lab".to_owned(), "6".to_owned())]);
+    for learner in ["bob", "dana"] {
+        shared
+            .block_on(store::put_cluster(
+                &h.pool,
+                &h.sealer,
+                &hardlab_server::proxy::web::lab_cluster_name(learner),
+                &labels,
+                &kubeconfig,
+            ))
+            .unwrap();
+    }
+    shared.block_on(h.service.reload());
+    // Each does something through the proxy on the shared cluster.
+    for learner in ["bob", "dana"] {
+        let (code, _) = shared.block_on(h.raw_get(
+            learner,
+            &["developer-read"],
+            "/k8s/dev/api/v1/namespaces/default/pods",
+        ));
+        assert_eq!(code, 200);
+    }
+    let get = |cookie: &str, path: &str| {
+        shared.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{server}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    for (me, other) in [("bob", "dana"), ("dana", "bob")] {
+        let (cookie, _) = browser(shared, &state, &server, me);
+        let access = get(&cookie, "/access");
+        assert!(
+            access.contains(&format!("<td>lab-{me}</td>")),
+            "{me}: {access}"
+        );
+        assert!(
+            !access.contains(&format!("lab-{other}")),
+            "{me} sees {other}'s cluster"
+        );
+        let audit = get(&cookie, &format!("/access/audit.jsonl?user={other}"));
+        assert!(
+            audit
+                .lines()
+                .all(|line| line.contains(&format!("\"user\":\"{me}\""))),
+            "{me} sees {other}'s events: {audit}"
+        );
+        assert!(!audit.is_empty());
+    }
+    let (admin, _) = browser(shared, &state, &server, "admin");
+    let access = get(&admin, "/access");
+    assert!(access.contains("lab-bob") && access.contains("lab-dana"));
+}

@@ -386,9 +386,17 @@ async fn access_page(
         .iter()
         .filter(|r| my_roles.contains(&r.name))
         .collect();
+    let own_lab = lab_cluster_name(&viewer.name);
     let clusters = store::list_clusters(pool, &web.service.sealer)
         .await?
         .into_iter()
+        // A learner sees the clusters their roles reach and their own lab cluster; other
+        // learners' lab clusters (and their names) are none of their business.
+        .filter(|cluster| {
+            viewer.admin
+                || cluster.spec.name == own_lab
+                || held.iter().any(|role| role.reaches(&cluster.spec.labels))
+        })
         .map(|cluster| {
             let labels: Vec<String> = cluster
                 .spec
