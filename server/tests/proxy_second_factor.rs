@@ -339,3 +339,82 @@ async fn a_huge_ttl_is_a_clear_400_and_a_long_one_is_capped_at_the_sites_12_hour
     })
     .await;
 }
+
+/// Every JSON route of the proxy that changes something, with a body it would accept.
+const PROXY_ACTIONS: &[(&str, &str)] = &[
+    ("/api/proxy/totp/enroll", "{}"),
+    ("/api/proxy/totp/confirm", r#"{"code":"123456"}"#),
+    ("/api/proxy/totp/remove", r#"{"code":"123456"}"#),
+    ("/api/proxy/second-factor/reset", r#"{"user":"victim"}"#),
+    ("/api/proxy/certificates/revoke", r#"{"user":"victim"}"#),
+    ("/api/proxy/config", r#"{"yaml":"roles: []"}"#),
+];
+
+#[tokio::test]
+async fn the_proxy_routes_refuse_anonymous_visitors_missing_csrf_tokens_and_learners_acting_on_others()
+ {
+    each_database(|db| async move {
+        let app = TestApp::builder(db).proxy().start().await;
+        let victim = app.user_with_role("victim", Role::Learner).await;
+        enrol(&app, &victim).await;
+        let mallory = app.user_with_role("mallory", Role::Learner).await;
+        mallory.get("/access").await;
+        let http = reqwest::Client::new();
+        for (path, body) in PROXY_ACTIONS {
+            let anonymous = http
+                .post(format!("{}{path}", app.base_url))
+                .header("content-type", "application/json")
+                .body(*body)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                [401, 403].contains(&anonymous.status().as_u16()),
+                "anonymous {path}: {}",
+                anonymous.status()
+            );
+            let without_csrf = http
+                .post(format!("{}{path}", app.base_url))
+                .header("cookie", mallory.cookie_header())
+                .header("content-type", "application/json")
+                .body(*body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(without_csrf.status().as_u16(), 403, "no CSRF token {path}");
+        }
+        // Signed in with the token, mallory still cannot touch the victim's account.
+        for path in [
+            "/api/proxy/second-factor/reset",
+            "/api/proxy/certificates/revoke",
+        ] {
+            let (status, answer) = post_json(
+                &app,
+                &mallory,
+                path,
+                serde_json::json!({ "user": "victim" }),
+            )
+            .await;
+            assert_eq!(status, 401, "{path}: {answer}");
+        }
+        for page in [
+            "/access",
+            "/access/audit",
+            "/access/audit.jsonl",
+            "/access/sessions",
+        ] {
+            let response = app.agent().get(page).await;
+            assert!(
+                [303, 401].contains(&response.status),
+                "anonymous {page}: {}",
+                response.status
+            );
+        }
+        assert_eq!(
+            sign_in(&app, "victim", "").await.status,
+            401,
+            "victim still has the factor"
+        );
+    })
+    .await;
+}
