@@ -424,3 +424,67 @@ async fn hardlab_audit_verify_fails_after_an_edit_a_deletion_at_the_end_and_a_re
     let lines = String::from_utf8_lossy(&export.stdout).into_owned();
     assert_eq!(lines.lines().count(), 1, "{lines}");
 }
+
+#[tokio::test]
+async fn hardlab_proxy_revoke_and_reset_second_factor_are_recorded_in_a_chain_that_verifies() {
+    let (pool, dir) = proxy_common::test_db().await;
+    let sealer = Sealer::new(dir.path().join("secret.key"));
+    let ca = hardlab_server::proxy::store::load_or_create_ca(&pool, &sealer)
+        .await
+        .unwrap();
+    let (_key, csr) = hardlab_server::proxy::ca::new_key_and_csr("bob").unwrap();
+    let issued = hardlab_server::proxy::store::issue_certificate(
+        &pool,
+        &ca,
+        "bob",
+        &csr,
+        None,
+        time::Duration::hours(12),
+    )
+    .await
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let key = dir.path().join("secret.key").display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["proxy", "--database-url", &url, "--secret-key-file", &key];
+        all.extend_from_slice(args);
+        let output = hardlab(&all);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let out = run(&["revoke", "--serial", &issued.serial_hex]);
+    assert!(out.contains("of bob revoked"), "{out}");
+    let refusal =
+        hardlab_server::proxy::store::certificate_refusal(&pool, &issued.serial_hex, "bob")
+            .await
+            .unwrap();
+    assert!(refusal.unwrap().contains("revoked"));
+    run(&["revoke", "--user", "bob"]);
+    run(&["reset-second-factor", "bob"]);
+    let events = audit::list(&pool, &AuditFilter::default()).await.unwrap();
+    let kinds: Vec<&str> = events.iter().rev().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["cert.revoke", "cert.revoke_all", "auth.second_factor_reset"]
+    );
+    assert!(events.iter().all(|e| e.resource_name == "bob"));
+    let (intact, report) = verify_report(&pool, &keys_in(dir.path())).await.unwrap();
+    assert!(intact, "{report}");
+    // A serial nobody issued is a clear error, not a silent success.
+    let missing = hardlab(&[
+        "proxy",
+        "--database-url",
+        &url,
+        "--secret-key-file",
+        &key,
+        "revoke",
+        "--serial",
+        "00",
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("serial 00"));
+}
