@@ -742,4 +742,28 @@ fn a_request_whose_audit_event_cannot_be_stored_is_refused() {
         assert!(body.contains("audit log cannot be written"), "{body}");
         assert!(!body.contains("PodList"), "no data leaves unaudited");
     }
+    // A change is refused before the API server sees it: nothing is made unaudited.
+    let (code, body) = shared.block_on(async {
+        let response = client
+            .post(format!(
+                "https://{}/k8s/dev/api/v1/namespaces/default/configmaps",
+                broken.listen
+            ))
+            .json(&serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "made-unaudited"}, "data": {"a": "b"}
+            }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(code, 503, "{body}");
+    let lookup = h
+        .plane
+        .kubectl_admin(&["get", "configmap", "made-unaudited", "-n", "default"]);
+    assert!(
+        !lookup.status.success(),
+        "the API server never saw the create"
+    );
 }

@@ -117,6 +117,24 @@ impl AuditKeys {
         Ok(())
     }
 
+    /// Whether a checkpoint could be appended now (the file opens for appending).
+    fn check_writable(&self) -> Result<(), ProxyError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        options
+            .open(&self.checkpoint_file)
+            .map(drop)
+            .map_err(|error| {
+                ProxyError::Io(std::io::Error::new(
+                    error.kind(),
+                    format!(
+                        "audit checkpoints {}: {error}",
+                        self.checkpoint_file.display()
+                    ),
+                ))
+            })
+    }
+
     /// The checkpoints in the file, each checked against its signature. `None`: no file.
     fn read_checkpoints(&self) -> Result<Option<Vec<Checkpoint>>, ProxyError> {
         let text = match std::fs::read_to_string(&self.checkpoint_file) {
@@ -605,6 +623,8 @@ type Ack = oneshot::Sender<Result<AuditEvent, String>>;
 #[derive(Clone)]
 pub struct AuditWriter {
     sender: mpsc::UnboundedSender<(Box<AuditEvent>, Ack)>,
+    pool: AnyPool,
+    keys: AuditKeys,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -616,6 +636,11 @@ impl std::fmt::Debug for AuditWriter {
 impl AuditWriter {
     pub fn spawn(pool: AnyPool, keys: AuditKeys) -> Self {
         let (sender, mut receiver) = mpsc::unbounded_channel::<(Box<AuditEvent>, Ack)>();
+        let writer = Self {
+            sender,
+            pool: pool.clone(),
+            keys: keys.clone(),
+        };
         tokio::spawn(async move {
             while let Some((event, ack)) = receiver.recv().await {
                 let result = append(&pool, &keys, *event).await.map_err(|error| {
@@ -625,7 +650,18 @@ impl AuditWriter {
                 let _ = ack.send(result);
             }
         });
-        Self { sender }
+        writer
+    }
+
+    /// Whether an event could be stored now: the database answers and the checkpoint file opens.
+    /// Asked before a request that changes something is forwarded, since its event can only be
+    /// written once the API server has answered, and by then the change is made.
+    pub async fn ready(&self) -> Result<(), ProxyError> {
+        if self.sender.is_closed() {
+            return Err(ProxyError::Internal("the audit writer has stopped".into()));
+        }
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.keys.check_writable()
     }
 
     /// Appends `event` and waits until it is stored. An error means the event is not in the log:

@@ -760,6 +760,15 @@ async fn handle(
         }
     };
     let upgrade = is_upgrade(request.headers());
+    let changes_something = upgrade
+        || matches!(
+            exchange.info.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection" | "unknown"
+        )
+        || !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    if changes_something && let Err(error) = proxy.audit.ready().await {
+        return audit_unavailable(&error);
+    }
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     parts.uri = uri;
