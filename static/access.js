@@ -72,7 +72,7 @@
       var last = 0;
       for (var i = 0; i < session.chunks.length; i++) {
         var chunk = session.chunks[i];
-        if (chunk.direction !== "to_client" || !chunk.text) continue;
+        if ((chunk.direction !== "to_client" && chunk.direction !== "note") || !chunk.text) continue;
         await new Promise(function (done) { setTimeout(done, Math.min(chunk.offset_ms - last, 2000)); });
         last = chunk.offset_ms;
         screen.textContent += chunk.text;

@@ -37,8 +37,19 @@ pub enum Error {
     #[error("sealed data cannot be opened (wrong server key or corrupted row)")]
     Unseal,
 
+    /// A cluster operation failed (the admin CLI, the harness, Start).
     #[error("cluster: {0}")]
-    Cluster(String),
+    Clusters(#[from] crate::clusters::Error),
+
+    /// A step could not be graded; the learner reads the message.
+    #[error("{0}")]
+    Grading(#[from] crate::web::check::GradingError),
+
+    #[error("a background task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
 
     #[error("access proxy: {0}")]
     Proxy(#[from] crate::proxy::ProxyError),

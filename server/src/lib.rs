@@ -1,5 +1,6 @@
 //! The hardlab server: the learner's web app, labs, disposable clusters, terminal and access proxy.
 
+pub mod app;
 pub mod clusters;
 pub mod config;
 pub mod db;

@@ -24,8 +24,6 @@ enum Command {
     Serve {
         #[command(flatten)]
         config: ConfigArgs,
-        #[command(flatten)]
-        clusters: hardlab_server::clusters::app::ClusterArgs,
     },
     /// Manage accounts.
     #[command(subcommand)]
@@ -58,8 +56,6 @@ enum Command {
         command: hardlab_server::clusters::cli::ClustersCommand,
         #[command(flatten)]
         config: ConfigArgs,
-        #[command(flatten)]
-        clusters: hardlab_server::clusters::app::ClusterArgs,
     },
     /// Run a KMS v2 plugin for kube-apiserver on a unix socket, with a local key file (a stand-in
     /// for a cloud KMS or Vault in lab 1).
@@ -84,6 +80,17 @@ enum AdminCommand {
         /// Make the account an instructor.
         #[arg(long)]
         instructor: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print an invitation link for sign-up (signup invite or code), built on the public URL.
+    Invite {
+        /// How many accounts the link may create.
+        #[arg(long, default_value_t = hardlab_server::web::signup::DEFAULT_INVITE_USES)]
+        uses: i64,
+        /// Hours until the link expires.
+        #[arg(long, default_value_t = hardlab_server::web::signup::DEFAULT_INVITE_HOURS)]
+        hours: i64,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -119,9 +126,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config, clusters } => {
-                hardlab_server::web::serve(config.resolve()?, &clusters).await
-            }
+            Command::Serve { config } => hardlab_server::app::launch(config.resolve()?).await,
             Command::Admin(AdminCommand::CreateUser {
                 username,
                 admin,
@@ -136,11 +141,16 @@ fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Clusters {
-                command,
+            Command::Admin(AdminCommand::Invite {
+                uses,
+                hours,
                 config,
-                clusters,
-            } => hardlab_server::clusters::app::cli(command, &config.resolve()?, &clusters).await,
+            }) => {
+                hardlab_server::web::signup::invite_command(&config.resolve()?, uses, hours).await
+            }
+            Command::Clusters { command, config } => {
+                hardlab_server::clusters::setup::cli(command, &config.resolve()?).await
+            }
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
             }

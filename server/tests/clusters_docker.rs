@@ -641,8 +641,8 @@ impl TlsEngine {
         }
     }
 
-    fn args(&self, instance: &str) -> hardlab_server::clusters::app::ClusterArgs {
-        hardlab_server::clusters::app::ClusterArgs {
+    fn args(&self, instance: &str) -> hardlab_server::config::ClusterSettings {
+        hardlab_server::config::ClusterSettings {
             docker_host: Some(self.address.clone()),
             docker_tls_ca: Some(self.dir.path().join("ca.pem")),
             docker_tls_cert: Some(self.dir.path().join("cert.pem")),
@@ -660,7 +660,7 @@ async fn a_remote_engine_is_driven_over_tls_with_a_client_certificate_and_refuse
     };
     let engine = TlsEngine::start().await;
     let args = engine.args(local.instance());
-    let remote = hardlab_server::clusters::app::connect(&args, false)
+    let remote = hardlab_server::clusters::setup::connect(&args, false)
         .await
         .expect("the engine over TLS");
     remote.health().await.unwrap();
@@ -682,7 +682,7 @@ async fn a_remote_engine_is_driven_over_tls_with_a_client_certificate_and_refuse
     // No client certificate: refused before a connection is tried.
     let mut bare = args.clone();
     bare.docker_tls_cert = None;
-    let refused = hardlab_server::clusters::app::connect(&bare, false)
+    let refused = hardlab_server::clusters::setup::connect(&bare, false)
         .await
         .err()
         .expect("a TCP engine without TLS client files is refused");
@@ -707,7 +707,7 @@ async fn a_remote_engine_is_driven_over_tls_with_a_client_certificate_and_refuse
     forged.docker_tls_cert = Some(other.path().join("cert.pem"));
     forged.docker_tls_key = Some(other.path().join("key.pem"));
     assert!(
-        hardlab_server::clusters::app::connect(&forged, false)
+        hardlab_server::clusters::setup::connect(&forged, false)
             .await
             .is_err()
     );

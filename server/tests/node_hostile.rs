@@ -19,23 +19,23 @@ use std::time::{Duration, Instant};
 
 use common::{Agent, TestApp, TestDb};
 use hardlab_grader::Status;
-use hardlab_server::clusters::app::ClusterArgs;
 use hardlab_server::clusters::lifecycle::{ClusterRecord, ClusterState};
 use hardlab_server::clusters::{ClusterManager, node_container_name, random_name};
+use hardlab_server::config::ClusterSettings;
 use hardlab_server::web::check::AttemptRecord;
 use support::{TEST_IMAGE, docker_or_skip};
 
 const READY: Duration = Duration::from_secs(240);
 
-fn cluster_args(instance: Option<String>) -> ClusterArgs {
-    ClusterArgs {
+fn cluster_args(instance: Option<String>) -> ClusterSettings {
+    ClusterSettings {
         node_image: TEST_IMAGE.to_owned(),
         node_unprivileged: true,
         node_memory_mb: 1024,
         // A node spinning on /dev/zero must not take the whole (2-core) test machine.
         node_cpus: 1.0,
         docker_instance: instance,
-        ..ClusterArgs::default()
+        ..ClusterSettings::default()
     }
 }
 

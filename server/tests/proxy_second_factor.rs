@@ -78,7 +78,7 @@ async fn sign_in(app: &TestApp, name: &str, code: &str) -> common::Page {
 #[tokio::test]
 async fn web_sign_in_needs_the_code_once_an_authenticator_is_enrolled() {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let sana = app.user_with_role("sana", Role::Learner).await;
         // No second factor yet: the password is enough, and the form says a code comes later.
         let page = sign_in(&app, "sana", "").await;
@@ -124,7 +124,7 @@ async fn web_sign_in_needs_the_code_once_an_authenticator_is_enrolled() {
 #[tokio::test]
 async fn hardlab_login_needs_the_code_and_a_wrong_one_has_the_login_forms_words() {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let lena = app.user_with_role("lena", Role::Learner).await;
         let secret = enrol(&app, &lena).await;
         let home = tempfile::tempdir().unwrap();
@@ -152,7 +152,7 @@ async fn hardlab_login_needs_the_code_and_a_wrong_one_has_the_login_forms_words(
 #[tokio::test]
 async fn replacing_or_removing_the_authenticator_needs_its_current_code() {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let rosa = app.user_with_role("rosa", Role::Learner).await;
         let secret = enrol(&app, &rosa).await;
         // A stolen session (or password) alone cannot move the second factor elsewhere.
@@ -216,7 +216,7 @@ async fn replacing_or_removing_the_authenticator_needs_its_current_code() {
 #[tokio::test]
 async fn wrong_codes_are_throttled_even_before_the_right_one() {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let tom = app.user_with_role("tom", Role::Learner).await;
         let secret = enrol(&app, &tom).await;
         for _ in 0..5 {
@@ -247,7 +247,7 @@ async fn wrong_codes_are_throttled_even_before_the_right_one() {
 #[tokio::test]
 async fn only_an_admin_resets_a_second_factor_and_the_reset_is_audited() {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let lost = app.user_with_role("lost", Role::Learner).await;
         enrol(&app, &lost).await;
         let other = app.user_with_role("other", Role::Learner).await;
@@ -290,7 +290,7 @@ async fn only_an_admin_resets_a_second_factor_and_the_reset_is_audited() {
 #[tokio::test]
 async fn a_huge_ttl_is_a_clear_400_and_a_long_one_is_capped_at_the_sites_12_hours() {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let tess = app.user_with_role("tess", Role::Learner).await;
         let secret = enrol(&app, &tess).await;
         let home = tempfile::tempdir().unwrap();
@@ -354,7 +354,7 @@ const PROXY_ACTIONS: &[(&str, &str)] = &[
 async fn the_proxy_routes_refuse_anonymous_visitors_missing_csrf_tokens_and_learners_acting_on_others()
  {
     each_database(|db| async move {
-        let app = TestApp::builder(db).proxy().start().await;
+        let app = TestApp::start(db).await;
         let victim = app.user_with_role("victim", Role::Learner).await;
         enrol(&app, &victim).await;
         let mallory = app.user_with_role("mallory", Role::Learner).await;

@@ -201,6 +201,9 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     .await
     .unwrap();
     assert_eq!(attempts, 2);
+    // Nothing on the way was refused by the Content-Security-Policy (scripts, styles, fetches).
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
 
     // Sign out: the lab is out of reach again.
     browser.click("form[action='/signout'] button").await;
@@ -235,6 +238,131 @@ async fn hostile_lab_markup_runs_no_script_in_a_real_browser() {
     assert_eq!(pwned, serde_json::Value::Bool(false));
     let title = browser.script("return document.title;").await;
     assert!(!title.as_str().unwrap().contains("pwned"), "{title}");
+}
+
+#[tokio::test]
+async fn the_step_page_applies_only_style_elements_that_carry_its_nonce() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = TestApp::start(TestDb::sqlite().await).await;
+    let learner = app.learner("styler").await;
+    let cookie = learner.cookie("hardlab_session").unwrap();
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/healthz", app.base_url)).await;
+    browser
+        .script(&format!(
+            "document.cookie = 'hardlab_session={cookie}; path=/'; return true;"
+        ))
+        .await;
+    browser
+        .goto(&format!("{}/labs/demo-etcd/steps/encrypt", app.base_url))
+        .await;
+    browser.find(".step-text").await;
+    // What xterm.js does: create a style element, insert it, fill it. static/style-nonce.js has
+    // stamped the nonce on it, so its rules apply.
+    let created = browser
+        .script(
+            "const s = document.createElement('style'); document.head.appendChild(s); \
+             s.textContent = 'body { outline: 3px solid rgb(1, 2, 3); }'; \
+             return getComputedStyle(document.body).outlineColor;",
+        )
+        .await;
+    assert_eq!(created.as_str(), Some("rgb(1, 2, 3)"), "{created}");
+    // Markup that arrives without the nonce (as injected HTML would) is refused.
+    let injected = browser
+        .script(
+            "const t = document.createElement('template'); \
+             t.innerHTML = '<style>body { outline-color: rgb(9, 9, 9) !important; }</style>'; \
+             document.head.appendChild(t.content); \
+             return getComputedStyle(document.body).outlineColor;",
+        )
+        .await;
+    assert_eq!(injected.as_str(), Some("rgb(1, 2, 3)"), "{injected}");
+    let violations = browser.csp_violations().await;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(violations[0].contains("style-src"), "{violations:?}");
+}
+
+#[tokio::test]
+async fn an_instructor_makes_an_invitation_link_in_chromium_and_a_learner_signs_up_with_it() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = TestApp::builder(TestDb::sqlite().await)
+        .configure(|c| c.signup = hardlab_server::web::signup::SignupMode::Invite)
+        .start()
+        .await;
+    hardlab_server::web::accounts::create_user(&app.db.pool, "teacher", PASSWORD, Role::Instructor)
+        .await
+        .unwrap();
+    let base = &app.base_url;
+    let browser = Browser::start().await;
+
+    // Without a link, the sign-up page only explains.
+    browser.goto(&format!("{base}/signup")).await;
+    assert!(
+        browser
+            .text(".signup-mode")
+            .await
+            .contains("ask your instructor for a link")
+    );
+    assert!(browser.try_find("form[action='/signup']").await.is_none());
+
+    browser.goto(&format!("{base}/signin")).await;
+    browser.type_into("#username", "teacher").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser
+        .click("form[action='/signin'] button[type=submit]")
+        .await;
+    browser.click("a[href='/admin/invites']").await;
+    browser.find("#uses").await;
+    browser
+        .script("document.querySelector('#uses').value = ''; return true;")
+        .await;
+    browser.type_into("#uses", "30").await;
+    browser
+        .click("form[action='/admin/invites'] button[type=submit]")
+        .await;
+    let link = browser.text(".invite-link").await;
+    assert!(
+        link.starts_with(&format!("{base}/signup?invite=")),
+        "{link}"
+    );
+    assert!(browser.text("table").await.contains("0 of 30"));
+    browser
+        .full_page_screenshot(&artifacts().join("invites-1280.png"), 1280)
+        .await;
+    browser
+        .full_page_screenshot(&artifacts().join("invites-390.png"), 390)
+        .await;
+    // On a phone the page does not scroll sideways (the table scrolls in its own box).
+    let overflow = browser
+        .script(
+            "return [document.documentElement.scrollWidth, window.innerWidth, \
+             [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className).slice(0, 8)];",
+        )
+        .await;
+    assert!(
+        overflow[0].as_u64() <= overflow[1].as_u64(),
+        "the page is wider than the window: {overflow}"
+    );
+    browser.resize(1280, 900).await;
+    browser.click("form[action='/signout'] button").await;
+    browser.find("form[action='/signin']").await;
+
+    // The learner opens the link and signs up.
+    browser.goto(&link).await;
+    browser.type_into("#username", "invited1").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.type_into("#confirm", PASSWORD).await;
+    browser
+        .click("form[action='/signup'] button[type=submit]")
+        .await;
+    browser.find("ul.cards").await;
+    assert!(browser.text(".nav .who").await.contains("invited1"));
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
 }
 
 /// Processes whose command line mentions `needle` (the browser's profile folder).

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use common::webdriver::Browser;
 use common::{TestApp, TestDb};
-use hardlab_server::clusters::app::ClusterArgs;
 use hardlab_server::clusters::{ClusterManager, DockerProvider, random_name};
+use hardlab_server::config::ClusterSettings;
 use hardlab_testkit::{Component, require};
 use support::{TEST_IMAGE, assert_nothing_left, docker_or_skip};
 
@@ -39,13 +39,13 @@ async fn app_with_clusters() -> TestApp {
     TestApp::builder(TestDb::sqlite().await)
         .labs(repo_labs())
         .configure(|config| config.check_patience = Duration::from_secs(45))
-        .clusters(ClusterArgs {
+        .clusters(ClusterSettings {
             node_image: TEST_IMAGE.to_owned(),
             node_unprivileged: true,
             node_memory_mb: 1024,
             // Its own label value, so start-up adoption and orphan removal touch no other test's nodes.
             docker_instance: Some(format!("test-{}", random_name())),
-            ..ClusterArgs::default()
+            ..ClusterSettings::default()
         })
         .start()
         .await
@@ -251,6 +251,9 @@ async fn a_learner_starts_a_lab_watches_it_come_up_types_in_the_terminal_and_che
         .await;
     let text = wait_for_terminal(&browser, "\n1\n", COMMAND).await;
     assert!(!text.contains("command not found"), "{text}");
+    // xterm.js, its style elements and the WebSocket all work under the Content-Security-Policy.
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
     browser
         .full_page_screenshot(&artifacts().join("terminal-ready-1280.png"), 1280)
         .await;

@@ -18,6 +18,10 @@ interface ClusterView {
   expires_at: number;
 }
 
+/** Keystrokes go in messages of at most this many bytes: the server closes a terminal socket on a
+ * message over 64 KiB (`TerminalConfig::max_message_bytes`), and a long paste must not do that. */
+const INPUT_CHUNK_BYTES = 16 * 1024;
+
 const PHASES: Array<[string, string]> = [
   ["preparing-node", "Preparing the node container"],
   ["writing-configuration", "Writing the kubeadm configuration"],
@@ -244,7 +248,11 @@ class ClusterPanel {
   }
 
   private sendBytes(bytes: Uint8Array): void {
-    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(bytes);
+    const socket = this.socket;
+    if (socket?.readyState !== WebSocket.OPEN) return;
+    for (let at = 0; at < bytes.length; at += INPUT_CHUNK_BYTES) {
+      socket.send(bytes.subarray(at, at + INPUT_CHUNK_BYTES));
+    }
   }
 
   private sendResize(cols: number, rows: number): void {

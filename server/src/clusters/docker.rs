@@ -818,12 +818,19 @@ impl ClusterProvider for DockerProvider {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(docker_error("removing the /var volume")(e)),
         }
-        match self.docker.remove_network(&network_name(cluster)).await {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(docker_error("removing the network")(e)),
+        // The engine may still be detaching the container that just went; ask again briefly.
+        let mut attempts = 0;
+        loop {
+            match self.docker.remove_network(&network_name(cluster)).await {
+                Ok(()) => return Ok(()),
+                Err(e) if is_not_found(&e) => return Ok(()),
+                Err(_) if attempts < 5 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * attempts)).await;
+                }
+                Err(e) => return Err(docker_error("removing the network")(e)),
+            }
         }
-        Ok(())
     }
 
     async fn list_own(&self) -> Result<Vec<NodeInfo>> {

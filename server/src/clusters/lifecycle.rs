@@ -916,22 +916,22 @@ impl ClusterManager {
                 },
                 None => "the cluster's node container disappeared; start a new cluster".to_owned(),
             };
-            // Only a row that is still ready turns failed: a Remove in progress owns the rest.
-            let changed = sqlx::query(
-                "UPDATE clusters SET state = 'failed', phase = NULL, failure_reason = $1, updated_at = $2 \
-                 WHERE id = $3 AND state = 'ready'",
+            // Only a row that is still ready is taken over (a Remove in progress owns the rest).
+            // What is left of the node goes first, so that `failed` means nothing remains.
+            let claimed = sqlx::query(
+                "UPDATE clusters SET state = 'expiring', updated_at = $1 WHERE id = $2 AND state = 'ready'",
             )
-            .bind(&reason)
             .bind(now_ms())
             .bind(&id)
             .execute(&self.db)
             .await?;
-            if changed.rows_affected() == 1 {
+            if claimed.rows_affected() == 1 {
                 tracing::warn!(cluster = %id, %reason, "a cluster's node is gone");
-                self.publish(&id).await;
                 if let Err(error) = self.provider.delete(&id).await {
-                    tracing::warn!(cluster = %id, %error, "could not remove what is left of a dead cluster");
+                    tracing::warn!(cluster = %id, %error, "could not remove what is left of a dead cluster; the next start-up removes it");
                 }
+                self.set_state(&id, ClusterState::Failed, None, Some(&reason))
+                    .await?;
                 failed.push(id);
             }
         }
@@ -1047,32 +1047,37 @@ impl ClusterManager {
     /// Reaps and refills the pool every `reap_interval`, and watches the nodes every
     /// `watch_interval`, until the manager is dropped.
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        let interval = self.config.reap_interval;
-        let watched = Arc::downgrade(self);
-        let watch_interval = self.config.watch_interval;
-        tokio::spawn(async move {
-            loop {
-                let Some(manager) = watched.upgrade() else {
-                    return;
-                };
-                if let Err(error) = manager.watch_once().await {
-                    tracing::debug!(%error, "watching the nodes failed");
-                }
-                drop(manager);
-                tokio::time::sleep(watch_interval).await;
+        self.spawn_every(self.config.watch_interval, |manager| async move {
+            if let Err(error) = manager.watch_once().await {
+                tracing::debug!(%error, "watching the nodes failed");
             }
         });
+        self.spawn_every(self.config.reap_interval, |manager| async move {
+            if let Err(error) = manager.reap_once().await {
+                tracing::warn!(%error, "reaping clusters failed");
+            }
+            manager.refill_pool().await;
+        })
+    }
+
+    /// Runs `round` every `interval` on a task that holds the manager only while a round runs,
+    /// so dropping the manager ends the task.
+    fn spawn_every<F, Fut>(
+        self: &Arc<Self>,
+        interval: Duration,
+        round: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<Self>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 let Some(manager) = weak.upgrade() else {
                     return;
                 };
-                if let Err(error) = manager.reap_once().await {
-                    tracing::warn!(%error, "reaping clusters failed");
-                }
-                manager.refill_pool().await;
-                drop(manager);
+                round(manager).await;
                 tokio::time::sleep(interval).await;
             }
         })

@@ -2,7 +2,6 @@
 //! creates them, their lifecycle in the database (TTL, idle reaping, a cap per host, a warm pool,
 //! adoption after a restart) and the admin CLI.
 
-pub mod app;
 pub mod cli;
 pub mod credentials;
 pub mod docker;
@@ -10,6 +9,8 @@ pub mod kind;
 pub mod kubeconfig;
 pub mod lifecycle;
 pub mod routes;
+pub mod server_address;
+pub mod setup;
 
 use std::collections::BTreeMap;
 use std::fmt;

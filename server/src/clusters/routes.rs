@@ -308,16 +308,20 @@ async fn terminal(
     };
     let manager = Arc::clone(&state.manager);
     let hub = Arc::clone(&state.terminals);
-    upgrade.on_upgrade(move |socket| async move {
-        let on_input = move || {
-            let manager = Arc::clone(&manager);
-            let id = id.clone();
-            tokio::spawn(async move {
-                let _ = manager.touch(&id).await;
-            });
-        };
-        hub.serve(socket, shell, on_input).await;
-    })
+    let limit = hub.config().max_message_bytes;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let on_input = move || {
+                let manager = Arc::clone(&manager);
+                let id = id.clone();
+                tokio::spawn(async move {
+                    let _ = manager.touch(&id).await;
+                });
+            };
+            hub.serve(socket, shell, on_input).await;
+        })
 }
 
 #[cfg(test)]

@@ -138,9 +138,9 @@ impl Sealer {
         Ok(hmac_sha256(root, label.as_bytes()))
     }
 
-    /// The folder of the key file: the audit checkpoints live next to it, outside the database.
-    pub fn key_dir(&self) -> Option<&Path> {
-        self.path.parent()
+    /// The key file: the audit checkpoints live next to it, outside the database.
+    pub fn key_path(&self) -> &Path {
+        &self.path
     }
 
     pub fn open(&self, sealed: &str) -> Result<Vec<u8>> {

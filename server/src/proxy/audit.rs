@@ -21,8 +21,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::ProxyError;
 use crate::db::seal::Sealer;
 
-/// The checkpoint file's name, in the server key's folder.
-pub const CHECKPOINT_FILE: &str = "audit-checkpoints.log";
+/// Where a server whose key is `key_file` writes its checkpoints: next to the key, named after
+/// it (`data/secret.key` → `data/secret.key.audit-checkpoints`), so each key has its own.
+pub fn checkpoint_file_for(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".audit-checkpoints");
+    PathBuf::from(name)
+}
 
 /// The keys of the chain and its checkpoints, and where the checkpoints go.
 #[derive(Clone)]
@@ -43,7 +48,8 @@ impl std::fmt::Debug for AuditKeys {
 }
 
 impl AuditKeys {
-    /// Keys derived from the server key; checkpoints in `checkpoint_file`, else next to the key.
+    /// Keys derived from the server key; checkpoints in `checkpoint_file`, else next to the key
+    /// ([`checkpoint_file_for`]).
     pub fn from_sealer(
         sealer: &Sealer,
         checkpoint_file: Option<PathBuf>,
@@ -53,14 +59,8 @@ impl AuditKeys {
                 .derive_key(label)
                 .map_err(|error| ProxyError::Internal(format!("audit key: {error}")))
         };
-        let checkpoint_file = match checkpoint_file {
-            Some(file) => file,
-            None => sealer
-                .key_dir()
-                .filter(|dir| !dir.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .join(CHECKPOINT_FILE),
-        };
+        let checkpoint_file =
+            checkpoint_file.unwrap_or_else(|| checkpoint_file_for(sealer.key_path()));
         Ok(Self {
             chain: derive("audit chain v1")?,
             checkpoint: derive("audit checkpoints v1")?,

@@ -48,7 +48,7 @@ pub enum AuditCommand {
     /// Walk the keyed chain and check it against the signed checkpoints next to the server key;
     /// exit 1 if any event was changed, removed (the newest too) or the chain rewritten.
     Verify {
-        /// The checkpoint file [default: audit-checkpoints.log next to the server key].
+        /// The checkpoint file [default: the server key's path + .audit-checkpoints].
         #[arg(long, value_name = "FILE")]
         checkpoints: Option<PathBuf>,
     },

@@ -13,6 +13,24 @@ use tokio::sync::mpsc;
 
 use super::ProxyError;
 
+/// Bytes of one session (both ways) kept by default; the rest is passed on but not stored.
+pub const DEFAULT_SESSION_LIMIT_BYTES: usize = 8 * 1024 * 1024;
+
+/// The per-session limit: `HARDLAB_PROXY_RECORDING_MAX_BYTES`, else the default.
+pub fn session_limit_from_env() -> Result<usize, ProxyError> {
+    match std::env::var("HARDLAB_PROXY_RECORDING_MAX_BYTES") {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            ProxyError::Config(format!(
+                "HARDLAB_PROXY_RECORDING_MAX_BYTES={text:?} is not a number of bytes"
+            ))
+        }),
+        Err(_) => Ok(DEFAULT_SESSION_LIMIT_BYTES),
+    }
+}
+
+/// The direction stored for the note that a recording stopped at its limit.
+const NOTE: &str = "note";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
@@ -46,6 +64,13 @@ enum Message {
         direction: Direction,
         data: Vec<u8>,
     },
+    /// The recording reached its limit: later bytes are not stored.
+    Truncated {
+        id: String,
+        seq: i64,
+        offset_ms: i64,
+        limit: usize,
+    },
     End {
         id: String,
     },
@@ -55,6 +80,8 @@ enum Message {
 #[derive(Clone)]
 pub struct Recorder {
     sender: Option<mpsc::UnboundedSender<Message>>,
+    /// Bytes stored per session at most, both directions together.
+    session_limit: usize,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -77,12 +104,23 @@ impl Recorder {
         });
         Self {
             sender: Some(sender),
+            session_limit: DEFAULT_SESSION_LIMIT_BYTES,
         }
+    }
+
+    /// Stores at most `bytes` of each session; a long `kubectl exec` that prints without end
+    /// would otherwise fill the database (and this recorder's queue).
+    pub fn with_session_limit(mut self, bytes: usize) -> Self {
+        self.session_limit = bytes;
+        self
     }
 
     /// A recorder that records nothing (a proxy without a database, e.g. in a benchmark).
     pub fn disabled() -> Self {
-        Self { sender: None }
+        Self {
+            sender: None,
+            session_limit: DEFAULT_SESSION_LIMIT_BYTES,
+        }
     }
 
     pub fn start(&self, user: &str, cluster: &str, path: &str, protocol: &str) -> Option<Session> {
@@ -99,6 +137,8 @@ impl Recorder {
             id,
             started: Instant::now(),
             seq: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0)),
+            stored: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            limit: self.session_limit,
             sender,
         })
     }
@@ -146,6 +186,25 @@ async fn store(pool: &AnyPool, message: Message) -> Result<(), sqlx::Error> {
             .execute(pool)
             .await?;
         }
+        Message::Truncated {
+            id,
+            seq,
+            offset_ms,
+            limit,
+        } => {
+            let note = format!("\r\n[recording stopped: this session passed {limit} bytes]\r\n");
+            sqlx::query(
+                "INSERT INTO proxy_session_chunks (session_id, seq, offset_ms, direction, data_b64) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(offset_ms)
+            .bind(NOTE)
+            .bind(base64::engine::general_purpose::STANDARD.encode(note))
+            .execute(pool)
+            .await?;
+        }
         Message::End { id } => {
             sqlx::query("UPDATE proxy_sessions SET ended_at = $1 WHERE id = $2")
                 .bind(now)
@@ -168,6 +227,9 @@ pub struct Session {
     id: String,
     started: Instant,
     seq: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// Bytes stored so far (both ways); past `limit` nothing more is.
+    stored: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
     sender: mpsc::UnboundedSender<Message>,
 }
 
@@ -177,15 +239,33 @@ impl Session {
     }
 
     fn chunk(&self, direction: Direction, data: &[u8]) {
-        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering;
+        let before = self.stored.fetch_add(data.len(), Ordering::Relaxed);
+        if before >= self.limit {
+            // Already past the limit, and the note was sent by the chunk that crossed it.
+            return;
+        }
+        let room = self.limit - before;
         let offset_ms = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let _ = self.sender.send(Message::Chunk {
-            id: self.id.clone(),
-            seq,
-            offset_ms,
-            direction,
-            data: data.to_vec(),
-        });
+        let kept = &data[..data.len().min(room)];
+        if !kept.is_empty() {
+            let _ = self.sender.send(Message::Chunk {
+                id: self.id.clone(),
+                seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                offset_ms,
+                direction,
+                data: kept.to_vec(),
+            });
+        }
+        if data.len() >= room {
+            tracing::info!(session = %self.id, limit = self.limit, "a session recording reached its limit; the rest is not stored");
+            let _ = self.sender.send(Message::Truncated {
+                id: self.id.clone(),
+                seq: self.seq.fetch_add(1, Ordering::Relaxed),
+                offset_ms,
+                limit: self.limit,
+            });
+        }
     }
 
     pub fn finish(&self) {
@@ -262,12 +342,15 @@ pub struct Recording {
     pub protocol: String,
     pub started_at: i64,
     pub ended_at: Option<i64>,
+    /// The session passed the recording limit: what came after is not stored.
+    pub truncated: bool,
     pub chunks: Vec<Chunk>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Chunk {
     pub offset_ms: i64,
+    /// `to_client`, `to_cluster`, or `note` (the recording stopped at its limit).
     pub direction: &'static str,
     pub data_b64: String,
     /// The terminal text this chunk carries, where the protocol could be decoded.
@@ -326,6 +409,7 @@ pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Recording>, ProxyEr
     .fetch_all(pool)
     .await?;
     let mut chunks = Vec::new();
+    let mut truncated = false;
     for chunk in &chunk_rows {
         let direction: String = chunk.try_get(1)?;
         let data_b64: String = chunk.try_get(2)?;
@@ -333,6 +417,21 @@ pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Recording>, ProxyEr
             .decode(&data_b64)
             .unwrap_or_default();
         let to_client = direction == "to_client";
+        if direction == NOTE {
+            chunks.push(Chunk {
+                offset_ms: chunk.try_get(0)?,
+                direction: NOTE,
+                text: String::from_utf8_lossy(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(&data_b64)
+                        .unwrap_or_default(),
+                )
+                .into_owned(),
+                data_b64,
+            });
+            truncated = true;
+            continue;
+        }
         let text = if to_client && websocket {
             websocket_output_text(&data)
         } else if to_client {
@@ -355,6 +454,7 @@ pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Recording>, ProxyEr
         protocol,
         started_at: row.try_get(5)?,
         ended_at: row.try_get(6)?,
+        truncated,
         chunks,
     }))
 }
@@ -445,6 +545,55 @@ mod tests {
         data.extend_from_slice(&[0, 0, 0, 3, 0, 0, 0, 3]);
         data.extend_from_slice(b"ls\n");
         assert_eq!(spdy_data_text(&data), "ls\n");
+    }
+
+    #[tokio::test]
+    async fn a_session_past_its_limit_stores_up_to_the_limit_and_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let pool = crate::db::connect(&url).await.unwrap();
+        let recorder = Recorder::spawn(pool.clone()).with_session_limit(10);
+        let session = recorder.start("erin", "dev", "/exec", "websocket").unwrap();
+        session.chunk(Direction::ToClient, b"123456");
+        session.chunk(Direction::ToCluster, b"abcdef");
+        session.chunk(Direction::ToClient, b"never stored");
+        session.finish();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let recording = loop {
+            let found = load(&pool, session.id()).await.unwrap();
+            if let Some(recording) = found.filter(|r| r.ended_at.is_some()) {
+                break recording;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the recording was never stored"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(recording.truncated);
+        let stored: Vec<Vec<u8>> = recording
+            .chunks
+            .iter()
+            .filter(|c| c.direction != NOTE)
+            .map(|c| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&c.data_b64)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(stored, vec![b"123456".to_vec(), b"abcd".to_vec()]);
+        let notes: Vec<&Chunk> = recording
+            .chunks
+            .iter()
+            .filter(|c| c.direction == NOTE)
+            .collect();
+        assert_eq!(notes.len(), 1, "one note, however much more came");
+        assert!(
+            notes[0].text.contains("passed 10 bytes"),
+            "{}",
+            notes[0].text
+        );
+        pool.close().await;
     }
 
     #[tokio::test]

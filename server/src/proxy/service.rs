@@ -54,44 +54,28 @@ impl Default for ProxySettings {
 }
 
 impl ProxySettings {
-    /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`;
-    /// [`ProxySettings::apply_config`] adds what the server's `Config` has. `serve` reads these
-    /// until they move into `Config`; the proxy itself takes the struct.
-    pub fn from_env() -> Result<Self, ProxyError> {
-        let listen = match std::env::var("HARDLAB_PROXY_LISTEN") {
-            Ok(text) => text.parse().map_err(|_| {
+    /// The proxy's settings from the server's configuration (the `proxy:` section, its flags and
+    /// `HARDLAB_PROXY_*` variables) and the server's public URL for the login hints.
+    /// (`HARDLAB_PROXY_RECORDING_MAX_BYTES`, the bytes kept of each exec session, is read when the
+    /// recorder starts.)
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, ProxyError> {
+        let proxy = &config.proxy;
+        let max_certificate_ttl = match &proxy.max_cert_ttl {
+            Some(text) => parse_duration(text).ok_or_else(|| {
                 ProxyError::Config(format!(
-                    "HARDLAB_PROXY_LISTEN={text:?} is not an address like 127.0.0.1:8443"
+                    "proxy max_cert_ttl (--proxy-max-cert-ttl, HARDLAB_PROXY_MAX_CERT_TTL) {text:?}: not a duration like 12h or 30m"
                 ))
             })?,
-            Err(_) => SocketAddr::from(([127, 0, 0, 1], 8443)),
+            None => DEFAULT_TTL,
         };
         Ok(Self {
-            listen,
-            public_url: std::env::var("HARDLAB_PROXY_URL").ok(),
-            config_file: std::env::var_os("HARDLAB_PROXY_CONFIG").map(std::path::PathBuf::from),
-            max_certificate_ttl: DEFAULT_TTL,
+            listen: proxy.listen,
+            public_url: proxy.public_url.clone(),
+            config_file: proxy.config_file.clone(),
+            max_certificate_ttl,
             audit_checkpoint_file: None,
-            server_url: None,
+            server_url: config.public_url.clone(),
         })
-    }
-}
-
-impl ProxySettings {
-    /// The settings that already live in the server's configuration: the certificate ceiling
-    /// (`--proxy-max-cert-ttl`) and the server's public URL (`--public-url`).
-    pub fn apply_config(&mut self, config: &crate::config::Config) -> Result<(), ProxyError> {
-        if let Some(text) = &config.proxy_max_cert_ttl {
-            self.max_certificate_ttl = parse_duration(text).ok_or_else(|| {
-                ProxyError::Config(format!(
-                    "proxy_max_cert_ttl (--proxy-max-cert-ttl, HARDLAB_PROXY_MAX_CERT_TTL) {text:?}: not a duration like 12h or 30m"
-                ))
-            })?;
-        }
-        if config.public_url.is_some() {
-            self.server_url.clone_from(&config.public_url);
-        }
-        Ok(())
     }
 }
 
@@ -157,7 +141,8 @@ impl ProxyService {
         let kube = KubeProxy::new(
             catalog,
             AuditWriter::spawn(pool.clone(), audit_keys.clone()),
-            Recorder::spawn(pool.clone()),
+            Recorder::spawn(pool.clone())
+                .with_session_limit(super::recording::session_limit_from_env()?),
             pool.clone(),
         );
         tokio::spawn({
@@ -362,24 +347,21 @@ mod tests {
 
     #[test]
     fn the_certificate_ceiling_comes_from_the_config_and_a_bad_one_names_the_setting() {
-        let mut settings = ProxySettings::default();
-        assert_eq!(settings.max_certificate_ttl, Duration::hours(12));
-        let config = crate::config::Config {
-            proxy_max_cert_ttl: Some("90m".into()),
+        let defaults = ProxySettings::from_config(&crate::config::Config::default()).unwrap();
+        assert_eq!(defaults.max_certificate_ttl, Duration::hours(12));
+        let mut config = crate::config::Config {
             public_url: Some("https://lab.example.org".into()),
             ..crate::config::Config::default()
         };
-        settings.apply_config(&config).unwrap();
+        config.proxy.max_cert_ttl = Some("90m".into());
+        let settings = ProxySettings::from_config(&config).unwrap();
         assert_eq!(settings.max_certificate_ttl, Duration::minutes(90));
         assert_eq!(
             settings.server_url.as_deref(),
             Some("https://lab.example.org")
         );
-        let bad = crate::config::Config {
-            proxy_max_cert_ttl: Some("forever".into()),
-            ..crate::config::Config::default()
-        };
-        let error = settings.apply_config(&bad).unwrap_err().to_string();
+        config.proxy.max_cert_ttl = Some("forever".into());
+        let error = ProxySettings::from_config(&config).unwrap_err().to_string();
         assert!(
             error.contains("--proxy-max-cert-ttl") && error.contains("forever"),
             "{error}"

@@ -39,6 +39,10 @@ pub struct TerminalConfig {
     pub max_per_user: usize,
     /// The login shell.
     pub shell: Vec<String>,
+    /// The largest WebSocket message (and frame) a browser may send: keystrokes and pastes are
+    /// small, and the socket would otherwise buffer whatever a client declares (tungstenite's
+    /// default is 64 MiB). A bigger one closes the socket; the shell stays for a reconnect.
+    pub max_message_bytes: usize,
 }
 
 impl Default for TerminalConfig {
@@ -48,6 +52,7 @@ impl Default for TerminalConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             max_per_user: 3,
             shell: vec!["bash".to_owned(), "-l".to_owned()],
+            max_message_bytes: 64 * 1024,
         }
     }
 }

@@ -1,4 +1,10 @@
-//! Accounts: sign-up, sign-in with argon2id and throttling, sign-out, the first admin.
+//! Accounts: sign-up (in the mode `signup` sets, see [`super::signup`]), sign-in with argon2id
+//! and throttling, sign-out, the first admin.
+//!
+//! Wrong passwords are counted twice: per (account, client address), tightly, so one attacker's
+//! address is slowed down after a few guesses; and per account, more loosely, so guesses spread
+//! over many addresses still end. A classroom behind one NAT shares one address but not
+//! accounts, so one learner's typos never block another.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::LazyLock;
@@ -6,9 +12,8 @@ use std::sync::LazyLock;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
-use axum::http::header;
-use axum::http::request::Parts;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -16,8 +21,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 
+use super::client_address::{ClientAddress, throttle_identity};
 use super::error::safe_next;
 use super::session::{self, Session, Visitor};
+use super::signup::{self, Claim, SignupMode, SignupProof, SignupRefusal};
 use super::{AppState, WebError};
 use crate::config::Config;
 use crate::db::{now_ms, random_id};
@@ -57,13 +64,68 @@ pub struct User {
     pub role: Role,
 }
 
-/// Wrong passwords before sign-in slows down, per account and per client address.
-pub const FREE_FAILURES: i64 = 5;
+/// Wrong passwords for one account from one client address before that pair is blocked.
+pub const FREE_FAILURES_PER_ACCOUNT_AND_ADDRESS: i64 = 5;
+/// Wrong passwords for one account from all addresses together before the account is blocked.
+pub const FREE_FAILURES_PER_ACCOUNT: i64 = 20;
+/// Wrong join codes from one client address before it is blocked.
+pub const FREE_FAILURES_JOIN_CODE: i64 = 5;
 /// After the free failures: 30 s, doubling per further failure, at most 15 min.
 const FIRST_BLOCK_MS: i64 = 30_000;
 const MAX_BLOCK_MS: i64 = 15 * 60_000;
 /// Failures older than this are forgotten.
 const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+
+/// The counters one sign-in attempt is judged by.
+struct ThrottleKeys {
+    account: String,
+    account_and_address: String,
+}
+
+impl ThrottleKeys {
+    /// `from` is the client address's throttling identity, or the name of another way in.
+    fn new(username: &str, from: &str) -> Self {
+        ThrottleKeys {
+            account: format!("account:{username}"),
+            account_and_address: format!("account-address:{username} {from}"),
+        }
+    }
+
+    async fn wait_ms(&self, db: &AnyPool, now: i64) -> Result<i64> {
+        Ok(blocked_for(db, &self.account, now)
+            .await?
+            .max(blocked_for(db, &self.account_and_address, now).await?))
+    }
+
+    async fn failed(&self, db: &AnyPool, now: i64) -> Result<()> {
+        record_failure(db, &self.account, FREE_FAILURES_PER_ACCOUNT, now).await?;
+        record_failure(
+            db,
+            &self.account_and_address,
+            FREE_FAILURES_PER_ACCOUNT_AND_ADDRESS,
+            now,
+        )
+        .await
+    }
+
+    async fn succeeded(&self, db: &AnyPool) -> Result<()> {
+        clear_failures(db, &self.account).await?;
+        clear_failures(db, &self.account_and_address).await
+    }
+}
+
+/// Warnings `serve` prints at start about the sign-up settings: `open` sign-up with privileged
+/// nodes hands root on the Docker host to whoever finds the server.
+pub fn startup_warnings(config: &Config, privileged_nodes: bool) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.signup == SignupMode::Open && privileged_nodes {
+        warnings.push(
+            "signup is open and learners' nodes are privileged containers: anyone who can reach              this server can create an account, start a cluster and be root on the Docker host.              Use signup invite or code (HARDLAB_SIGNUP), or unprivileged nodes."
+                .to_owned(),
+        );
+    }
+    warnings
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -71,9 +133,10 @@ pub fn routes() -> Router<AppState> {
         .route("/signup", get(signup_page).post(signup))
         .route("/signout", post(signout))
         .route("/setup", get(setup_page).post(setup))
+        .merge(signup::routes())
 }
 
-fn normalize_username(name: &str) -> Result<String> {
+pub(super) fn normalize_username(name: &str) -> Result<String> {
     let name = name.trim().to_ascii_lowercase();
     let valid = (3..=40).contains(&name.len())
         && name
@@ -256,12 +319,13 @@ fn sha256_hex(text: &str) -> String {
 }
 
 /// Checks a username and password for another way in (`hardlab login` through the access proxy),
-/// under the same per-account throttling as the sign-in form.
+/// under the same per-account throttling as the sign-in form; that way in counts as one client
+/// address of its own.
 pub async fn check_password(db: &AnyPool, username: &str, password: &str) -> Result<bool> {
     let now = now_ms();
     let username = username.trim().to_ascii_lowercase();
-    let account_key = format!("account:{username}");
-    if blocked_for(db, &account_key, now).await? > 0 {
+    let keys = ThrottleKeys::new(&username, "access-proxy");
+    if keys.wait_ms(db, now).await? > 0 {
         return Ok(false);
     }
     let row: Option<(String,)> =
@@ -271,9 +335,9 @@ pub async fn check_password(db: &AnyPool, username: &str, password: &str) -> Res
             .await?;
     let valid = verify_password(password, row.as_ref().map(|(hash,)| hash.as_str())).await;
     if valid {
-        clear_failures(db, &account_key).await?;
+        keys.succeeded(db).await?;
     } else {
-        record_failure(db, &account_key, now).await?;
+        keys.failed(db, now).await?;
     }
     Ok(valid)
 }
@@ -290,17 +354,16 @@ async fn blocked_for(db: &AnyPool, key: &str, now: i64) -> Result<i64> {
     Ok(row.map_or(0, |(until,)| (until - now).max(0)))
 }
 
-async fn record_failure(db: &AnyPool, key: &str, now: i64) -> Result<()> {
-    // Forget failures from long ago, then count this one atomically (several instances may
-    // count the same account at once).
-    sqlx::query(
-        "DELETE FROM sign_in_failures WHERE throttle_key = $1 AND last_failure_at < $2 AND blocked_until < $3",
-    )
-    .bind(key)
-    .bind(now - FAILURE_WINDOW_MS)
-    .bind(now)
-    .execute(db)
-    .await?;
+async fn record_failure(db: &AnyPool, key: &str, free_failures: i64, now: i64) -> Result<()> {
+    // Forget failures from long ago, this key's and every other one's: names and addresses that
+    // fail once are never looked up again, and made-up names would otherwise grow the table
+    // without end. Then count this one atomically (several instances may count the same
+    // account at once).
+    sqlx::query("DELETE FROM sign_in_failures WHERE last_failure_at < $1 AND blocked_until < $2")
+        .bind(now - FAILURE_WINDOW_MS)
+        .bind(now)
+        .execute(db)
+        .await?;
     sqlx::query(
         "INSERT INTO sign_in_failures (throttle_key, failures, last_failure_at, blocked_until) \
          VALUES ($1, 1, $2, 0) ON CONFLICT (throttle_key) DO UPDATE \
@@ -315,8 +378,8 @@ async fn record_failure(db: &AnyPool, key: &str, now: i64) -> Result<()> {
             .bind(key)
             .fetch_one(db)
             .await?;
-    if failures >= FREE_FAILURES {
-        let doublings = u32::try_from((failures - FREE_FAILURES).min(10)).unwrap_or(10);
+    if failures >= free_failures {
+        let doublings = u32::try_from((failures - free_failures).min(10)).unwrap_or(10);
         let block = (FIRST_BLOCK_MS << doublings).min(MAX_BLOCK_MS);
         sqlx::query("UPDATE sign_in_failures SET blocked_until = $1 WHERE throttle_key = $2")
             .bind(now + block)
@@ -344,6 +407,7 @@ struct SigninPage<'a> {
     next: &'a str,
     username: &'a str,
     error: Option<&'a str>,
+    signup: SignupMode,
 }
 
 #[derive(Template)]
@@ -352,6 +416,12 @@ struct SignupPage<'a> {
     visitor: &'a Visitor,
     username: &'a str,
     error: Option<&'a str>,
+    mode: SignupMode,
+    /// The form is shown (else only the explanation or the refusal).
+    show_form: bool,
+    invite: &'a str,
+    /// The join code field is shown (mode `code` without an invitation).
+    ask_code: bool,
 }
 
 #[derive(Template)]
@@ -369,6 +439,7 @@ struct NextQuery {
 }
 
 async fn signin_page(
+    State(state): State<AppState>,
     visitor: Visitor,
     Query(query): Query<NextQuery>,
 ) -> Result<Response, WebError> {
@@ -381,6 +452,7 @@ async fn signin_page(
         next,
         username: "",
         error: None,
+        signup: state.config.signup,
     };
     Ok(Html(page.render()?).into_response())
 }
@@ -396,22 +468,6 @@ struct SigninForm {
     next: String,
 }
 
-/// The client's IP address as the listener saw it (`unknown` when served without connect info).
-struct ClientAddress(String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
-            parts
-                .extensions
-                .get::<ConnectInfo<std::net::SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
-        ))
-    }
-}
-
 async fn signin(
     State(state): State<AppState>,
     visitor: Visitor,
@@ -420,11 +476,8 @@ async fn signin(
 ) -> Result<Response, WebError> {
     let now = now_ms();
     let username = form.username.trim().to_ascii_lowercase();
-    let account_key = format!("account:{username}");
-    let address_key = format!("address:{address}");
-    let wait_ms = blocked_for(&state.db, &account_key, now)
-        .await?
-        .max(blocked_for(&state.db, &address_key, now).await?);
+    let keys = ThrottleKeys::new(&username, &throttle_identity(address));
+    let wait_ms = keys.wait_ms(&state.db, now).await?;
     if wait_ms > 0 {
         tracing::warn!(user = %username, "sign-in refused: too many wrong passwords");
         return Err(WebError::TooManyRequests {
@@ -461,42 +514,71 @@ async fn signin(
                         next,
                         username: &username,
                         error: Some(&message),
+                        signup: state.config.signup,
                     };
                     return Ok((axum::http::StatusCode::UNAUTHORIZED, Html(page.render()?))
                         .into_response());
                 }
                 Err(error) => return Err(WebError::Internal(crate::Error::Proxy(error))),
             }
-            clear_failures(&state.db, &account_key).await?;
+            keys.succeeded(&state.db).await?;
             let cookie = session::start(&state, &user_id).await?;
             tracing::info!(user = %username, "signed in");
             Ok(([(header::SET_COOKIE, cookie)], Redirect::to(next)).into_response())
         }
         _ => {
-            record_failure(&state.db, &account_key, now).await?;
-            record_failure(&state.db, &address_key, now).await?;
+            keys.failed(&state.db, now).await?;
             tracing::info!(user = %username, "sign-in failed: wrong name or password");
             let page = SigninPage {
                 visitor: &visitor,
                 next,
                 username: &username,
                 error: Some("Wrong username or password."),
+                signup: state.config.signup,
             };
             Ok((axum::http::StatusCode::UNAUTHORIZED, Html(page.render()?)).into_response())
         }
     }
 }
 
-async fn signup_page(visitor: Visitor) -> Result<Response, WebError> {
+#[derive(Deserialize)]
+struct SignupQuery {
+    invite: Option<String>,
+}
+
+async fn signup_page(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(query): Query<SignupQuery>,
+) -> Result<Response, WebError> {
     if visitor.session.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
+    let invite = query.invite.as_deref().unwrap_or_default().trim();
+    let proof = SignupProof {
+        invite: Some(invite),
+        code: None,
+    };
+    let mode = state.config.signup;
+    let allowed = signup::signup_allowed(&state.db, &state.config, proof, Claim::Peek).await?;
+    let (status, show_form, error) = match allowed {
+        Ok(_) => (StatusCode::OK, true, None),
+        // The code is asked for on the form itself.
+        Err(SignupRefusal::CodeRequired) => (StatusCode::OK, true, None),
+        // The page explains the mode; that is not an error.
+        Err(SignupRefusal::Closed | SignupRefusal::InviteRequired) => (StatusCode::OK, false, None),
+        Err(refusal) => (refusal.status(), false, Some(refusal.message())),
+    };
     let page = SignupPage {
         visitor: &visitor,
         username: "",
-        error: None,
+        error,
+        mode,
+        show_form,
+        invite,
+        ask_code: mode == SignupMode::Code && invite.is_empty(),
     };
-    Ok(Html(page.render()?).into_response())
+    Ok((status, Html(page.render()?)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -504,32 +586,105 @@ struct SignupForm {
     username: String,
     password: String,
     confirm: String,
+    #[serde(default)]
+    invite: String,
+    #[serde(default)]
+    code: String,
 }
 
 async fn signup(
     State(state): State<AppState>,
     visitor: Visitor,
+    ClientAddress(address): ClientAddress,
     Form(form): Form<SignupForm>,
 ) -> Result<Response, WebError> {
-    let refuse = |message: String| -> Result<Response, WebError> {
-        let page = SignupPage {
-            visitor: &visitor,
-            username: form.username.trim(),
-            error: Some(&message),
+    let mode = state.config.signup;
+    let invite = form.invite.trim();
+    let ask_code = mode == SignupMode::Code && invite.is_empty();
+    let answer =
+        |status: StatusCode, show_form: bool, message: &str| -> Result<Response, WebError> {
+            let page = SignupPage {
+                visitor: &visitor,
+                username: form.username.trim(),
+                error: Some(message),
+                mode,
+                show_form,
+                invite,
+                ask_code,
+            };
+            Ok((status, Html(page.render()?)).into_response())
         };
-        Ok((axum::http::StatusCode::BAD_REQUEST, Html(page.render()?)).into_response())
+    let refused = |refusal: SignupRefusal| {
+        // A wrong code may be retyped; a closed server or a dead link has no form to retry.
+        let retry = matches!(
+            refusal,
+            SignupRefusal::CodeRequired | SignupRefusal::CodeWrong
+        );
+        tracing::info!(mode = mode.as_str(), ?refusal, "sign-up refused");
+        answer(refusal.status(), retry, refusal.message())
     };
-    if form.password != form.confirm {
-        return refuse("The two passwords differ.".into());
+    let proof = SignupProof {
+        invite: Some(invite),
+        code: Some(&form.code),
+    };
+    // Join codes are short enough to guess: wrong ones are throttled per client address.
+    let code_key = format!("signup-code:{}", throttle_identity(address));
+    if ask_code {
+        let wait_ms = blocked_for(&state.db, &code_key, now_ms()).await?;
+        if wait_ms > 0 {
+            let seconds = (wait_ms + 999) / 1000;
+            let mut response = answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                true,
+                &format!("Join code: too many wrong codes. Wait {seconds} seconds and try again."),
+            )?;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
+        }
     }
+    // Refusals by mode come first, before anything about the account is judged.
+    match signup::signup_allowed(&state.db, &state.config, proof, Claim::Peek).await? {
+        Ok(_) => {}
+        Err(refusal) => {
+            if refusal == SignupRefusal::CodeWrong {
+                record_failure(&state.db, &code_key, FREE_FAILURES_JOIN_CODE, now_ms()).await?;
+            }
+            return refused(refusal);
+        }
+    }
+    if form.password != form.confirm {
+        return answer(StatusCode::BAD_REQUEST, true, "The two passwords differ.");
+    }
+    // Judged before an invitation use is taken, so a typo does not spend one.
+    if let Err(Error::InvalidInput(message)) =
+        normalize_username(&form.username).and_then(|_| check_password_strength(&form.password))
+    {
+        return answer(StatusCode::BAD_REQUEST, true, &message);
+    }
+    let grant = match signup::signup_allowed(&state.db, &state.config, proof, Claim::Take).await? {
+        Ok(grant) => grant,
+        Err(refusal) => return refused(refusal),
+    };
     match create_user(&state.db, &form.username, &form.password, Role::Learner).await {
         Ok(user) => {
-            tracing::info!(user = %user.username, "signed up");
+            tracing::info!(user = %user.username, mode = mode.as_str(), "signed up");
             let cookie = session::start(&state, &user.id).await?;
             Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
         }
-        Err(Error::InvalidInput(message)) => refuse(message),
-        Err(other) => Err(other.into()),
+        Err(Error::InvalidInput(message)) => {
+            grant.give_back(&state.db).await?;
+            answer(StatusCode::BAD_REQUEST, true, &message)
+        }
+        Err(other) => {
+            // The account's error is the one to report; a use not given back only shortens
+            // the invitation.
+            if let Err(error) = grant.give_back(&state.db).await {
+                tracing::warn!(%error, "an invitation use could not be given back");
+            }
+            Err(other.into())
+        }
     }
 }
 

@@ -51,6 +51,50 @@ impl AttemptRecord {
     }
 }
 
+/// Why a step could not be graded. Each message is written for the learner: it names what they
+/// can act on (their registration, their cluster's address) and never a socket error.
+#[derive(Debug, thiserror::Error)]
+pub enum GradingError {
+    #[error("{0}")]
+    Cluster(#[from] crate::clusters::Error),
+    #[error("{0}")]
+    Registration(#[from] cluster::ConnectError),
+    #[error(
+        "the API server at {address} did not answer as a Kubernetes API server \
+         (is it restarting, or did its manifest break it?)"
+    )]
+    NoAnswer { address: String },
+    #[error("the API server at {address} refused the kubeconfig's credentials ({code})")]
+    CredentialsRefused { address: String, code: u16 },
+    #[error("node access {spec:?}: {source}")]
+    NodeAccess {
+        spec: String,
+        #[source]
+        source: hardlab_grader::Error,
+    },
+    #[error("node access {0:?} is not local:/DIR or docker:CONTAINER")]
+    NodeSpec(String),
+    #[error("etcd at {url}: {source}")]
+    Etcd {
+        url: String,
+        #[source]
+        source: hardlab_grader::Error,
+    },
+    #[error("this step judges the access proxy, which is not running on this server")]
+    ProxyNotRunning,
+    #[error("the access proxy's state: {0}")]
+    ProxyState(#[from] crate::proxy::ProxyError),
+    /// The server's own trouble (its database, its key): logged, and shown as such.
+    #[error("{0}")]
+    Server(#[from] Box<crate::Error>),
+}
+
+impl From<crate::Error> for GradingError {
+    fn from(error: crate::Error) -> Self {
+        GradingError::Server(Box::new(error))
+    }
+}
+
 /// The stored verdict of one step for one learner.
 #[derive(Debug, Clone)]
 pub struct StepProgress {
@@ -170,8 +214,7 @@ pub async fn run_step(
         )
         .await
     })
-    .await
-    .map_err(|e| Error::Cluster(format!("the grading task failed: {e}")))??;
+    .await??;
     Ok(attempt_id)
 }
 
@@ -195,8 +238,7 @@ async fn grade_and_store(
     } else {
         "fail"
     };
-    let json = serde_json::to_string(&record)
-        .map_err(|e| Error::Cluster(format!("cannot store the results: {e}")))?;
+    let json = serde_json::to_string(&record)?;
     let now = now_ms();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -241,7 +283,7 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
     if checks.is_empty() {
         return AttemptRecord::problem("This step has nothing to check.");
     }
-    let ctx = match context_for(state, user_id, lab).await {
+    let ctx = match context_for(state, user_id, lab, step).await {
         Ok(Some(ctx)) => ctx,
         Ok(None) => {
             return AttemptRecord::problem(
@@ -271,10 +313,20 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
 
 /// The grader's view of the learner's cluster, with the lab's parameters: a registered (static)
 /// cluster first, else the learner's own Docker cluster for this lab when it is ready.
-async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Option<Context>> {
+///
+/// The one place a cluster becomes a grader `Context` for a step: every input the step's checks
+/// need is put in here, lab 6's access-proxy state included.
+async fn context_for(
+    state: &AppState,
+    user_id: &str,
+    lab: &Lab,
+    step: &Step,
+) -> Result<Option<Context>, GradingError> {
     if let Some(registered) = cluster::load(state, user_id).await? {
-        let client_and_endpoint = cluster::connect(&registered.kubeconfig).await?;
-        let mut ctx = live_context(state, client_and_endpoint, lab).await?;
+        let client_and_endpoint =
+            cluster::connect(&registered.kubeconfig, cluster::address_policy(state)).await?;
+        let params = step_params(state, user_id, lab, step, &registered.kubeconfig).await?;
+        let mut ctx = live_context(state, client_and_endpoint, params).await?;
         if let Some(node) = super::targets::node_access(registered.node_spec.as_deref())? {
             ctx = ctx.with_node(node);
         }
@@ -286,22 +338,20 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
     let Some(clusters) = &state.clusters else {
         return Ok(None);
     };
-    let record = clusters
-        .manager
-        .find_for(user_id, &lab.id)
-        .await
-        .map_err(|e| Error::Cluster(e.to_string()))?;
+    let record = clusters.manager.find_for(user_id, &lab.id).await?;
     let Some(record) = record.filter(|r| r.state == ClusterState::Ready) else {
         return Ok(None);
     };
     // Built from the certificates captured when the cluster was made and Docker's view of where
     // it listens; nothing the learner changed in the node since configures these clients.
-    let access = clusters
-        .manager
-        .grading_access(&record.id)
-        .await
-        .map_err(|e| Error::Cluster(e.to_string()))?;
-    let ctx = live_context(state, (access.client, access.endpoint), lab).await?;
+    let access = clusters.manager.grading_access(&record.id).await?;
+    let params = if needs_proxy_state(step) {
+        let kubeconfig = clusters.manager.kubeconfig(&record.id).await?;
+        step_params(state, user_id, lab, step, &kubeconfig).await?
+    } else {
+        lab.params.clone()
+    };
+    let ctx = live_context(state, (access.client, access.endpoint), params).await?;
     let ctx = ctx.with_node(access.node);
     Ok(Some(match access.etcd {
         Some(etcd) => ctx.with_etcd(Arc::new(etcd)),
@@ -309,33 +359,70 @@ async fn context_for(state: &AppState, user_id: &str, lab: &Lab) -> Result<Optio
     }))
 }
 
+/// Whether the step judges the access proxy (lab 6), whose state the server holds, not the cluster.
+fn needs_proxy_state(step: &Step) -> bool {
+    step.checks.iter().any(|id| id.starts_with("proxy."))
+}
+
+/// The lab's parameters, plus the access proxy's state for the learner's cluster when the step
+/// judges the proxy: the cluster is put behind the proxy (through `kubeconfig`, the server's own
+/// credentials for it) and what the proxy knows of it goes to the checks.
+async fn step_params(
+    state: &AppState,
+    user_id: &str,
+    lab: &Lab,
+    step: &Step,
+    kubeconfig: &str,
+) -> Result<hardlab_grader::context::Params, GradingError> {
+    let mut params = lab.params.clone();
+    if needs_proxy_state(step) {
+        let Some(proxy) = &state.proxy else {
+            return Err(GradingError::ProxyNotRunning);
+        };
+        proxy
+            .add_lab_state(user_id, kubeconfig, &mut params)
+            .await?;
+    }
+    Ok(params)
+}
+
 async fn live_context(
     state: &AppState,
     (client, endpoint): (kube::Client, hardlab_grader::context::ApiEndpoint),
-    lab: &Lab,
-) -> Result<Context> {
+    params: hardlab_grader::context::Params,
+) -> Result<Context, GradingError> {
     // Prove the API server answers first, so an unreachable cluster reads as "could not check"
     // instead of a page of per-check errors that would count as a failed attempt. These labs
     // restart the API server on purpose, so a refused connection is retried for a while.
+    //
+    // What the learner reads names only the address they registered and whether a Kubernetes API
+    // server answered there: never the socket or TLS error, which would tell open ports from
+    // closed ones and so turn Check into a scanner of the server's network. The detail is logged
+    // at debug level for whoever runs the server.
     let patience = state.config.check_patience;
     let deadline = tokio::time::Instant::now() + patience;
+    let address = host_and_port(&endpoint.url);
+    let no_answer = || GradingError::NoAnswer {
+        address: address.clone(),
+    };
     loop {
         match tokio::time::timeout(Duration::from_secs(10), client.apiserver_version()).await {
-            Err(_) => {
-                return Err(Error::Cluster(
-                    "the API server did not answer within 10 seconds".into(),
-                ));
+            // A silent address is retried like a refusing one, so how long Check takes does not
+            // tell a filtered port from a closed one either.
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                tracing::debug!(%address, "the API server did not answer within 10 seconds");
+                return Err(no_answer());
             }
-            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-                return Err(Error::Cluster(
-                    "the API server refused the kubeconfig's credentials (401)".into(),
-                ));
+            Err(_) => {}
+            Ok(Err(kube::Error::Api(status))) if matches!(status.code, 401 | 403) => {
+                return Err(GradingError::CredentialsRefused {
+                    address,
+                    code: status.code,
+                });
             }
             Ok(Err(error)) if tokio::time::Instant::now() >= deadline => {
-                return Err(Error::Cluster(format!(
-                    "the API server did not answer for {} s (is it restarting, or did its manifest break it?): {error}",
-                    patience.as_secs()
-                )));
+                tracing::debug!(%address, %error, patience_s = patience.as_secs(), "the API server did not answer");
+                return Err(no_answer());
             }
             Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(500)).await,
             Ok(Ok(_)) => break,
@@ -343,5 +430,20 @@ async fn live_context(
     }
     Ok(Context::live(Some(client))
         .with_endpoint(endpoint)
-        .with_params(lab.params.clone()))
+        .with_params(params))
+}
+
+/// `HOST:PORT` of an API server URL, for messages (the URL itself when it does not parse).
+fn host_and_port(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(uri) => match uri.authority() {
+            Some(authority) => format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(443)
+            ),
+            None => url.to_owned(),
+        },
+        Err(_) => url.to_owned(),
+    }
 }

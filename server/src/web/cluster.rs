@@ -3,7 +3,11 @@
 //!
 //! The kubeconfig and the etcd client key are sealed at rest and never rendered back. Kubeconfigs
 //! may only carry inline credentials: `exec` and `auth-provider` plugins and file paths would let
-//! whoever registers one run commands or read files on the server.
+//! whoever registers one run commands or read files on the server. The API server address must
+//! pass the installation's address rules (`clusters::server_address`), at registration and at
+//! every Check, so a registration cannot aim the server at its own network.
+
+use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
@@ -12,12 +16,17 @@ use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use hardlab_grader::context::ApiEndpoint;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Deserialize;
 
 use super::accounts::Role;
 use super::session::{Session, Visitor};
 use super::{AppState, WebError};
+use crate::clusters::kubeconfig::{
+    ClientTimeouts, InlineCredentials, KubeconfigError, parse_inline,
+};
+use crate::clusters::server_address::{
+    AddressError, AddressPolicy, resolve_checked, resolve_checked_all,
+};
 use crate::db::now_ms;
 use crate::{Error, Result};
 
@@ -60,89 +69,63 @@ pub struct EtcdEndpoint {
     pub key_pem: Option<String>,
 }
 
-/// A kubeconfig a learner may register: parsed, with a usable current context and only inline
-/// credentials. Returns the API server URL for display.
-pub fn validate_kubeconfig(text: &str) -> Result<String> {
-    let config = Kubeconfig::from_yaml(text)
-        .map_err(|e| Error::InvalidInput(format!("the kubeconfig does not parse: {e}")))?;
-    for named in &config.auth_infos {
-        let Some(user) = &named.auth_info else {
-            continue;
-        };
-        let refused = [
-            (user.exec.is_some(), "exec"),
-            (user.auth_provider.is_some(), "auth-provider"),
-            (user.token_file.is_some(), "tokenFile"),
-            (
-                user.client_certificate.is_some(),
-                "client-certificate (a file path)",
-            ),
-            (user.client_key.is_some(), "client-key (a file path)"),
-        ];
-        if let Some((_, field)) = refused.iter().find(|(present, _)| *present) {
-            return Err(Error::InvalidInput(format!(
-                "user {:?} uses {field}; paste a kubeconfig with inline credentials \
-                 (client-certificate-data, client-key-data or token), e.g. from \
-                 `kubectl config view --raw --minify --flatten`",
-                named.name
-            )));
-        }
+/// The address rules this installation applies to registered API servers.
+pub fn address_policy(state: &AppState) -> AddressPolicy {
+    AddressPolicy {
+        allow_private: state.config.allow_private_cluster_addresses,
     }
-    for named in &config.clusters {
-        if named
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.certificate_authority.is_some())
-        {
-            return Err(Error::InvalidInput(format!(
-                "cluster {:?} names its CA by file path; use certificate-authority-data \
-                 (`kubectl config view --raw --minify --flatten`)",
-                named.name
-            )));
-        }
-    }
-    let context_name = config
-        .current_context
-        .clone()
-        .ok_or_else(|| Error::InvalidInput("the kubeconfig has no current-context".into()))?;
-    let context = config
-        .contexts
-        .iter()
-        .find(|c| c.name == context_name)
-        .and_then(|c| c.context.as_ref())
-        .ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "the current context {context_name:?} is not defined"
-            ))
-        })?;
-    config
-        .clusters
-        .iter()
-        .find(|c| c.name == context.cluster)
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.server.clone())
-        .ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "the cluster {:?} of the current context has no server URL",
-                context.cluster
-            ))
-        })
 }
 
-/// A kube client and the API endpoint for a registered kubeconfig.
-pub async fn connect(kubeconfig: &str) -> Result<(kube::Client, ApiEndpoint)> {
-    let parsed = Kubeconfig::from_yaml(kubeconfig)
-        .map_err(|e| Error::Cluster(format!("the kubeconfig does not parse: {e}")))?;
-    let mut config = kube::Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+/// A kubeconfig a person may register: only inline credentials (see
+/// [`crate::clusters::kubeconfig::parse_inline`]) and an API server address the installation's
+/// rules allow. Errors are written for the person who pasted it.
+pub async fn validate_kubeconfig(text: &str, policy: AddressPolicy) -> Result<InlineCredentials> {
+    let credentials = parse_inline(text).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    // Only judged here, not dialled: registering does not connect anywhere.
+    let (host, port) = server_host_and_port(&credentials);
+    resolve_checked_all(&host, port, policy)
         .await
-        .map_err(|e| Error::Cluster(format!("the kubeconfig cannot be used: {e}")))?;
-    let timeout = std::time::Duration::from_secs(10);
-    config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(std::time::Duration::from_secs(30));
-    let endpoint = ApiEndpoint::from_config(&config);
-    let client = kube::Client::try_from(config)
-        .map_err(|e| Error::Cluster(format!("cannot build a client: {e}")))?;
-    Ok((client, endpoint))
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    Ok(credentials)
+}
+
+fn server_host_and_port(credentials: &InlineCredentials) -> (String, u16) {
+    // parse_inline only keeps https URLs with a host, so this always has one.
+    credentials
+        .host_and_port()
+        .unwrap_or_else(|| (String::new(), 443))
+}
+
+/// The address to connect to for the credentials' server, after the address rules.
+async fn checked_address(
+    credentials: &InlineCredentials,
+    policy: AddressPolicy,
+) -> std::result::Result<SocketAddr, AddressError> {
+    let (host, port) = server_host_and_port(credentials);
+    resolve_checked(&host, port, policy).await
+}
+
+/// A kube client and the API endpoint for a registered kubeconfig. The kubeconfig is checked again
+/// (a registration stored before a rule existed gets no pass) and the host resolved and checked
+/// again, and the client connects to the address that was checked.
+pub async fn connect(
+    kubeconfig: &str,
+    policy: AddressPolicy,
+) -> std::result::Result<(kube::Client, ApiEndpoint), ConnectError> {
+    let credentials = parse_inline(kubeconfig)?;
+    let address = checked_address(&credentials, policy).await?;
+    Ok(credentials
+        .client_at(ClientTimeouts::default(), Some(address))
+        .await?)
+}
+
+/// Why the server would not connect to a registered cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Kubeconfig(#[from] KubeconfigError),
+    #[error(transparent)]
+    Address(#[from] AddressError),
 }
 
 /// Whether the user has registered a cluster (without opening the sealed kubeconfig).
@@ -170,7 +153,7 @@ pub async fn view(state: &AppState, owner_id: &str) -> Result<Option<StaticClust
     let kubeconfig = String::from_utf8(state.sealer.open(&sealed)?).map_err(|_| Error::Unseal)?;
     Ok(Some(StaticClusterView {
         name,
-        server: validate_kubeconfig(&kubeconfig).unwrap_or_else(|_| "(unreadable)".into()),
+        server: parse_inline(&kubeconfig).map_or_else(|_| "(unreadable)".into(), |c| c.server),
         node_spec,
         etcd_endpoint,
         updated_at,
@@ -246,7 +229,7 @@ pub async fn register(
     form: &RegisterForm,
     trusted: bool,
 ) -> Result<()> {
-    validate_kubeconfig(&form.kubeconfig)?;
+    let credentials = validate_kubeconfig(&form.kubeconfig, address_policy(state)).await?;
     let name = non_empty(&form.name).unwrap_or_else(|| "my cluster".into());
     if name.chars().count() > 80 {
         return Err(Error::InvalidInput(
@@ -278,7 +261,10 @@ pub async fn register(
             "the etcd endpoint {url:?} is not an http(s) URL"
         )));
     }
-    let sealed = state.sealer.seal(form.kubeconfig.as_bytes())?;
+    // What is stored is a kubeconfig written from the kept fields, not the text that was pasted.
+    let sealed = state
+        .sealer
+        .seal(credentials.to_kubeconfig_yaml("hardlab").as_bytes())?;
     let key_sealed = non_empty(&form.etcd_key)
         .map(|key| state.sealer.seal(key.as_bytes()))
         .transpose()?;

@@ -99,15 +99,158 @@ impl IntoResponse for WebError {
 }
 
 /// Only same-site paths survive as a `next` target, so the sign-in page cannot be turned into an
-/// open redirect.
+/// open redirect; anything else becomes `/`.
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/"
+    if is_same_site_path(next) { next } else { "/" }
+}
+
+/// How often a `next` value is percent-decoded and judged again: a value can pass through a
+/// proxy or a second redirect that decodes it once more.
+const DECODE_ROUNDS: usize = 3;
+const MAX_NEXT_BYTES: usize = 2048;
+
+/// A path-absolute URL a browser cannot read as another origin. Browsers strip tab, CR and LF
+/// anywhere in a URL (`/\t/host` is `//host`), read `\` as `/` (`/\host` is `//host`), and
+/// `//host` is a URL of its own; none of those may appear, neither as typed nor once
+/// percent-decoded (`/%2F%2Fhost`, `/%5Chost`, `/%09/host`, and the same encoded twice).
+fn is_same_site_path(next: &str) -> bool {
+    if next.len() > MAX_NEXT_BYTES {
+        return false;
     }
+    let mut text = std::borrow::Cow::Borrowed(next);
+    for _ in 0..DECODE_ROUNDS {
+        let plain = text.starts_with('/')
+            && !text.starts_with("//")
+            && !text.chars().any(|c| c == '\\' || c.is_control());
+        if !plain {
+            return false;
+        }
+        let decoded = percent_decode(&text);
+        if decoded == *text {
+            return true;
+        }
+        text = std::borrow::Cow::Owned(decoded);
+    }
+    // Still changing after every round: nobody needs that many layers of encoding.
+    false
+}
+
+/// `%XX` to the byte it names; anything that does not decode to UTF-8 becomes U+FFFD, which is
+/// harmless in a path.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            // Two hex digits make at most 255.
+            out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn encode_next(next: &str) -> String {
     form_urlencoded::byte_serialize(safe_next(next).as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn same_site_paths_are_kept() {
+        for path in [
+            "/",
+            "/labs/demo-etcd/steps/encrypt",
+            "/labs?filter=a%20b",
+            "/progress/abc?next=%2Fcluster",
+            "/..//host",
+            "/a/b//c",
+        ] {
+            assert_eq!(safe_next(path), path, "{path}");
+        }
+    }
+
+    #[test]
+    fn protocol_relative_urls_are_refused() {
+        assert_eq!(safe_next("//evil.example"), "/");
+        assert_eq!(safe_next("///evil.example"), "/");
+    }
+
+    #[test]
+    fn backslashes_that_browsers_read_as_slashes_are_refused() {
+        assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("\\\\evil.example"), "/");
+        assert_eq!(safe_next("\\/evil.example"), "/");
+        assert_eq!(safe_next("/labs\\..\\..\\evil"), "/");
+    }
+
+    #[test]
+    fn tabs_newlines_and_other_controls_that_browsers_strip_are_refused() {
+        for trick in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\r\n/evil.example",
+            "/labs\u{0}",
+            "/\u{7f}/evil.example",
+            "/labs/x\nSet-Cookie: a=b",
+        ] {
+            assert_eq!(safe_next(trick), "/", "{trick:?}");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_tricks_are_refused_once_and_twice_encoded() {
+        for trick in [
+            "/%2F%2Fevil.example",
+            "/%2fevil.example",
+            "/%5Cevil.example",
+            "/%5cevil.example",
+            "/%09/evil.example",
+            "/%0A/evil.example",
+            "/%0d%0a/evil.example",
+            "%2F%2Fevil.example",
+            "/%252F%252Fevil.example",
+            "/%255Cevil.example",
+            "/%2509/evil.example",
+            "/%25252F%25252Fevil.example",
+        ] {
+            assert_eq!(safe_next(trick), "/", "{trick}");
+        }
+    }
+
+    #[test]
+    fn schemes_and_values_not_starting_with_a_slash_are_refused() {
+        for trick in [
+            "https://evil.example",
+            "http:evil.example",
+            "javascript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "evil.example",
+            " /labs",
+            "\t//evil.example",
+            "",
+            "labs",
+        ] {
+            assert_eq!(safe_next(trick), "/", "{trick}");
+        }
+    }
+
+    #[test]
+    fn absurd_lengths_are_refused() {
+        let long = format!("/{}", "a".repeat(5000));
+        assert_eq!(safe_next(&long), "/");
+    }
 }

@@ -22,7 +22,7 @@ async fn healthz() -> &'static str {
 /// Ready when the database answers and, with clusters set up, the Docker engine does.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match sqlx::query("SELECT 1").execute(&state.db).await {
-        Ok(_) => match crate::clusters::app::readiness(state.clusters.as_ref()).await {
+        Ok(_) => match super::clusters::readiness(state.clusters.as_ref()).await {
             Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
             Err(message) => {
                 tracing::warn!(%message, "readiness: clusters unavailable");

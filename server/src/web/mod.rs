@@ -7,20 +7,25 @@
 pub mod accounts;
 mod admin;
 pub mod check;
+pub mod client_address;
 pub mod cluster;
+pub mod clusters;
 pub mod error;
+pub mod headers;
 mod health;
 pub mod pages;
 pub mod session;
+pub mod signup;
 mod targets;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sqlx::AnyPool;
 use tower_http::services::ServeDir;
 
@@ -65,6 +70,7 @@ impl AppState {
 /// in, else redirected to sign-in) or a [`session::Visitor`] (anyone).
 pub fn app(state: AppState) -> Router {
     let static_dir = state.config.static_dir.clone();
+    let security_headers = Arc::new(headers::SecurityHeaders::from_config(&state.config));
     let proxy = match &state.proxy {
         Some(proxy) => crate::proxy::web::router().with_state(Arc::clone(proxy)),
         None => Router::new(),
@@ -74,7 +80,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(accounts::routes())
         .merge(pages::routes())
-        .merge(crate::clusters::app::routes(state.clusters.as_ref()))
+        .merge(clusters::routes(state.clusters.as_ref()))
         .merge(cluster::routes())
         .merge(admin::routes())
         .nest_service("/static", ServeDir::new(static_dir))
@@ -83,85 +89,17 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             session::session_layer,
         ))
+        .layer(DefaultBodyLimit::max(state.config.max_request_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
         ))
+        .layer(middleware::from_fn_with_state(
+            security_headers,
+            headers::security_headers,
+        ))
         .with_state(state)
-}
-
-/// `hardlab serve`: labs, database, first-admin link, then the listener until Ctrl-C or SIGTERM.
-pub async fn serve(
-    config: Config,
-    cluster_args: &crate::clusters::app::ClusterArgs,
-) -> crate::Result<()> {
-    let labs = crate::labs::load(&config.labs_dir)?;
-    tracing::info!(labs = labs.all().len(), dir = %config.labs_dir.display(), "labs loaded");
-    let db = crate::db::connect(&config.database_url).await?;
-    if let Some(token) = accounts::issue_setup_token(&db).await? {
-        let base = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen));
-        // Printed, not logged: the token must not end up in log storage.
-        println!(
-            "No admin yet. Create the first one at {}/setup?token={token} (works once), or run \
-             `hardlab admin create-user NAME --admin`.",
-            base.trim_end_matches('/')
-        );
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| crate::Error::io(config.listen.to_string(), e))?;
-    tracing::info!(address = %config.listen, "listening");
-    let mut state = AppState::new(db, config, labs);
-    state.sealer.ensure_key()?;
-    match crate::clusters::app::start(
-        state.db.clone(),
-        Arc::clone(&state.labs),
-        cluster_args,
-        Arc::clone(&state.sealer),
-    )
-    .await
-    {
-        Ok(clusters) => state.clusters = Some(clusters),
-        Err(error) => tracing::error!(%error, "clusters are unavailable"),
-    }
-    let mut proxy_settings = crate::proxy::service::ProxySettings::from_env()?;
-    proxy_settings.apply_config(&state.config)?;
-    match crate::proxy::web::start(state.db.clone(), Arc::clone(&state.sealer), proxy_settings)
-        .await
-    {
-        Ok(proxy) => state.proxy = Some(proxy),
-        Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
-    }
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| crate::Error::io("listener", e))
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
 
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -180,4 +118,34 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
         started.elapsed(),
     );
     response
+}
+
+/// Every request body is read up to `max_request_body_bytes`: a declared larger one gets 413 at
+/// once, and an undeclared (chunked) one stops being read at the limit, so no handler, the
+/// session layer's CSRF check included, buffers more than that.
+async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.max_request_body_bytes;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return payload_too_large(Some(limit));
+    }
+    let request =
+        request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(request).await
+}
+
+/// 413, naming the limit when the caller knows which one was hit.
+pub fn payload_too_large(limit: Option<usize>) -> Response {
+    let limit = limit
+        .map(|bytes| format!(" ({bytes} bytes)"))
+        .unwrap_or_default();
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("The request body is larger than this server accepts{limit}."),
+    )
+        .into_response()
 }

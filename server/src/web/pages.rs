@@ -175,6 +175,8 @@ struct StepPage<'a> {
     starts_clusters: bool,
     /// The step's solution script, revealed on request.
     solution: Option<SolutionView<'a>>,
+    /// For the terminal's style elements (see `web::headers::RuntimeStyles`).
+    style_nonce: String,
 }
 
 async fn step_page(
@@ -182,7 +184,8 @@ async fn step_page(
     visitor: Visitor,
     session: Session,
     Path((lab_id, step_id)): Path<(String, String)>,
-) -> Result<Html<String>, WebError> {
+    nonce: Option<axum::Extension<super::headers::StyleNonce>>,
+) -> Result<(axum::Extension<super::headers::RuntimeStyles>, Html<String>), WebError> {
     let lab = find_lab(&state, &lab_id)?;
     let index = lab
         .steps
@@ -232,8 +235,13 @@ async fn step_page(
         has_cluster,
         starts_clusters: state.clusters.is_some(),
         solution,
+        style_nonce: nonce.map(|n| n.0.0).unwrap_or_default(),
     };
-    Ok(Html(page.render()?))
+    // The step page hosts the terminal, whose renderer creates style elements.
+    Ok((
+        axum::Extension(super::headers::RuntimeStyles),
+        Html(page.render()?),
+    ))
 }
 
 /// A step's solution as the page shows it; `name` is what `hardlab-solution` in the node runs.

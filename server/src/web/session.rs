@@ -177,7 +177,7 @@ fn set_cookie(
     if let Some(age) = max_age_secs {
         cookie.push_str(&format!("; Max-Age={age}"));
     }
-    if state.config.secure_cookies {
+    if state.config.cookies_secure() {
         cookie.push_str("; Secure");
     }
     HeaderValue::from_str(&cookie)
@@ -286,7 +286,8 @@ async fn verify_csrf(request: Request, expected: Option<&str>) -> Result<Request
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
-        .map_err(|_| WebError::BadRequest("the form is too large".into()).into_response())?;
+        // Past this limit or the app's (`max_request_body_bytes`, which may be lower).
+        .map_err(|_| super::payload_too_large(None))?;
     let sent = form_urlencoded::parse(&bytes)
         .find(|(key, _)| key == "csrf")
         .map(|(_, value)| value.into_owned());

@@ -7,11 +7,11 @@ use hardlab_grader::target::etcd::EtcdHttp;
 use hardlab_grader::target::local::LocalNode;
 use hardlab_grader::target::{EtcdAccess, NodeAccess};
 
+use super::check::GradingError;
 use super::cluster::EtcdEndpoint;
-use crate::{Error, Result};
 
 /// `local:/DIR` (files laid out like /etc/kubernetes) or `docker:CONTAINER`.
-pub fn node_access(spec: Option<&str>) -> Result<Option<Arc<dyn NodeAccess>>> {
+pub fn node_access(spec: Option<&str>) -> Result<Option<Arc<dyn NodeAccess>>, GradingError> {
     let Some(spec) = spec else {
         return Ok(None);
     };
@@ -19,39 +19,31 @@ pub fn node_access(spec: Option<&str>) -> Result<Option<Arc<dyn NodeAccess>>> {
         return Ok(Some(Arc::new(LocalNode::new(dir))));
     }
     if let Some(container) = spec.strip_prefix("docker:") {
-        let node = DockerNode::new(container)
-            .map_err(|e| Error::Cluster(format!("node access {spec:?}: {e}")))?;
+        let node = DockerNode::new(container).map_err(|source| GradingError::NodeAccess {
+            spec: spec.to_owned(),
+            source,
+        })?;
         return Ok(Some(Arc::new(node)));
     }
-    Err(Error::Cluster(format!(
-        "node access {spec:?} is not local:/DIR or docker:CONTAINER"
-    )))
+    Err(GradingError::NodeSpec(spec.to_owned()))
 }
 
-/// etcd's HTTP gateway with the registered CA and client certificate. The grader's client takes
-/// PEM files, so they are written to a private temporary folder that is gone once it has read them.
-pub fn etcd_access(endpoint: Option<&EtcdEndpoint>) -> Result<Option<Arc<dyn EtcdAccess>>> {
+/// etcd's HTTP gateway with the registered CA and client certificate, held in memory only.
+pub fn etcd_access(
+    endpoint: Option<&EtcdEndpoint>,
+) -> Result<Option<Arc<dyn EtcdAccess>>, GradingError> {
     let Some(endpoint) = endpoint else {
         return Ok(None);
     };
-    let dir = tempfile::tempdir().map_err(|e| Error::io("temporary folder", e))?;
-    let write = |name: &str, pem: &Option<String>| -> Result<Option<std::path::PathBuf>> {
-        let Some(pem) = pem else {
-            return Ok(None);
-        };
-        let path = dir.path().join(name);
-        std::fs::write(&path, pem).map_err(|e| Error::io(&path, e))?;
-        Ok(Some(path))
-    };
-    let ca = write("ca.pem", &endpoint.ca_pem)?;
-    let cert = write("cert.pem", &endpoint.cert_pem)?;
-    let key = write("key.pem", &endpoint.key_pem)?;
-    let client = EtcdHttp::new(
+    let client = EtcdHttp::from_pem(
         &endpoint.url,
-        ca.as_deref(),
-        cert.as_deref(),
-        key.as_deref(),
+        endpoint.ca_pem.as_deref().map(str::as_bytes),
+        endpoint.cert_pem.as_deref().map(str::as_bytes),
+        endpoint.key_pem.as_deref().map(str::as_bytes),
     )
-    .map_err(|e| Error::Cluster(format!("etcd at {}: {e}", endpoint.url)))?;
+    .map_err(|source| GradingError::Etcd {
+        url: endpoint.url.clone(),
+        source,
+    })?;
     Ok(Some(Arc::new(client)))
 }

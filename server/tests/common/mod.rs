@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures::FutureExt;
-use hardlab_server::config::Config;
+use hardlab_server::config::{ClusterSettings, Config, ProxyConfig};
 use hardlab_server::web::AppState;
 use sqlx::AnyPool;
 
@@ -52,6 +52,18 @@ pub fn skip(reason: &str) {
 
 pub fn fixture_labs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/labs")
+}
+
+/// Learners' clusters as tests run them: the unprivileged test node image, and a label value of
+/// the test's own, so start-up adoption and orphan removal touch no other test's nodes.
+pub fn test_cluster_settings() -> ClusterSettings {
+    ClusterSettings {
+        node_image: "hardlab/testnode:latest".to_owned(),
+        node_unprivileged: true,
+        node_memory_mb: 1024,
+        docker_instance: Some(format!("test-{}", hardlab_server::clusters::random_name())),
+        ..ClusterSettings::default()
+    }
 }
 
 pub fn static_dir() -> PathBuf {
@@ -164,8 +176,6 @@ where
 pub struct TestAppBuilder {
     db: TestDb,
     config: Config,
-    clusters: Option<hardlab_server::clusters::app::ClusterArgs>,
-    proxy: bool,
 }
 
 impl TestAppBuilder {
@@ -179,65 +189,32 @@ impl TestAppBuilder {
         self
     }
 
-    /// Learners' clusters on the real Docker engine, as `serve` starts them.
-    pub fn clusters(mut self, args: hardlab_server::clusters::app::ClusterArgs) -> Self {
-        self.clusters = Some(args);
+    /// These cluster settings instead of the tests' defaults (the test node image, a label of the
+    /// test's own).
+    pub fn clusters(mut self, settings: ClusterSettings) -> Self {
+        self.config.clusters = Some(settings);
         self
     }
 
-    /// The access proxy, as `serve` starts it, listening on a free loopback port.
-    pub fn proxy(mut self) -> Self {
-        self.proxy = true;
-        self
-    }
-
+    /// Through the app builder `hardlab serve` uses (`hardlab_server::app`): what `serve` wires,
+    /// the test gets, on a free loopback port.
     pub async fn start(self) -> TestApp {
-        let labs = hardlab_server::labs::load(&self.config.labs_dir).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut config = self.config;
         config.listen = addr;
-        let mut state = AppState::new(self.db.pool.clone(), config, labs);
-        if let Some(args) = &self.clusters {
-            let clusters = hardlab_server::clusters::app::start(
-                state.db.clone(),
-                std::sync::Arc::clone(&state.labs),
-                args,
-                std::sync::Arc::clone(&state.sealer),
-            )
+        let state = hardlab_server::app::build(config, self.db.pool.clone())
             .await
             .unwrap();
-            state.clusters = Some(clusters);
-        }
-        // Beside this test's own key file, not in the shared temp folder, and removed on drop.
-        let proxy_checkpoints = self.proxy.then(|| {
-            let mut name = state.config.secret_key_file.clone().into_os_string();
-            name.push(".audit-checkpoints");
-            PathBuf::from(name)
-        });
-        if let Some(checkpoints) = &proxy_checkpoints {
-            let settings = hardlab_server::proxy::service::ProxySettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                audit_checkpoint_file: Some(checkpoints.clone()),
-                ..Default::default()
-            };
-            let proxy = hardlab_server::proxy::web::start(
-                state.db.clone(),
-                std::sync::Arc::clone(&state.sealer),
-                settings,
-            )
-            .await
-            .unwrap();
-            state.proxy = Some(proxy);
-        }
-        let router = hardlab_server::web::app(state.clone());
+        let server = tokio::spawn(hardlab_server::app::serve(
+            state.clone(),
+            listener,
+            std::future::pending(),
+        ));
         let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            if let Ok(Err(error)) = server.await {
+                panic!("the test app stopped: {error}");
+            }
         });
         TestApp {
             addr,
@@ -245,7 +222,6 @@ impl TestAppBuilder {
             state,
             db: self.db,
             server,
-            proxy_checkpoints,
         }
     }
 }
@@ -257,16 +233,15 @@ pub struct TestApp {
     pub state: AppState,
     pub db: TestDb,
     server: tokio::task::JoinHandle<()>,
-    /// The access proxy's audit checkpoint file, when the proxy runs.
-    pub proxy_checkpoints: Option<PathBuf>,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
-        if let Some(file) = &self.proxy_checkpoints {
-            let _ = std::fs::remove_file(file);
-        }
+        // The access proxy's audit checkpoints, written next to this test's key file.
+        let _ = std::fs::remove_file(hardlab_server::proxy::audit::checkpoint_file_for(
+            &self.state.config.secret_key_file,
+        ));
     }
 }
 
@@ -285,10 +260,19 @@ impl TestApp {
                 setup_token: false,
                 // Tests that need to wait for a restarting API server say so.
                 check_patience: std::time::Duration::from_secs(1),
+                // Most tests sign learners up freely; tests of the sign-up modes set their own.
+                signup: hardlab_server::web::signup::SignupMode::Open,
+                // Every test API server listens on loopback; the tests of the address rules
+                // turn this off again.
+                allow_private_cluster_addresses: true,
+                clusters: Some(test_cluster_settings()),
+                // A port of its own for every test app's access proxy.
+                proxy: ProxyConfig {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    ..ProxyConfig::default()
+                },
                 ..Config::default()
             },
-            clusters: None,
-            proxy: false,
         }
     }
 
@@ -310,6 +294,12 @@ impl TestApp {
 
     pub fn agent(&self) -> Agent {
         Agent::new(&self.base_url)
+    }
+
+    /// An agent whose connections come from another loopback address (127.0.0.0/8 is all local
+    /// on Linux), as a second client machine would.
+    pub fn agent_from(&self, address: std::net::IpAddr) -> Agent {
+        Agent::from_address(&self.base_url, address)
     }
 
     /// A new learner account, signed in through the sign-up form.
@@ -377,19 +367,50 @@ pub struct Agent {
     base_url: String,
     cookies: Mutex<BTreeMap<String, String>>,
     csrf: Mutex<Option<String>>,
+    /// Sent with every request (e.g. `X-Forwarded-For` as a reverse proxy would add it).
+    extra_headers: Mutex<Vec<(String, String)>>,
 }
 
 impl Agent {
     pub fn new(base_url: &str) -> Agent {
-        Agent {
-            client: reqwest::Client::builder()
+        Self::with_client(
+            base_url,
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+        )
+    }
+
+    /// Connections from this local source address.
+    pub fn from_address(base_url: &str, address: std::net::IpAddr) -> Agent {
+        Self::with_client(
+            base_url,
+            reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+                .local_address(address),
+        )
+    }
+
+    fn with_client(base_url: &str, builder: reqwest::ClientBuilder) -> Agent {
+        Agent {
+            client: builder.build().unwrap(),
             base_url: base_url.to_owned(),
             cookies: Mutex::new(BTreeMap::new()),
             csrf: Mutex::new(None),
+            extra_headers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sends this header (replacing an earlier value of the same name) with every request.
+    pub fn set_header(&self, name: &str, value: &str) {
+        let mut headers = self.extra_headers.lock().unwrap();
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.to_owned(), value.to_owned()));
+    }
+
+    fn with_extra_headers(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (name, value) in self.extra_headers.lock().unwrap().iter() {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
@@ -442,8 +463,7 @@ impl Agent {
 
     pub async fn get(&self, path: &str) -> Page {
         let response = self
-            .client
-            .get(format!("{}{path}", self.base_url))
+            .with_extra_headers(self.client.get(format!("{}{path}", self.base_url)))
             .header(reqwest::header::COOKIE, self.cookie_header())
             .send()
             .await
@@ -465,8 +485,7 @@ impl Agent {
     /// Posts exactly these fields (no CSRF token added).
     pub async fn post_form_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base_url))
+            .with_extra_headers(self.client.post(format!("{}{path}", self.base_url)))
             .header(reqwest::header::COOKIE, self.cookie_header())
             .header(
                 reqwest::header::CONTENT_TYPE,

@@ -1,6 +1,6 @@
 //! A small WebDriver client for real headless Chromium through chromedriver (the W3C WebDriver
 //! HTTP protocol, JSON over HTTP), enough for the browser tests: navigate, find, type, click,
-//! read text, run a script, resize, screenshot.
+//! read text, run a script, resize, screenshot, switch frames, read the console.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -106,7 +106,9 @@ impl Browser {
             .post(format!("{base}/session"))
             .json(&json!({"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
+                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+                // Console messages (CSP refusals among them) for `console_messages`.
+                "goog:loggingPrefs": {"browser": "ALL"}
             }}}))
             .send()
             .await
@@ -242,6 +244,51 @@ impl Browser {
     pub async fn script(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
             .await
+    }
+
+    /// Console messages since the last call (chromedriver's log endpoint), as `LEVEL message`.
+    pub async fn console_messages(&self) -> Vec<String> {
+        let entries = self.post("/se/log", json!({"type": "browser"})).await;
+        entries
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e["level"].as_str().unwrap_or_default(),
+                            e["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Console messages since the last call that report a Content-Security-Policy refusal.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        self.console_messages()
+            .await
+            .into_iter()
+            .filter(|m| m.contains("Content Security Policy") || m.contains("Refused to"))
+            .collect()
+    }
+
+    /// Commands go to the document of this frame until [`Browser::switch_to_top`].
+    pub async fn switch_to_frame(&self, css: &str) {
+        let frame = self.find(css).await;
+        let answer = self
+            .post("/frame", json!({ "id": { ELEMENT_KEY: frame.0 } }))
+            .await;
+        assert!(
+            answer.get("error").is_none(),
+            "switching to {css}: {answer}"
+        );
+    }
+
+    pub async fn switch_to_top(&self) {
+        self.post("/frame", json!({ "id": null })).await;
     }
 
     pub async fn resize(&self, width: u32, height: u32) {

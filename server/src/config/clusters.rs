@@ -1,0 +1,287 @@
+//! The settings of learners' clusters and of the access proxy: resolved values ([`ClusterSettings`],
+//! [`ProxyConfig`]) and their optional layer ([`ClusterFlags`], [`ProxyFlags`]) that the YAML file
+//! (`clusters:` and `proxy:` sections), the `HARDLAB_*` variables and the flags fill in, in that
+//! order, like every other setting.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Learners' clusters on a Docker engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    pub node_image: String,
+    pub node_unprivileged: bool,
+    pub node_memory_mb: i64,
+    pub node_pids_limit: i64,
+    pub node_cpus: f64,
+    pub max_clusters_per_user: usize,
+    pub cluster_max_hours: u64,
+    pub cluster_ttl_minutes: u64,
+    pub cluster_idle_minutes: u64,
+    pub max_clusters: usize,
+    pub pool_size: usize,
+    pub pool_labs: Vec<String>,
+    /// `None`: this installation's id from its database.
+    pub docker_instance: Option<String>,
+    pub docker_host: Option<String>,
+    pub docker_tls_ca: Option<PathBuf>,
+    pub docker_tls_cert: Option<PathBuf>,
+    pub docker_tls_key: Option<PathBuf>,
+    pub node_publish_ip: Option<IpAddr>,
+    pub node_egress: bool,
+    pub terminal_grace_seconds: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_image: "hardlab/node:v1.36.1".to_owned(),
+            node_unprivileged: false,
+            node_memory_mb: 2048,
+            node_pids_limit: 4096,
+            node_cpus: 2.0,
+            max_clusters_per_user: 3,
+            cluster_max_hours: 4,
+            cluster_ttl_minutes: 60,
+            cluster_idle_minutes: 30,
+            max_clusters: 20,
+            pool_size: 0,
+            pool_labs: Vec::new(),
+            docker_instance: None,
+            docker_host: None,
+            docker_tls_ca: None,
+            docker_tls_cert: None,
+            docker_tls_key: None,
+            node_publish_ip: None,
+            node_egress: true,
+            terminal_grace_seconds: 120,
+        }
+    }
+}
+
+/// The cluster settings as flags, `HARDLAB_*` variables and the file's `clusters:` section.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFlags {
+    /// Node image for learners' clusters (see docker/node/README.md) [default: hardlab/node:v1.36.1].
+    #[arg(long, env = "HARDLAB_NODE_IMAGE", value_name = "IMAGE")]
+    pub node_image: Option<String>,
+    /// Run node containers without privileges (only for images that need none).
+    #[arg(long, env = "HARDLAB_NODE_UNPRIVILEGED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub node_unprivileged: Option<bool>,
+    /// Memory limit per node container, in MiB (0: none) [default: 2048].
+    #[arg(long, env = "HARDLAB_NODE_MEMORY_MB", value_name = "MIB")]
+    pub node_memory_mb: Option<i64>,
+    /// Processes per node container at most (0: none); stops a fork bomb in a node there
+    /// [default: 4096].
+    #[arg(long, env = "HARDLAB_NODE_PIDS_LIMIT", value_name = "N")]
+    pub node_pids_limit: Option<i64>,
+    /// CPUs per node container at most, e.g. 1.5 (0: none) [default: 2].
+    #[arg(long, env = "HARDLAB_NODE_CPUS", value_name = "CPUS")]
+    pub node_cpus: Option<f64>,
+    /// Live clusters one learner may have at once, over all labs [default: 3].
+    #[arg(long, env = "HARDLAB_MAX_CLUSTERS_PER_USER", value_name = "N")]
+    pub max_clusters_per_user: Option<usize>,
+    /// Hours a cluster may live in all, however often it is extended [default: 4].
+    #[arg(long, env = "HARDLAB_CLUSTER_MAX_HOURS", value_name = "HOURS")]
+    pub cluster_max_hours: Option<u64>,
+    /// Minutes a cluster lives before it is removed (learners can extend) [default: 60].
+    #[arg(long, env = "HARDLAB_CLUSTER_TTL_MINUTES", value_name = "MINUTES")]
+    pub cluster_ttl_minutes: Option<u64>,
+    /// Minutes without terminal input after which a learner's cluster is removed [default: 30].
+    #[arg(long, env = "HARDLAB_CLUSTER_IDLE_MINUTES", value_name = "MINUTES")]
+    pub cluster_idle_minutes: Option<u64>,
+    /// Clusters this host runs at most (warm pool included) [default: 20].
+    #[arg(long, env = "HARDLAB_MAX_CLUSTERS", value_name = "N")]
+    pub max_clusters: Option<usize>,
+    /// Ready clusters kept warm per lab, so Start is instant [default: 0].
+    #[arg(long, env = "HARDLAB_POOL_SIZE", value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Labs whose pool is kept warm (comma-separated IDs; default: every lab when pool-size > 0).
+    #[arg(
+        long,
+        env = "HARDLAB_POOL_LABS",
+        value_delimiter = ',',
+        value_name = "LABS"
+    )]
+    pub pool_labs: Option<Vec<String>>,
+    /// Name on the labels of everything this server creates [default: this installation's id,
+    /// made at first start and kept in its database]. Only servers given the same name (or sharing
+    /// a database) manage each other's clusters; a second installation on the same engine sees
+    /// nothing of the first.
+    #[arg(long, env = "HARDLAB_DOCKER_INSTANCE", value_name = "NAME")]
+    pub docker_instance: Option<String>,
+    /// A Docker engine on another machine, `tcp://HOST:2376`, reached over TLS with the three
+    /// `--docker-tls-*` files [default: the local engine (`DOCKER_HOST` or its unix socket)].
+    /// Keeps the server, its database and keys off the host whose root learners effectively hold.
+    #[arg(long, env = "HARDLAB_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// The CA that signed the remote engine's certificate (PEM).
+    #[arg(long, env = "HARDLAB_DOCKER_TLS_CA", value_name = "FILE")]
+    pub docker_tls_ca: Option<PathBuf>,
+    /// The server's client certificate for the remote engine (PEM).
+    #[arg(long, env = "HARDLAB_DOCKER_TLS_CERT", value_name = "FILE")]
+    pub docker_tls_cert: Option<PathBuf>,
+    /// The key of that client certificate (PEM).
+    #[arg(long, env = "HARDLAB_DOCKER_TLS_KEY", value_name = "FILE")]
+    pub docker_tls_key: Option<PathBuf>,
+    /// The address of the engine's host that node ports (API server, etcd) are published on and
+    /// that the server dials [default: 127.0.0.1]. With a remote engine: that host's private address.
+    #[arg(long, env = "HARDLAB_NODE_PUBLISH_IP", value_name = "IP")]
+    pub node_publish_ip: Option<IpAddr>,
+    /// Whether nodes reach addresses beyond their host: the internet (image pulls, which labs 2, 3
+    /// and 5 need unless the node image carries their images) and, on a cloud VM, its metadata
+    /// service unless the host's firewall drops it (docs/security.md) [default: true].
+    #[arg(long, env = "HARDLAB_NODE_EGRESS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub node_egress: Option<bool>,
+    /// Terminal shells with no browser attached are closed after this many seconds [default: 120].
+    #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", value_name = "SECONDS")]
+    pub terminal_grace_seconds: Option<u64>,
+}
+
+/// Copies every value that is set over the settings.
+macro_rules! apply_set {
+    ($from:expr, $to:expr, $($field:ident),+ $(,)?) => {
+        $( if let Some(value) = &$from.$field { $to.$field = value.clone(); } )+
+    };
+}
+
+/// The same for the settings whose resolved value is itself optional.
+macro_rules! apply_optional {
+    ($from:expr, $to:expr, $($field:ident),+ $(,)?) => {
+        $( if let Some(value) = &$from.$field { $to.$field = Some(value.clone()); } )+
+    };
+}
+
+impl ClusterFlags {
+    pub fn apply(&self, settings: &mut ClusterSettings) {
+        apply_set!(
+            self,
+            settings,
+            node_image,
+            node_unprivileged,
+            node_memory_mb,
+            node_pids_limit,
+            node_cpus,
+            max_clusters_per_user,
+            cluster_max_hours,
+            cluster_ttl_minutes,
+            cluster_idle_minutes,
+            max_clusters,
+            pool_size,
+            pool_labs,
+            node_egress,
+            terminal_grace_seconds,
+        );
+        apply_optional!(
+            self,
+            settings,
+            docker_instance,
+            docker_host,
+            docker_tls_ca,
+            docker_tls_cert,
+            docker_tls_key,
+            node_publish_ip,
+        );
+    }
+}
+
+/// The access proxy: where it listens, the URL written into kubeconfigs, a file imported at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    /// `None`: `https://<listen>`.
+    pub public_url: Option<String>,
+    pub config_file: Option<PathBuf>,
+    /// The longest client certificate the proxy issues (`12h`, `30m`); `None`: 12 h. Checked
+    /// when the proxy starts, which names the setting when it is not a duration.
+    pub max_cert_ttl: Option<String>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: None,
+            config_file: None,
+            max_cert_ttl: None,
+        }
+    }
+}
+
+/// The proxy settings as flags, `HARDLAB_PROXY_*` variables and the file's `proxy:` section.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyFlags {
+    /// Where the access proxy listens for kubectl [default: 127.0.0.1:8443].
+    #[arg(
+        long = "proxy-listen",
+        env = "HARDLAB_PROXY_LISTEN",
+        value_name = "ADDR"
+    )]
+    #[serde(rename = "listen")]
+    pub proxy_listen: Option<SocketAddr>,
+    /// The proxy's URL as kubectl reaches it, written into kubeconfigs [default: https://<listen>].
+    #[arg(long = "proxy-url", env = "HARDLAB_PROXY_URL", value_name = "URL")]
+    #[serde(rename = "url")]
+    pub proxy_url: Option<String>,
+    /// A roles/clusters/users file the proxy imports at start.
+    #[arg(
+        long = "proxy-config",
+        env = "HARDLAB_PROXY_CONFIG",
+        value_name = "FILE"
+    )]
+    #[serde(rename = "config")]
+    pub proxy_config: Option<PathBuf>,
+    /// Longest client certificate the access proxy issues, whatever a login asks for or a role
+    /// allows, e.g. 8h or 30m [default: 12h].
+    #[arg(
+        long = "proxy-max-cert-ttl",
+        env = "HARDLAB_PROXY_MAX_CERT_TTL",
+        value_name = "DURATION"
+    )]
+    #[serde(rename = "max_cert_ttl")]
+    pub proxy_max_cert_ttl: Option<String>,
+}
+
+impl ProxyFlags {
+    pub fn apply(&self, settings: &mut ProxyConfig) {
+        if let Some(listen) = self.proxy_listen {
+            settings.listen = listen;
+        }
+        if let Some(url) = &self.proxy_url {
+            settings.public_url = Some(url.clone());
+        }
+        if let Some(file) = &self.proxy_config {
+            settings.config_file = Some(file.clone());
+        }
+        if let Some(ttl) = &self.proxy_max_cert_ttl {
+            settings.max_cert_ttl = Some(ttl.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_replace_the_defaults_and_unset_ones_leave_them() {
+        let mut settings = ClusterSettings::default();
+        ClusterFlags {
+            node_image: Some("hardlab/testnode:latest".into()),
+            node_egress: Some(false),
+            docker_instance: Some("shared".into()),
+            ..ClusterFlags::default()
+        }
+        .apply(&mut settings);
+        assert_eq!(settings.node_image, "hardlab/testnode:latest");
+        assert!(!settings.node_egress);
+        assert_eq!(settings.docker_instance.as_deref(), Some("shared"));
+        assert_eq!(settings.node_memory_mb, 2048);
+    }
+}
