@@ -1,4 +1,5 @@
-// The access proxy's pages: TOTP enrolment, the admin's roles editor and session replay.
+// The access proxy's pages: TOTP enrolment (QR code, replace and remove with the current code),
+// the admin's roles editor and session replay.
 // Handlers are bound by data-action (no inline script), and every change sends the page's CSRF token.
 "use strict";
 (function () {
@@ -20,17 +21,38 @@
   function byId(id) { return document.getElementById(id); }
   var actions = {
     enroll: async function () {
-      var answer = await postJson("/api/proxy/totp/enroll", {});
+      var current = byId("current-code");
+      try {
+        var answer = await postJson("/api/proxy/totp/enroll", current ? { code: current.value } : {});
+      } catch (error) {
+        byId("totp-status").textContent = "Not replaced: " + error.message;
+        return;
+      }
       byId("secret").textContent = answer.secret;
       byId("uri").textContent = answer.uri;
+      // The server renders the QR code as SVG; it is parsed as a document, not as HTML.
+      var svg = new DOMParser().parseFromString(answer.qr_svg, "image/svg+xml").documentElement;
+      var qr = byId("qr");
+      qr.textContent = "";
+      qr.appendChild(document.importNode(svg, true));
+      byId("enrolment").hidden = false;
       byId("confirm").hidden = false;
+      byId("totp-status").textContent = "Scan the code, then confirm with the code the app shows.";
     },
     confirm: async function () {
       try {
         await postJson("/api/proxy/totp/confirm", { code: byId("code").value });
-        byId("totp-status").textContent = "Confirmed. hardlab login will ask for this code.";
+        byId("totp-status").textContent = "Confirmed. Signing in and hardlab login will ask for this app's code.";
       } catch (error) {
         byId("totp-status").textContent = "Not accepted: " + error.message;
+      }
+    },
+    "remove-totp": async function () {
+      try {
+        await postJson("/api/proxy/totp/remove", { code: byId("current-code").value });
+        byId("totp-status").textContent = "Removed. You sign in with the password alone until you enrol again.";
+      } catch (error) {
+        byId("totp-status").textContent = "Not removed: " + error.message;
       }
     },
     "apply-roles": async function () {

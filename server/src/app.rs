@@ -38,12 +38,11 @@ pub async fn build(config: Config, db: AnyPool) -> Result<AppState> {
             Err(error) => tracing::error!(%error, "clusters are unavailable"),
         }
     }
-    let proxy_settings = crate::proxy::service::ProxySettings {
-        listen: state.config.proxy.listen,
-        public_url: state.config.proxy.public_url.clone(),
-        config_file: state.config.proxy.config_file.clone(),
-    };
-    match crate::proxy::web::start(state.db.clone(), proxy_settings).await {
+    // A setting that is not valid stops the start, naming it; a proxy that cannot start does not.
+    let proxy_settings = crate::proxy::service::ProxySettings::from_config(&state.config)?;
+    match crate::proxy::web::start(state.db.clone(), Arc::clone(&state.sealer), proxy_settings)
+        .await
+    {
         Ok(proxy) => state.proxy = Some(proxy),
         Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
     }

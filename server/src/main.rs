@@ -43,7 +43,7 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Access proxy administration: roles file, TOTP enrolment.
+    /// Access proxy administration: roles file, TOTP enrolment and reset, certificate revocation.
     Proxy {
         #[command(subcommand)]
         command: proxy_cli::ProxyCommand,
@@ -157,8 +157,10 @@ fn main() -> ExitCode {
             Command::Login(args) => proxy_cli::login(&args).await.map_err(Into::into),
             Command::Kube(command) => proxy_cli::kube(&command).map_err(Into::into),
             Command::Audit { command, config } => {
-                let db = hardlab_server::db::connect(&config.resolve()?.database_url).await?;
-                if proxy_cli::audit(&db, &command).await? {
+                let config = config.resolve()?;
+                let db = hardlab_server::db::connect(&config.database_url).await?;
+                let sealer = hardlab_server::db::seal::Sealer::new(config.secret_key_file.clone());
+                if proxy_cli::audit(&db, &sealer, &command).await? {
                     Ok(())
                 } else {
                     Err(hardlab_server::Error::InvalidInput(
@@ -167,8 +169,12 @@ fn main() -> ExitCode {
                 }
             }
             Command::Proxy { command, config } => {
-                let db = hardlab_server::db::connect(&config.resolve()?.database_url).await?;
-                proxy_cli::proxy(&db, &command).await.map_err(Into::into)
+                let config = config.resolve()?;
+                let db = hardlab_server::db::connect(&config.database_url).await?;
+                let sealer = hardlab_server::db::seal::Sealer::new(config.secret_key_file.clone());
+                proxy_cli::proxy(&db, &sealer, &command)
+                    .await
+                    .map_err(Into::into)
             }
             // Exit code 1 means a lab has a violation, 2 that the harness could not run.
             Command::Labs(LabsCommand::Verify(args)) => {

@@ -48,17 +48,12 @@ fn proxy_overhead_against_going_direct() {
         .plane
         .issue_client_cert("bench-admin", &["system:masters"]);
     let direct = client(&h.plane.ca_pem, &admin.cert_pem, &admin.key_pem);
-    let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr("alice").unwrap();
-    let issued = h
-        .service
-        .ca
-        .issue_client_cert(
-            &csr_pem,
-            "alice",
-            &["kubernetes-admins".to_owned()],
-            time::Duration::hours(1),
-        )
-        .unwrap();
+    let (issued, key_pem) = h.issue(
+        &h.service.ca,
+        "alice",
+        &["kubernetes-admins"],
+        time::Duration::hours(1),
+    );
     let proxied = client(h.service.ca.cert_pem(), &issued.cert_pem, &key_pem);
     let direct_url = format!("{}{path}", h.plane.server);
     let proxy_url = format!("https://{}/k8s/dev{path}", h.service.listen);

@@ -113,9 +113,15 @@ fn a_user_without_a_role_and_a_role_for_other_clusters_are_refused_by_the_proxy(
     let Some(shared) = shared() else { return };
     let h = &shared.harness;
     let nobody = h.user_kubeconfig(&h.service.ca, "nobody", &[], HOURS_12, "dev");
-    let output = h.kubectl(&nobody, &["get", "pods"]);
-    assert!(!output.status.success());
-    // kubectl hides the message of a refused discovery request; a raw request shows it.
+    // kubectl prints the proxy's own words, with no discovery errors before them.
+    for resource in ["pods", "services"] {
+        let output = h.kubectl(&nobody, &["get", resource]);
+        assert!(!output.status.success());
+        assert_eq!(
+            stderr(&output).trim(),
+            "Error from server (Forbidden): hardlab proxy: your hardlab roles do not allow Kubernetes access: ask an admin for a role",
+        );
+    }
     let (code, body) =
         shared.block_on(h.raw_get("nobody", &[], "/k8s/dev/api/v1/namespaces/default/pods"));
     assert_eq!(code, 403);
@@ -132,7 +138,17 @@ fn a_user_without_a_role_and_a_role_for_other_clusters_are_refused_by_the_proxy(
         ));
         assert_eq!(code, 403);
         assert!(body.contains("no cluster by that name"), "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&status["kind"], &status["code"], &status["reason"]),
+            (&"Status".into(), &403.into(), &"Forbidden".into())
+        );
     }
+    // Discovery looks the same whether a refused caller names a real cluster or not.
+    let (_, real) = shared.block_on(h.raw_get("carol", &["developer-read"], "/k8s/prod/api/v1"));
+    let (_, missing) =
+        shared.block_on(h.raw_get("carol", &["developer-read"], "/k8s/nowhere/api/v1"));
+    assert_eq!(real, missing);
 
     let events = shared.audit_of("nobody");
     assert!(
@@ -414,5 +430,340 @@ fn exec_is_forwarded_as_an_upgrade_and_audited_as_create_on_pods_exec() {
         stderr(&refused).contains("forbidden"),
         "{}",
         stderr(&refused)
+    );
+}
+
+/// A watch on pods in `default` as `user`, read in the background: the receiver gets `()` when
+/// the stream ends (the proxy closed it) and the test knows when the watch is open.
+fn open_watch(
+    shared: &'static proxy_common::Shared,
+    client: &reqwest::Client,
+) -> std::sync::mpsc::Receiver<&'static str> {
+    let h = &shared.harness;
+    let url = h.url("/k8s/dev/api/v1/namespaces/default/pods?watch=true");
+    let client = client.clone();
+    let (events, receive) = std::sync::mpsc::channel();
+    shared.runtime.spawn(async move {
+        let mut response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = events.send("open");
+        // Until the proxy closes the stream (end or error).
+        while let Ok(Some(_)) = response.chunk().await {}
+        let _ = events.send("ended");
+    });
+    receive
+}
+
+#[test]
+fn a_revoked_certificate_is_refused_and_its_open_watch_cut() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let (issued, key_pem) = h.issue(&h.service.ca, "rita", &["developer-read"], HOURS_12);
+    let client = h.client_for(&issued, &key_pem);
+    let watch = open_watch(shared, &client);
+    assert_eq!(watch.recv_timeout(Duration::from_secs(20)).unwrap(), "open");
+    assert!(
+        watch.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the watch stays open while the certificate is good"
+    );
+
+    let revoked_at = Instant::now();
+    let owner = shared
+        .block_on(h.service.revoke_certificate(&issued.serial_hex))
+        .unwrap();
+    assert_eq!(owner, "rita");
+    assert_eq!(
+        watch.recv_timeout(Duration::from_secs(10)).unwrap(),
+        "ended"
+    );
+    eprintln!("watch cut {:?} after the revocation", revoked_at.elapsed());
+
+    // A new connection with the same certificate is refused with the reason, as a Status.
+    let fresh = h.client_for(&issued, &key_pem);
+    let (code, body) = shared.block_on(async {
+        let response = fresh
+            .get(h.url("/k8s/dev/api/v1/namespaces/default/pods"))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(code, 401, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert!(
+        status["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    let denied = shared
+        .audit_of("rita")
+        .into_iter()
+        .find(|e| e.response_code == 401)
+        .unwrap();
+    assert_eq!(denied.decision, Decision::ProxyDeny);
+    assert_eq!(denied.cert_serial, issued.serial_hex);
+}
+
+#[test]
+fn revoking_all_of_a_users_certificates_refuses_each_and_a_later_login_works() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let path = "/k8s/dev/api/v1/namespaces/default/pods";
+    let get = |client: &reqwest::Client| {
+        shared.block_on(async {
+            client
+                .get(h.url(path))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    let first = h.issue(&h.service.ca, "rudy", &["developer-read"], HOURS_12);
+    let second = h.issue(&h.service.ca, "rudy", &["developer-read"], HOURS_12);
+    let first = h.client_for(&first.0, &first.1);
+    let second = h.client_for(&second.0, &second.1);
+    assert_eq!((get(&first), get(&second)), (200, 200));
+    shared.block_on(h.service.revoke_user("rudy")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    // Kept-alive connections were cut; the clients reconnect and are refused.
+    assert_eq!((get(&first), get(&second)), (401, 401));
+    let later = h.issue(&h.service.ca, "rudy", &["developer-read"], HOURS_12);
+    assert_eq!(get(&h.client_for(&later.0, &later.1)), 200);
+}
+
+#[test]
+fn a_certificate_the_server_has_no_record_of_is_refused() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    // Signed by the real CA key, as someone holding a copy of it would, but never issued.
+    let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr("ghost").unwrap();
+    let issued = h
+        .service
+        .ca
+        .issue_client_cert(
+            &csr_pem,
+            "alice",
+            &["kubernetes-admins".to_owned()],
+            HOURS_12,
+        )
+        .unwrap();
+    let client = h.client_for(&issued, &key_pem);
+    let (code, body) = shared.block_on(async {
+        let response = client
+            .get(h.url("/k8s/dev/api/v1/namespaces/default/pods"))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("not on record"), "{body}");
+}
+
+#[test]
+fn a_role_taken_away_applies_at_the_next_request_on_the_same_connection() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let path = "/k8s/dev/api/v1/namespaces/default/pods";
+    let (issued, key_pem) = h.issue(&h.service.ca, "ron", &["developer-read"], HOURS_12);
+    let client = h.client_for(&issued, &key_pem);
+    let get = || {
+        shared.block_on(async {
+            let response = client.get(h.url(path)).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        })
+    };
+    assert_eq!(get().0, 200);
+    shared
+        .block_on(hardlab_server::proxy::store::set_user_roles(
+            &h.pool,
+            "ron",
+            &[],
+        ))
+        .unwrap();
+    let (code, body) = get();
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("roles do not allow"), "{body}");
+    let events = shared.audit_of("ron");
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.decision, last.response_code),
+        (Decision::ProxyDeny, 403)
+    );
+    assert!(
+        last.user_roles.is_empty(),
+        "the event names the roles held now"
+    );
+    // The certificate still says developer-read; it is not what counts.
+    let identity = hardlab_server::proxy::ca::client_identity(
+        &hardlab_server::proxy::ca::pem_body(&issued.cert_pem, "CERTIFICATE").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(identity.roles, ["developer-read"]);
+}
+
+#[test]
+fn a_percent_encoded_path_is_audited_as_the_resource_request_the_api_server_serves() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    for path in [
+        "/k8s/dev/%61pi/v1/namespaces/default/services",
+        "/k8s/dev/api/v1/namespaces/default/%73ervices",
+        "/k8s/%64ev/api/v1/namespaces/%64efault/services",
+    ] {
+        let (code, body) = shared.block_on(h.raw_get("percy", &["developer-read"], path));
+        // The API server saw `list services` and its RBAC refused bob's group.
+        assert_eq!(code, 403, "{path}: {body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message.contains("cannot list resource \"services\""),
+            "{message}"
+        );
+    }
+    let events = shared.audit_of("percy");
+    assert_eq!(events.len(), 3, "{events:?}");
+    for event in &events {
+        assert_eq!(
+            (
+                event.verb.as_str(),
+                event.resource_kind.as_str(),
+                event.resource_namespace.as_str(),
+                event.kubernetes_cluster.as_str(),
+                event.decision,
+            ),
+            ("list", "services", "default", "dev", Decision::Upstream),
+            "{event:?}"
+        );
+    }
+    // An encoded slash would split differently here and at the API server: refused.
+    let (code, body) = shared.block_on(h.raw_get(
+        "percy",
+        &["developer-read"],
+        "/k8s/dev/api/v1/namespaces/default%2Fservices",
+    ));
+    assert_eq!(code, 400, "{body}");
+}
+
+#[test]
+fn the_database_holds_no_private_key_kubeconfig_credential_or_totp_secret_in_clear() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let secret = shared
+        .block_on(hardlab_server::proxy::store::enroll_totp(
+            &h.pool, &h.sealer, "tess", None,
+        ))
+        .unwrap();
+    // Everything SQLite has on disk for this database, free pages and journal included.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(h.db_dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("test.db")
+        {
+            bytes.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    for needle in [
+        "PRIVATE KEY",
+        "client-key-data",
+        "apiVersion: v1",
+        secret.as_str(),
+    ] {
+        assert!(!text.contains(needle), "{needle:?} is in the database file");
+    }
+    // The sealed values are there, and they open only in their own row.
+    let (sealed,): (String,) = shared
+        .block_on(
+            sqlx::query_as("SELECT secret FROM proxy_totp WHERE user_name = 'tess'")
+                .fetch_one(&h.pool),
+        )
+        .unwrap();
+    shared
+        .block_on(
+            sqlx::query(
+                "INSERT INTO proxy_totp (user_name, secret, confirmed, last_step) VALUES ('mallory', $1, 1, NULL)",
+            )
+            .bind(&sealed)
+            .execute(&h.pool),
+        )
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let code = hardlab_server::proxy::totp::code_for_step(
+        &secret,
+        hardlab_server::proxy::totp::step_at(now),
+    )
+    .unwrap();
+    let swapped = shared.block_on(hardlab_server::proxy::store::check_totp(
+        &h.pool, &h.sealer, "mallory", &code, false,
+    ));
+    let error = swapped.unwrap_err().to_string();
+    assert!(error.contains("does not open"), "{error}");
+}
+
+#[test]
+fn a_request_whose_audit_event_cannot_be_stored_is_refused() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    // Fault injection: a second proxy on the same database whose checkpoint "file" is a folder,
+    // so every audit append fails at its last step.
+    let broken = shared
+        .block_on(hardlab_server::proxy::service::ProxyService::start(
+            h.pool.clone(),
+            std::sync::Arc::clone(&h.sealer),
+            hardlab_server::proxy::service::ProxySettings {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                audit_checkpoint_file: Some(h.db_dir.path().to_owned()),
+                ..Default::default()
+            },
+        ))
+        .unwrap();
+    let (issued, key_pem) = h.issue(&h.service.ca, "alice", &["kubernetes-admins"], HOURS_12);
+    let client = h.client_for(&issued, &key_pem);
+    for path in [
+        "/k8s/dev/api/v1/namespaces/default/pods",
+        "/k8s/no-such-cluster/api/v1/namespaces/default/pods",
+    ] {
+        let (code, body) = shared.block_on(async {
+            let response = client
+                .get(format!("https://{}{path}", broken.listen))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        });
+        assert_eq!(code, 503, "{path}: {body}");
+        assert!(body.contains("audit log cannot be written"), "{body}");
+        assert!(!body.contains("PodList"), "no data leaves unaudited");
+    }
+    // A change is refused before the API server sees it: nothing is made unaudited.
+    let (code, body) = shared.block_on(async {
+        let response = client
+            .post(format!(
+                "https://{}/k8s/dev/api/v1/namespaces/default/configmaps",
+                broken.listen
+            ))
+            .json(&serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "made-unaudited"}, "data": {"a": "b"}
+            }))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    assert_eq!(code, 503, "{body}");
+    let lookup = h
+        .plane
+        .kubectl_admin(&["get", "configmap", "made-unaudited", "-n", "default"]);
+    assert!(
+        !lookup.status.success(),
+        "the API server never saw the create"
     );
 }

@@ -43,7 +43,6 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
                 ..Params::default()
             };
             params.extra.insert("group".into(), "developer-read".into());
-            h.service.kube.audit().flush().await;
             web.add_lab_state(&learner.id, &admin_kubeconfig, &mut params)
                 .await
                 .unwrap();

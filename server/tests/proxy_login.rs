@@ -80,7 +80,9 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
             &["developer-read".to_owned(), "short-sessions".to_owned()],
         ))
         .unwrap();
-    let secret = shared.block_on(store::enroll_totp(pool, "bob")).unwrap();
+    let secret = shared
+        .block_on(store::enroll_totp(pool, &h.sealer, "bob", None))
+        .unwrap();
     let home = tempfile::tempdir().unwrap();
 
     // An unconfirmed enrolment is not usable for login; the enrolment page confirms it (here
@@ -95,7 +97,13 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
     ));
     assert!(matches!(unconfirmed, Err(ProxyError::Unauthorized(_))));
     shared
-        .block_on(store::check_totp(pool, "bob", &code(&secret, -1), true))
+        .block_on(store::check_totp(
+            pool,
+            &h.sealer,
+            "bob",
+            &code(&secret, -1),
+            true,
+        ))
         .unwrap();
 
     let wrong_password = shared.block_on(client::login(
@@ -409,17 +417,12 @@ fn kubectl_gets_its_credentials_from_hardlab_kube_credentials() {
     let h = &shared.harness;
     let home = tempfile::tempdir().unwrap();
     // What `hardlab login` leaves behind, for a user holding developer-read.
-    let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr("erin").unwrap();
-    let issued = h
-        .service
-        .ca
-        .issue_client_cert(
-            &csr_pem,
-            "erin",
-            &["developer-read".to_owned()],
-            time::Duration::hours(1),
-        )
-        .unwrap();
+    let (issued, key_pem) = h.issue(
+        &h.service.ca,
+        "erin",
+        &["developer-read"],
+        time::Duration::hours(1),
+    );
     std::fs::write(home.path().join("key.pem"), key_pem).unwrap();
     std::fs::write(home.path().join("cert.pem"), &issued.cert_pem).unwrap();
     std::fs::write(home.path().join("proxy-ca.pem"), h.service.ca.cert_pem()).unwrap();
@@ -480,6 +483,8 @@ fn an_admin_enrols_a_second_factor_and_applies_roles_on_the_access_pages_in_chro
         chromium.click("button[data-action=enroll]").await;
         chromium.find("#confirm:not([hidden])").await;
         assert!(chromium.text("#uri").await.starts_with("otpauth://totp/"));
+        // The QR code is the server's SVG, drawn in the page.
+        chromium.find("#qr svg").await;
 
         // The roles editor, as an admin uses it.
         let yaml = "roles:\n  - {name: page-readers, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}\n";
@@ -512,4 +517,70 @@ fn an_admin_enrols_a_second_factor_and_applies_roles_on_the_access_pages_in_chro
         .block_on(store::list_roles(&shared.harness.pool))
         .unwrap();
     assert!(roles.iter().any(|role| role.name == "page-readers"));
+}
+
+#[test]
+fn two_learners_see_only_their_own_lab_cluster_and_their_own_audit_events() {
+    let Some(shared) = shared() else { return };
+    let h = &shared.harness;
+    let (server, state) = serve_web(shared);
+    let kubeconfig = h.plane.proxy_identity_kubeconfig();
+    let labels = std::collections::BTreeMap::from([("lab".to_owned(), "6".to_owned())]);
+    for learner in ["bob", "dana"] {
+        shared
+            .block_on(store::put_cluster(
+                &h.pool,
+                &h.sealer,
+                &hardlab_server::proxy::web::lab_cluster_name(learner),
+                &labels,
+                &kubeconfig,
+            ))
+            .unwrap();
+    }
+    shared.block_on(h.service.reload());
+    // Each does something through the proxy on the shared cluster.
+    for learner in ["bob", "dana"] {
+        let (code, _) = shared.block_on(h.raw_get(
+            learner,
+            &["developer-read"],
+            "/k8s/dev/api/v1/namespaces/default/pods",
+        ));
+        assert_eq!(code, 200);
+    }
+    let get = |cookie: &str, path: &str| {
+        shared.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{server}{path}"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    for (me, other) in [("bob", "dana"), ("dana", "bob")] {
+        let (cookie, _) = browser(shared, &state, &server, me);
+        let access = get(&cookie, "/access");
+        assert!(
+            access.contains(&format!("<td>lab-{me}</td>")),
+            "{me}: {access}"
+        );
+        assert!(
+            !access.contains(&format!("lab-{other}")),
+            "{me} sees {other}'s cluster"
+        );
+        let audit = get(&cookie, &format!("/access/audit.jsonl?user={other}"));
+        assert!(
+            audit
+                .lines()
+                .all(|line| line.contains(&format!("\"user\":\"{me}\""))),
+            "{me} sees {other}'s events: {audit}"
+        );
+        assert!(!audit.is_empty());
+    }
+    let (admin, _) = browser(shared, &state, &server, "admin");
+    let access = get(&admin, "/access");
+    assert!(access.contains("lab-bob") && access.contains("lab-dana"));
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Logs in as the admin (no role yet) and shows the proxy's refusal.
 # Runs on the learner's machine (where the hardlab CLI is), not on the node: the proxy steps
-# act on hardlab itself. Needs HARDLAB_SERVER, and for each login the password in HARDLAB_PASSWORD
+# act on hardlab itself. Needs HARDLAB_SERVER and HARDLAB_USER, and for each login the password in HARDLAB_PASSWORD
 # and the current code from the authenticator app in HARDLAB_OTP (hardlab login reads both).
 set -euo pipefail
-: "${HARDLAB_SERVER:=http://127.0.0.1:8080}"
-: "${ADMIN_USER:=$USER}"
+: "${HARDLAB_SERVER:?the hardlab server's URL, as in your browser's address bar (the Access page shows it)}"
+: "${HARDLAB_USER:?your hardlab user name}"
+ADMIN_USER="$HARDLAB_USER"
 : "${LAB_CLUSTER:=lab-$ADMIN_USER}"
 
 hardlab login --server "$HARDLAB_SERVER" --user "$ADMIN_USER"

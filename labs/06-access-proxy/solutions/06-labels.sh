@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Restricts bob's role to env=prod clusters; the env=dev lab cluster then refuses him.
 # Runs on the learner's machine (where the hardlab CLI is), not on the node: the proxy steps
-# act on hardlab itself. Needs HARDLAB_SERVER, and for each login the password in HARDLAB_PASSWORD
+# act on hardlab itself. Needs HARDLAB_SERVER and HARDLAB_USER, and for each login the password in HARDLAB_PASSWORD
 # and the current code from the authenticator app in HARDLAB_OTP (hardlab login reads both).
 set -euo pipefail
 export HARDLAB_HOME="$HOME/.hardlab-bob"

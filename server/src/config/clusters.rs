@@ -196,6 +196,9 @@ pub struct ProxyConfig {
     /// `None`: `https://<listen>`.
     pub public_url: Option<String>,
     pub config_file: Option<PathBuf>,
+    /// The longest client certificate the proxy issues (`12h`, `30m`); `None`: 12 h. Checked
+    /// when the proxy starts, which names the setting when it is not a duration.
+    pub max_cert_ttl: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -204,6 +207,7 @@ impl Default for ProxyConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_url: None,
             config_file: None,
+            max_cert_ttl: None,
         }
     }
 }
@@ -232,6 +236,15 @@ pub struct ProxyFlags {
     )]
     #[serde(rename = "config")]
     pub proxy_config: Option<PathBuf>,
+    /// Longest client certificate the access proxy issues, whatever a login asks for or a role
+    /// allows, e.g. 8h or 30m [default: 12h].
+    #[arg(
+        long = "proxy-max-cert-ttl",
+        env = "HARDLAB_PROXY_MAX_CERT_TTL",
+        value_name = "DURATION"
+    )]
+    #[serde(rename = "max_cert_ttl")]
+    pub proxy_max_cert_ttl: Option<String>,
 }
 
 impl ProxyFlags {
@@ -244,6 +257,9 @@ impl ProxyFlags {
         }
         if let Some(file) = &self.proxy_config {
             settings.config_file = Some(file.clone());
+        }
+        if let Some(ttl) = &self.proxy_max_cert_ttl {
+            settings.max_cert_ttl = Some(ttl.clone());
         }
     }
 }

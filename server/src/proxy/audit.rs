@@ -1,15 +1,190 @@
-//! The proxy's audit log: one event per request, append-only and hash-chained. Each row stores
-//! the event as canonical JSON and `hash = sha256(prev_hash || "\n" || event_json)`, so changing,
-//! deleting or reordering any row breaks the chain from that row on (`hardlab audit verify`).
+//! The proxy's audit log: one event per request, append-only and chained under a key. Each row
+//! stores the event as canonical JSON and `hash = HMAC-SHA256(chain key, prev_hash || "\n" ||
+//! event_json)`. The key is derived from the server key, which is not in the database, so someone
+//! who can write the database can neither edit a row nor rewrite the whole chain with hashes that
+//! verify. Deleting the newest rows leaves a valid but shorter chain, so every append also writes
+//! a checkpoint (sequence number and hash, signed with a second derived key) to a file next to
+//! the server key: `hardlab audit verify` fails when a checkpointed event is missing or differs.
 //! The filter columns are copies of event fields; verification checks them against the JSON too.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ProxyError;
+use crate::db::seal::Sealer;
+
+/// Where a server whose key is `key_file` writes its checkpoints: next to the key, named after
+/// it (`data/secret.key` → `data/secret.key.audit-checkpoints`), so each key has its own.
+pub fn checkpoint_file_for(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".audit-checkpoints");
+    PathBuf::from(name)
+}
+
+/// The keys of the chain and its checkpoints, and where the checkpoints go.
+#[derive(Clone)]
+pub struct AuditKeys {
+    chain: [u8; 32],
+    checkpoint: [u8; 32],
+    checkpoint_file: PathBuf,
+    /// One writer at a time per process, so lines never interleave.
+    file_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for AuditKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditKeys")
+            .field("checkpoint_file", &self.checkpoint_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditKeys {
+    /// Keys derived from the server key; checkpoints in `checkpoint_file`, else next to the key
+    /// ([`checkpoint_file_for`]).
+    pub fn from_sealer(
+        sealer: &Sealer,
+        checkpoint_file: Option<PathBuf>,
+    ) -> Result<Self, ProxyError> {
+        let derive = |label: &str| {
+            sealer
+                .derive_key(label)
+                .map_err(|error| ProxyError::Internal(format!("audit key: {error}")))
+        };
+        let checkpoint_file =
+            checkpoint_file.unwrap_or_else(|| checkpoint_file_for(sealer.key_path()));
+        Ok(Self {
+            chain: derive("audit chain v1")?,
+            checkpoint: derive("audit checkpoints v1")?,
+            checkpoint_file,
+            file_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn checkpoint_file(&self) -> &Path {
+        &self.checkpoint_file
+    }
+
+    fn chain_hash(&self, prev_hash: &str, event_json: &str) -> String {
+        hex::encode(hmac(
+            &self.chain,
+            &[prev_hash.as_bytes(), b"\n", event_json.as_bytes()],
+        ))
+    }
+
+    fn checkpoint_mac(&self, seq: i64, hash: &str, time_ms: i64) -> String {
+        hex::encode(hmac(
+            &self.checkpoint,
+            &[format!("{seq} {hash} {time_ms}").as_bytes()],
+        ))
+    }
+
+    /// Appends `seq hash time mac` as one line (one `write` with O_APPEND).
+    fn write_checkpoint(&self, seq: i64, hash: &str, time_ms: i64) -> Result<(), ProxyError> {
+        let line = format!(
+            "{seq} {hash} {time_ms} {}\n",
+            self.checkpoint_mac(seq, hash, time_ms)
+        );
+        let _guard = self
+            .file_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&self.checkpoint_file).map_err(|error| {
+            ProxyError::Io(std::io::Error::new(
+                error.kind(),
+                format!(
+                    "audit checkpoints {}: {error}",
+                    self.checkpoint_file.display()
+                ),
+            ))
+        })?;
+        file.write_all(line.as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether a checkpoint could be appended now (the file opens for appending).
+    fn check_writable(&self) -> Result<(), ProxyError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.append(true).create(true);
+        options
+            .open(&self.checkpoint_file)
+            .map(drop)
+            .map_err(|error| {
+                ProxyError::Io(std::io::Error::new(
+                    error.kind(),
+                    format!(
+                        "audit checkpoints {}: {error}",
+                        self.checkpoint_file.display()
+                    ),
+                ))
+            })
+    }
+
+    /// The checkpoints in the file, each checked against its signature. `None`: no file.
+    fn read_checkpoints(&self) -> Result<Option<Vec<Checkpoint>>, ProxyError> {
+        let text = match std::fs::read_to_string(&self.checkpoint_file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let mut checkpoints = Vec::new();
+        for (number, line) in (1..).zip(text.lines()) {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let parsed = match fields.as_slice() {
+                [seq, hash, time_ms, mac] => seq
+                    .parse::<i64>()
+                    .ok()
+                    .zip(time_ms.parse::<i64>().ok())
+                    .filter(|(seq, time_ms)| self.checkpoint_mac(*seq, hash, *time_ms) == *mac)
+                    .map(|(seq, _)| Checkpoint {
+                        line: number,
+                        seq,
+                        hash: (*hash).to_owned(),
+                    }),
+                _ => None,
+            };
+            checkpoints.push(parsed.ok_or_else(|| {
+                ProxyError::Internal(format!(
+                    "{} line {number}: not a checkpoint signed with this server's key",
+                    self.checkpoint_file.display()
+                ))
+            })?);
+        }
+        Ok(Some(checkpoints))
+    }
+}
+
+struct Checkpoint {
+    line: usize,
+    seq: i64,
+    hash: String,
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this never fails; a zero MAC would fail to verify.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
 
 /// The hash before the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -21,6 +196,8 @@ pub enum Decision {
     ProxyDeny,
     /// The API server answered (its RBAC decided).
     Upstream,
+    /// Not a cluster request: something done to an account (revocation, second-factor reset).
+    Account,
 }
 
 impl Decision {
@@ -28,6 +205,7 @@ impl Decision {
         match self {
             Decision::ProxyDeny => "proxy_deny",
             Decision::Upstream => "upstream",
+            Decision::Account => "account",
         }
     }
 }
@@ -69,6 +247,34 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// An event for something done to an account rather than a cluster (a revocation, a reset
+    /// second factor): `user` is who did it, `resource_name` whom it was done to.
+    pub fn admin_action(event: &str, actor: &str, subject: &str) -> Self {
+        AuditEvent {
+            seq: 0,
+            event: event.to_owned(),
+            time: now_rfc3339(),
+            user: actor.to_owned(),
+            user_roles: Vec::new(),
+            cert_serial: String::new(),
+            addr_remote: String::new(),
+            kubernetes_cluster: String::new(),
+            kubernetes_users: Vec::new(),
+            kubernetes_groups: Vec::new(),
+            http_method: String::new(),
+            request_path: String::new(),
+            verb: event.to_owned(),
+            resource_api_group: String::new(),
+            resource_namespace: String::new(),
+            resource_kind: "users".to_owned(),
+            resource_name: subject.to_owned(),
+            response_code: 200,
+            decision: Decision::Account,
+            reason: String::new(),
+            session_id: String::new(),
+        }
+    }
+
     /// The sentence the UI shows: "bob got 403 on list services".
     pub fn summary(&self) -> String {
         let what = if self.resource_kind.is_empty() {
@@ -100,18 +306,14 @@ pub fn format_time(time: OffsetDateTime) -> String {
     )
 }
 
-fn chain_hash(prev_hash: &str, event_json: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(event_json.as_bytes());
-    hex::encode(hasher.finalize())
-}
-
-/// Appends one event at the end of the chain and returns it with its `seq`. Several processes
-/// may append to one database: `seq` is the primary key, so a racing writer's insert fails and
-/// it retries on top of the winner's row.
-pub async fn append(pool: &AnyPool, mut event: AuditEvent) -> Result<AuditEvent, ProxyError> {
+/// Appends one event at the end of the chain, then its checkpoint, and returns it with its
+/// `seq`. Several processes may append to one database: `seq` is the primary key, so a racing
+/// writer's insert fails and it retries on top of the winner's row.
+pub async fn append(
+    pool: &AnyPool,
+    keys: &AuditKeys,
+    mut event: AuditEvent,
+) -> Result<AuditEvent, ProxyError> {
     let mut attempts = 0;
     loop {
         let last = sqlx::query("SELECT seq, hash FROM proxy_audit ORDER BY seq DESC LIMIT 1")
@@ -124,15 +326,16 @@ pub async fn append(pool: &AnyPool, mut event: AuditEvent) -> Result<AuditEvent,
         event.seq = last_seq + 1;
         let event_json = serde_json::to_string(&event)
             .map_err(|error| ProxyError::Internal(format!("audit event: {error}")))?;
-        let hash = chain_hash(&prev_hash, &event_json);
-        let time_ms = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let hash = keys.chain_hash(&prev_hash, &event_json);
+        let time_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(i64::MAX);
         let inserted = sqlx::query(
             "INSERT INTO proxy_audit (seq, time_ms, user_name, cluster, verb, resource, namespace, \
              response_code, decision, event_json, prev_hash, hash) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(event.seq)
-        .bind(i64::try_from(time_ms).unwrap_or(i64::MAX))
+        .bind(time_ms)
         .bind(&event.user)
         .bind(&event.kubernetes_cluster)
         .bind(&event.verb)
@@ -146,7 +349,10 @@ pub async fn append(pool: &AnyPool, mut event: AuditEvent) -> Result<AuditEvent,
         .execute(pool)
         .await;
         match inserted {
-            Ok(_) => return Ok(event),
+            Ok(_) => {
+                keys.write_checkpoint(event.seq, &hash, time_ms)?;
+                return Ok(event);
+            }
             Err(error) if attempts < 20 && is_unique_violation(&error) => attempts += 1,
             Err(error) => return Err(error.into()),
         }
@@ -237,9 +443,11 @@ pub struct Verification {
     pub head_hash: String,
 }
 
-/// Walks the chain from the first row: recomputes each hash, checks each row links to the one
-/// before, that `seq` has no gaps, and that the filter columns say what the event says.
-pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
+/// Walks the chain from the first row: recomputes each keyed hash, checks each row links to the
+/// one before, that `seq` has no gaps, and that the filter columns say what the event says; then
+/// that every checkpoint in the file names an event that is there with the same hash, so events
+/// deleted from the end (or a chain rebuilt from scratch) are found too.
+pub async fn verify(pool: &AnyPool, keys: &AuditKeys) -> Result<Verification, ProxyError> {
     let rows = sqlx::query(
         "SELECT seq, user_name, cluster, verb, resource, namespace, response_code, decision, \
          event_json, prev_hash, hash FROM proxy_audit ORDER BY seq",
@@ -248,6 +456,7 @@ pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
     .await?;
     let mut expected_prev = GENESIS_HASH.to_owned();
     let mut count = 0;
+    let mut hashes = Vec::with_capacity(rows.len());
     for (expected_seq, row) in (1_i64..).zip(rows.iter()) {
         let seq: i64 = row.try_get(0)?;
         let event_json: String = row.try_get(8)?;
@@ -268,8 +477,10 @@ pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
                 "prev_hash does not match the previous event's hash".into(),
             ));
         }
-        if chain_hash(&prev_hash, &event_json) != hash {
-            return Ok(broken("the event's contents do not match its hash".into()));
+        if keys.chain_hash(&prev_hash, &event_json) != hash {
+            return Ok(broken(
+                "the event's contents do not match its keyed hash".into(),
+            ));
         }
         let Ok(event) = serde_json::from_str::<AuditEvent>(&event_json) else {
             return Ok(broken("the stored event is not valid JSON".into()));
@@ -287,25 +498,133 @@ pub async fn verify(pool: &AnyPool) -> Result<Verification, ProxyError> {
                 "the row's columns differ from the hashed event".into(),
             ));
         }
+        hashes.push(hash.clone());
         expected_prev = hash;
         count += 1;
     }
-    Ok(Verification {
+    let file = keys.checkpoint_file.display().to_string();
+    let anchored = |broken_at: Option<(i64, String)>| Verification {
         events: count,
-        broken_at: None,
-        head_hash: expected_prev,
-    })
+        broken_at,
+        head_hash: expected_prev.clone(),
+    };
+    let checkpoints = match keys.read_checkpoints() {
+        Ok(Some(checkpoints)) => checkpoints,
+        Ok(None) if count == 0 => return Ok(anchored(None)),
+        Ok(None) => {
+            return Ok(anchored(Some((
+                count,
+                format!(
+                    "{file} is missing: nothing outside the database vouches for the chain's head"
+                ),
+            ))));
+        }
+        Err(error) => return Ok(anchored(Some((count, error.to_string())))),
+    };
+    for checkpoint in &checkpoints {
+        let stored = usize::try_from(checkpoint.seq - 1)
+            .ok()
+            .and_then(|index| hashes.get(index));
+        match stored {
+            None => {
+                return Ok(anchored(Some((
+                    checkpoint.seq,
+                    format!(
+                        "{file} line {} vouches for event {}, which is not in the database: events were deleted from the end",
+                        checkpoint.line, checkpoint.seq
+                    ),
+                ))));
+            }
+            Some(hash) if *hash != checkpoint.hash => {
+                return Ok(anchored(Some((
+                    checkpoint.seq,
+                    format!(
+                        "{file} line {} vouches for a different event {}: the chain was rewritten",
+                        checkpoint.line, checkpoint.seq
+                    ),
+                ))));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(anchored(None))
 }
 
-enum WriterMessage {
-    Append(Box<AuditEvent>),
-    Flush(oneshot::Sender<()>),
+/// Takes over a chain written before the chain was keyed (plain SHA-256, no checkpoints): when
+/// there is no checkpoint file yet and the rows form an intact unkeyed chain, they are rehashed
+/// under the key and the head checkpointed. Runs once per key folder, at start.
+pub async fn adopt_unkeyed_chain(pool: &AnyPool, keys: &AuditKeys) -> Result<u64, ProxyError> {
+    if keys.checkpoint_file.exists() {
+        return Ok(0);
+    }
+    let rows = sqlx::query("SELECT seq, event_json, prev_hash, hash FROM proxy_audit ORDER BY seq")
+        .fetch_all(pool)
+        .await?;
+    let mut unkeyed_prev = GENESIS_HASH.to_owned();
+    let mut keyed_prev = GENESIS_HASH.to_owned();
+    let mut rehashed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = row.try_get(0)?;
+        let event_json: String = row.try_get(1)?;
+        let prev_hash: String = row.try_get(2)?;
+        let hash: String = row.try_get(3)?;
+        if prev_hash != unkeyed_prev || unkeyed_hash(&prev_hash, &event_json) != hash {
+            // Not an intact old chain (or already keyed): leave it for `verify` to judge.
+            return Ok(0);
+        }
+        let keyed = keys.chain_hash(&keyed_prev, &event_json);
+        rehashed.push((seq, keyed_prev.clone(), keyed.clone()));
+        unkeyed_prev = hash;
+        keyed_prev = keyed;
+    }
+    let mut tx = pool.begin().await?;
+    for (seq, prev_hash, hash) in &rehashed {
+        sqlx::query("UPDATE proxy_audit SET prev_hash = $1, hash = $2 WHERE seq = $3")
+            .bind(prev_hash)
+            .bind(hash)
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    match rehashed.last() {
+        Some((seq, _, hash)) => keys.write_checkpoint(*seq, hash, crate::db::now_ms())?,
+        None => {
+            // An empty file marks the folder as keyed from the start.
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&keys.checkpoint_file)?;
+        }
+    }
+    if !rehashed.is_empty() {
+        tracing::warn!(
+            events = rehashed.len(),
+            "audit: the unkeyed chain of an older version was rehashed under the server key"
+        );
+    }
+    Ok(rehashed.len() as u64)
 }
 
-/// Appends events in the background, in order, so a request never waits for the database.
+/// The chain hash before the chain was keyed (migration 0006).
+fn unkeyed_hash(prev_hash: &str, event_json: &str) -> String {
+    use sha2::Digest;
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(event_json.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+type Ack = oneshot::Sender<Result<AuditEvent, String>>;
+
+/// Appends events in order in one background task; each caller waits for its own event to be in
+/// the database (and checkpointed) before it answers, so a request is never served unaudited.
 #[derive(Clone)]
 pub struct AuditWriter {
-    sender: mpsc::UnboundedSender<WriterMessage>,
+    sender: mpsc::UnboundedSender<(Box<AuditEvent>, Ack)>,
+    pool: AnyPool,
+    keys: AuditKeys,
 }
 
 impl std::fmt::Debug for AuditWriter {
@@ -315,40 +634,47 @@ impl std::fmt::Debug for AuditWriter {
 }
 
 impl AuditWriter {
-    pub fn spawn(pool: AnyPool) -> Self {
-        let (sender, mut receiver) = mpsc::unbounded_channel::<WriterMessage>();
+    pub fn spawn(pool: AnyPool, keys: AuditKeys) -> Self {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<(Box<AuditEvent>, Ack)>();
+        let writer = Self {
+            sender,
+            pool: pool.clone(),
+            keys: keys.clone(),
+        };
         tokio::spawn(async move {
-            while let Some(message) = receiver.recv().await {
-                match message {
-                    WriterMessage::Append(event) => {
-                        if let Err(error) = append(&pool, *event).await {
-                            tracing::error!(%error, "could not append an audit event");
-                        }
-                    }
-                    WriterMessage::Flush(done) => {
-                        let _ = done.send(());
-                    }
-                }
+            while let Some((event, ack)) = receiver.recv().await {
+                let result = append(&pool, &keys, *event).await.map_err(|error| {
+                    tracing::error!(%error, "could not append an audit event");
+                    error.to_string()
+                });
+                let _ = ack.send(result);
             }
         });
-        Self { sender }
+        writer
     }
 
-    pub fn record(&self, event: AuditEvent) {
-        if self
-            .sender
-            .send(WriterMessage::Append(Box::new(event)))
-            .is_err()
-        {
-            tracing::error!("the audit writer has stopped; an event was lost");
+    /// Whether an event could be stored now: the database answers and the checkpoint file opens.
+    /// Asked before a request that changes something is forwarded, since its event can only be
+    /// written once the API server has answered, and by then the change is made.
+    pub async fn ready(&self) -> Result<(), ProxyError> {
+        if self.sender.is_closed() {
+            return Err(ProxyError::Internal("the audit writer has stopped".into()));
         }
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.keys.check_writable()
     }
 
-    /// Waits until every event recorded before this call is in the database.
-    pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.sender.send(WriterMessage::Flush(done)).is_ok() {
-            let _ = wait.await;
+    /// Appends `event` and waits until it is stored. An error means the event is not in the log:
+    /// the caller must refuse what it was about to do.
+    pub async fn record(&self, event: AuditEvent) -> Result<AuditEvent, ProxyError> {
+        let (ack, wait) = oneshot::channel();
+        self.sender
+            .send((Box::new(event), ack))
+            .map_err(|_| ProxyError::Internal("the audit writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(event)) => Ok(event),
+            Ok(Err(error)) => Err(ProxyError::Internal(format!("audit: {error}"))),
+            Err(_) => Err(ProxyError::Internal("the audit writer has stopped".into())),
         }
     }
 }

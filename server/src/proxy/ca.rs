@@ -171,7 +171,9 @@ impl UserCa {
             .replace_nanosecond(0)
             .unwrap_or(OffsetDateTime::now_utc());
         let not_before = now - BACKDATE;
-        let not_after = now + lifetime;
+        let not_after = now.checked_add(lifetime).ok_or_else(|| {
+            ProxyError::BadRequest(format!("a lifetime of {lifetime} is too long"))
+        })?;
         let (Some(not_before_asn1), Some(not_after_asn1)) = (
             UTCTime::from_datetime_opt(not_before),
             UTCTime::from_datetime_opt(not_after),

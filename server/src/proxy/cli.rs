@@ -8,15 +8,16 @@ use clap::{Args, Subcommand};
 use sqlx::AnyPool;
 
 use super::ProxyError;
-use super::audit::{self, AuditFilter};
+use super::audit::{self, AuditFilter, AuditKeys};
 use super::{client, service, store, totp};
+use crate::db::seal::Sealer;
 
 /// `hardlab login`: password + TOTP for a short-lived client certificate.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The hardlab server's URL.
-    #[arg(long, env = "HARDLAB_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+    /// The hardlab server's URL (the web app's address) [default: the server of the last login].
+    #[arg(long, env = "HARDLAB_SERVER")]
+    pub server: Option<String>,
     /// Your hardlab user name.
     #[arg(long, env = "HARDLAB_USER")]
     pub user: String,
@@ -44,8 +45,13 @@ pub enum KubeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Walk the hash chain; exit 1 if any event was changed, removed or reordered.
-    Verify,
+    /// Walk the keyed chain and check it against the signed checkpoints next to the server key;
+    /// exit 1 if any event was changed, removed (the newest too) or the chain rewritten.
+    Verify {
+        /// The checkpoint file [default: the server key's path + .audit-checkpoints].
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
+    },
     /// Print events as JSON lines, oldest first.
     Export(ExportArgs),
 }
@@ -73,13 +79,36 @@ pub struct ExportArgs {
 pub enum ProxyCommand {
     /// Apply a roles/clusters/users file (Teleport-style field names) to hardlab's database.
     Apply { file: PathBuf },
-    /// Start TOTP enrolment for a user and print the otpauth URI (confirmed by their first login code).
+    /// Start TOTP enrolment for a user who has none and print the otpauth URI (confirmed by their
+    /// first login code). A user with an authenticator replaces it on the access page.
     EnrollTotp { user: String },
+    /// Remove a user's second factor (a lost phone); recorded in the audit log.
+    ResetSecondFactor { user: String },
+    /// Revoke one certificate (--serial) or every certificate of a user (--user); running
+    /// proxies cut their connections within seconds.
+    Revoke {
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        serial: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// `hardlab login`. The password comes from `HARDLAB_PASSWORD` or a prompt without echo, the code
 /// from `HARDLAB_OTP` or a prompt.
 pub async fn login(args: &LoginArgs) -> Result<(), ProxyError> {
+    let home = client::home();
+    // No built-in address: a wrong guess would send the password to whatever listens there.
+    let server = match &args.server {
+        Some(server) => server.clone(),
+        None => client::load_profile(&home)
+            .map(|profile| profile.server)
+            .map_err(|_| {
+                ProxyError::BadRequest(
+                    "which hardlab server? pass --server URL (the address of the web app) or set HARDLAB_SERVER".into(),
+                )
+            })?,
+    };
     let password = match std::env::var("HARDLAB_PASSWORD") {
         Ok(password) => password,
         Err(_) => prompt_hidden(&format!("Password for {}: ", args.user))?,
@@ -88,10 +117,9 @@ pub async fn login(args: &LoginArgs) -> Result<(), ProxyError> {
         Ok(code) => code,
         Err(_) => prompt("Authenticator code: ")?,
     };
-    let home = client::home();
     let profile = client::login(
         &home,
-        &args.server,
+        &server,
         &args.user,
         &password,
         &code,
@@ -138,10 +166,15 @@ pub fn kube(command: &KubeCommand) -> Result<(), ProxyError> {
 }
 
 /// `hardlab audit ...`; returns whether the command succeeded (verify: chain intact).
-pub async fn audit(pool: &AnyPool, command: &AuditCommand) -> Result<bool, ProxyError> {
+pub async fn audit(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    command: &AuditCommand,
+) -> Result<bool, ProxyError> {
     match command {
-        AuditCommand::Verify => {
-            let (intact, report) = service::verify_report(pool).await?;
+        AuditCommand::Verify { checkpoints } => {
+            let keys = AuditKeys::from_sealer(sealer, checkpoints.clone())?;
+            let (intact, report) = service::verify_report(pool, &keys).await?;
             println!("{report}");
             Ok(intact)
         }
@@ -163,24 +196,81 @@ pub async fn audit(pool: &AnyPool, command: &AuditCommand) -> Result<bool, Proxy
     }
 }
 
-pub async fn proxy(pool: &AnyPool, command: &ProxyCommand) -> Result<(), ProxyError> {
+pub async fn proxy(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    command: &ProxyCommand,
+) -> Result<(), ProxyError> {
+    let record = |event: audit::AuditEvent| async {
+        let keys = AuditKeys::from_sealer(sealer, None)?;
+        audit::append(pool, &keys, event).await
+    };
     match command {
         ProxyCommand::Apply { file } => {
-            store::import_config(pool, file).await?;
+            store::import_config(pool, sealer, file).await?;
             println!(
                 "Applied {} (running proxies pick it up within 5 s).",
                 file.display()
             );
         }
         ProxyCommand::EnrollTotp { user } => {
-            let secret = store::enroll_totp(pool, user).await?;
+            let secret = store::enroll_totp(pool, sealer, user, None).await?;
             println!(
                 "Add this to {user}'s authenticator app; their first login code confirms it.\nSecret: {secret}\nURI: {}",
                 totp::otpauth_uri(user, &secret)
             );
         }
+        ProxyCommand::ResetSecondFactor { user } => {
+            let actor = operator();
+            record(audit::AuditEvent::admin_action(
+                "auth.second_factor_reset",
+                &actor,
+                user,
+            ))
+            .await?;
+            store::reset_second_factor(pool, user).await?;
+            println!(
+                "{user}'s second factor is removed; they sign in with the password until they enrol again."
+            );
+        }
+        ProxyCommand::Revoke { serial, user } => {
+            let actor = operator();
+            match (serial, user) {
+                (Some(serial), _) => {
+                    let owner = store::revoke_certificate(pool, serial).await?;
+                    record(audit::AuditEvent::admin_action(
+                        "cert.revoke",
+                        &actor,
+                        &owner,
+                    ))
+                    .await?;
+                    println!("Certificate {serial} of {owner} revoked.");
+                }
+                (None, Some(user)) => {
+                    store::revoke_user_certificates(pool, user).await?;
+                    record(audit::AuditEvent::admin_action(
+                        "cert.revoke_all",
+                        &actor,
+                        user,
+                    ))
+                    .await?;
+                    println!("Every certificate of {user} issued until now is revoked.");
+                }
+                (None, None) => {
+                    return Err(ProxyError::BadRequest(
+                        "give --serial SERIAL or --user NAME".into(),
+                    ));
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Who ran an admin command on this machine, for the audit event.
+fn operator() -> String {
+    let login = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{login}")
 }
 
 fn prompt(text: &str) -> Result<String, ProxyError> {

@@ -6,12 +6,18 @@
 //! Bodies are streamed frame by frame in both directions (watch, `logs -f`), and upgraded
 //! connections (exec, attach, port-forward; SPDY or WebSocket) become an opaque byte tunnel over
 //! a dedicated HTTP/1.1 upstream connection. Every connection, tunnels included, is closed when
-//! the client certificate expires.
+//! the client certificate expires or is revoked.
+//!
+//! The certificate says who the caller is, nothing more: the caller's roles are read from the
+//! database for every request (so a role taken away applies at the next one), the certificate
+//! must be on record and not revoked when the connection opens, and a sweep cuts open
+//! connections (watches, exec tunnels) whose certificate has been revoked since.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
@@ -24,9 +30,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use sqlx::AnyPool;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use super::ProxyError;
 use super::audit::{AuditEvent, AuditWriter, Decision, now_rfc3339};
@@ -40,6 +48,9 @@ type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incomi
 
 /// How long a client may take to finish the TLS handshake; a stalled one must not hold a slot.
 const HANDSHAKE_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+/// How often open connections are checked against revocations made by other servers; a
+/// revocation through this server is applied at once.
+const REVOCATION_SWEEP: StdDuration = StdDuration::from_secs(2);
 pub const PATH_PREFIX: &str = "/k8s/";
 
 /// A cluster as the proxy uses it: its labels and a client holding the proxy's own credentials.
@@ -180,6 +191,41 @@ pub struct KubeProxy {
     catalog: RwLock<Arc<Catalog>>,
     audit: AuditWriter,
     recorder: Recorder,
+    /// Roles, certificates and revocations are read from here on every request or connection.
+    pool: AnyPool,
+    open: OpenConnections,
+    /// Wakes the revocation sweep early (a revocation made through this server).
+    revoked: Arc<tokio::sync::Notify>,
+}
+
+/// Every open client connection, by certificate, so a revocation can cut it.
+#[derive(Default)]
+struct OpenConnections {
+    next_id: AtomicU64,
+    by_id: Mutex<HashMap<u64, OpenConnection>>,
+}
+
+struct OpenConnection {
+    serial: String,
+    user: String,
+    cut: CancellationToken,
+}
+
+/// Removes its connection from [`OpenConnections`] when the connection's task ends.
+struct Registration {
+    proxy: Arc<KubeProxy>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.proxy
+            .open
+            .by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 impl std::fmt::Debug for KubeProxy {
@@ -189,12 +235,61 @@ impl std::fmt::Debug for KubeProxy {
 }
 
 impl KubeProxy {
-    pub fn new(catalog: Catalog, audit: AuditWriter, recorder: Recorder) -> Arc<Self> {
-        Arc::new(Self {
+    /// The proxy, with its revocation sweep running for as long as the proxy lives.
+    pub fn new(
+        catalog: Catalog,
+        audit: AuditWriter,
+        recorder: Recorder,
+        pool: AnyPool,
+    ) -> Arc<Self> {
+        let proxy = Arc::new(Self {
             catalog: RwLock::new(Arc::new(catalog)),
             audit,
             recorder,
-        })
+            pool,
+            open: OpenConnections::default(),
+            revoked: Arc::new(tokio::sync::Notify::new()),
+        });
+        tokio::spawn(sweep_revoked(Arc::downgrade(&proxy)));
+        proxy
+    }
+
+    /// Tells the sweep that certificates were revoked, so it cuts their connections now.
+    pub fn revocations_changed(&self) {
+        self.revoked.notify_one();
+    }
+
+    /// How many client connections are open (for tests and metrics).
+    pub fn open_connections(&self) -> usize {
+        self.open
+            .by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    fn register(self: &Arc<Self>, identity: &ClientIdentity) -> (Registration, CancellationToken) {
+        let id = self.open.next_id.fetch_add(1, Ordering::Relaxed);
+        let cut = CancellationToken::new();
+        self.open
+            .by_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                id,
+                OpenConnection {
+                    serial: identity.serial_hex.clone(),
+                    user: identity.user.clone(),
+                    cut: cut.clone(),
+                },
+            );
+        (
+            Registration {
+                proxy: Arc::clone(self),
+                id,
+            },
+            cut,
+        )
     }
 
     pub fn replace_catalog(&self, catalog: Catalog) {
@@ -213,6 +308,59 @@ impl KubeProxy {
 
     pub fn audit(&self) -> &AuditWriter {
         &self.audit
+    }
+}
+
+/// Cuts open connections whose certificate was revoked: every [`REVOCATION_SWEEP`], or at once
+/// when this server revoked one. Ends when the proxy is dropped.
+async fn sweep_revoked(proxy: Weak<KubeProxy>) {
+    loop {
+        {
+            let Some(proxy) = proxy.upgrade() else {
+                return;
+            };
+            let open: Vec<(String, String, CancellationToken)> = proxy
+                .open
+                .by_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .map(|c| (c.serial.clone(), c.user.clone(), c.cut.clone()))
+                .collect();
+            let mut checked: HashMap<String, bool> = HashMap::new();
+            for (serial, user, cut) in open {
+                let refused = match checked.get(&serial) {
+                    Some(refused) => *refused,
+                    None => {
+                        let refused = match super::store::certificate_refusal(
+                            &proxy.pool,
+                            &serial,
+                            &user,
+                        )
+                        .await
+                        {
+                            Ok(refusal) => refusal.is_some(),
+                            Err(error) => {
+                                tracing::warn!(%error, "proxy: revocation sweep could not read the database");
+                                false
+                            }
+                        };
+                        checked.insert(serial.clone(), refused);
+                        refused
+                    }
+                };
+                if refused && !cut.is_cancelled() {
+                    tracing::info!(%user, %serial, "proxy: certificate revoked, connection cut");
+                    cut.cancel();
+                }
+            }
+            let revoked = Arc::clone(&proxy.revoked);
+            drop(proxy);
+            tokio::select! {
+                () = revoked.notified() => {}
+                () = tokio::time::sleep(REVOCATION_SWEEP) => {}
+            }
+        }
     }
 }
 
@@ -289,7 +437,21 @@ pub async fn serve(
                 }
                 None => return,
             };
-            serve_connection(tls, remote, identity, proxy).await;
+            // Checked once per connection; the sweep covers the connection's later life.
+            let refusal = match super::store::certificate_refusal(
+                &proxy.pool,
+                &identity.serial_hex,
+                &identity.user,
+            )
+            .await
+            {
+                Ok(refusal) => refusal,
+                Err(error) => {
+                    tracing::error!(%error, "proxy: cannot check the certificate's revocation");
+                    Some("the proxy cannot check certificates right now; try again".into())
+                }
+            };
+            serve_connection(tls, remote, identity, refusal, proxy).await;
         });
     }
 }
@@ -298,15 +460,29 @@ async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     remote: SocketAddr,
     identity: Arc<ClientIdentity>,
+    refusal: Option<String>,
     proxy: Arc<KubeProxy>,
 ) {
     let deadline = deadline_of(&identity);
+    let (_registration, cut) = proxy.register(&identity);
+    let refusal = refusal.map(Arc::new);
     let service = {
         let identity = Arc::clone(&identity);
+        let cut = cut.clone();
         hyper::service::service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
             let identity = Arc::clone(&identity);
-            async move { Ok::<_, Infallible>(handle(proxy, identity, remote, request).await) }
+            let refusal = refusal.clone();
+            let cut = cut.clone();
+            async move {
+                let connection = Connection {
+                    identity: &identity,
+                    remote,
+                    refusal: refusal.as_deref().map(String::as_str),
+                    cut,
+                };
+                Ok::<_, Infallible>(handle(proxy, connection, request).await)
+            }
         })
     };
     let connection = hyper::server::conn::http1::Builder::new()
@@ -321,7 +497,20 @@ async fn serve_connection(
         () = tokio::time::sleep_until(deadline) => {
             tracing::info!(%remote, user = %identity.user, "proxy: certificate expired, connection closed");
         }
+        () = cut.cancelled() => {
+            tracing::info!(%remote, user = %identity.user, "proxy: certificate revoked, connection closed");
+        }
     }
+}
+
+/// What a request knows of its connection.
+struct Connection<'a> {
+    identity: &'a ClientIdentity,
+    remote: SocketAddr,
+    /// Why this connection's certificate may not be used (revoked, not on record).
+    refusal: Option<&'a str>,
+    /// Cancelled when the certificate is revoked; tunnels end with it.
+    cut: CancellationToken,
 }
 
 /// When the certificate stops being valid, as a tokio instant.
@@ -339,6 +528,8 @@ struct Exchange<'a> {
     method: String,
     path: String,
     info: RequestInfo,
+    /// The roles the database gave the caller for this request (not the certificate's `O=`).
+    roles: Vec<String>,
     principals: Option<Principals>,
 }
 
@@ -350,7 +541,7 @@ impl Exchange<'_> {
             event: "kube.request".into(),
             time: now_rfc3339(),
             user: self.identity.user.clone(),
-            user_roles: self.identity.roles.clone(),
+            user_roles: self.roles.clone(),
             cert_serial: self.identity.serial_hex.clone(),
             addr_remote: self.remote.to_string(),
             kubernetes_cluster: self.cluster.clone(),
@@ -371,46 +562,154 @@ impl Exchange<'_> {
     }
 }
 
+/// The answer when an event cannot be stored: the request is refused, never served unaudited.
+fn audit_unavailable(error: &ProxyError) -> Response<ProxyBody> {
+    tracing::error!(%error, "proxy: request refused because its audit event could not be stored");
+    status_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the audit log cannot be written, so the request was refused; try again later",
+    )
+}
+
+/// Refuses a request itself (the API server never sees it), audited first.
+///
+/// kubectl starts every command with discovery (`/api`, `/apis`, `/api/v1`) and shows nothing of
+/// a refused discovery request but "unknown". So a caller the proxy refuses is answered discovery
+/// from a fixed list of core resources (the same for every cluster name, so it tells nothing
+/// about which clusters exist); kubectl then sends the real request, and the refusal of that one
+/// reaches it as a `Status` it prints: `Error from server (Forbidden): hardlab proxy: ...`.
+async fn deny(
+    proxy: &KubeProxy,
+    exchange: &Exchange<'_>,
+    code: StatusCode,
+    reason: String,
+) -> Response<ProxyBody> {
+    if code == StatusCode::FORBIDDEN
+        && exchange.method == "GET"
+        && let Some(discovery) = placeholder_discovery(&exchange.path)
+    {
+        return json_response(StatusCode::OK, &discovery);
+    }
+    match proxy
+        .audit
+        .record(exchange.event(code, Decision::ProxyDeny, &reason))
+        .await
+    {
+        Ok(_) => status_response(code, &reason),
+        Err(error) => audit_unavailable(&error),
+    }
+}
+
+/// Splits `/k8s/<cluster>/<API path>` after percent-decoding, as the API server will decode it:
+/// `/k8s/dev/%61pi/v1/...` is the resource request `/api/v1/...`, and is classified (and
+/// audited) as one. Paths that decode ambiguously are refused.
+fn split_path(raw_path: &str) -> Result<(String, String), String> {
+    let decoded = percent_decode(raw_path)?;
+    let Some(rest) = decoded.strip_prefix(PATH_PREFIX) else {
+        return Ok((String::new(), decoded));
+    };
+    let (cluster, api_path) = match rest.split_once('/') {
+        Some((cluster, path)) => (cluster.to_owned(), format!("/{path}")),
+        None => (rest.to_owned(), "/".to_owned()),
+    };
+    let inner = api_path.trim_matches('/');
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(format!(
+            "the request path {raw_path:?} has empty, . or .. segments"
+        ));
+    }
+    Ok((cluster, api_path))
+}
+
+/// Decodes `%XX` escapes. An encoded `/` (which would change how the path splits into segments),
+/// a NUL, a malformed escape or bytes that are not UTF-8 are refused.
+fn percent_decode(path: &str) -> Result<String, String> {
+    if !path.contains('%') {
+        return Ok(path.to_owned());
+    }
+    let bad = || format!("the request path {path:?} is not a valid percent-encoded path");
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            let text = std::str::from_utf8(hex).map_err(|_| bad())?;
+            let byte = u8::from_str_radix(text, 16).map_err(|_| bad())?;
+            if byte == b'/' || byte == 0 {
+                return Err(format!(
+                    "the request path {path:?} encodes a / or NUL, which the proxy does not forward"
+                ));
+            }
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
 async fn handle(
     proxy: Arc<KubeProxy>,
-    identity: Arc<ClientIdentity>,
-    remote: SocketAddr,
+    connection: Connection<'_>,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let identity = connection.identity;
+    let remote = connection.remote;
     let catalog = proxy.catalog();
-    let full_path = request.uri().path().to_owned();
+    let raw_path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
-    let (cluster_name, api_path) = match full_path.strip_prefix(PATH_PREFIX) {
-        Some(rest) => match rest.split_once('/') {
-            Some((cluster, path)) => (cluster.to_owned(), format!("/{path}")),
-            None => (rest.to_owned(), "/".to_owned()),
-        },
-        None => (String::new(), full_path.clone()),
-    };
     let method = request.method().as_str().to_owned();
+    let (cluster_name, api_path, bad_path) = match split_path(&raw_path) {
+        Ok((cluster, path)) => (cluster, path, None),
+        Err(reason) => (String::new(), raw_path.clone(), Some(reason)),
+    };
     let mut exchange = Exchange {
-        identity: &identity,
+        identity,
         remote,
         cluster: cluster_name.clone(),
         method: method.clone(),
         info: request_info(&method, &api_path, query.as_deref()),
         path: api_path.clone(),
+        roles: Vec::new(),
         principals: None,
     };
-    let deny = |exchange: &Exchange<'_>, code: StatusCode, reason: String| {
-        proxy
-            .audit
-            .record(exchange.event(code, Decision::ProxyDeny, &reason));
-        status_response(code, &reason)
-    };
-
+    if let Some(reason) = bad_path {
+        return deny(&proxy, &exchange, StatusCode::BAD_REQUEST, reason).await;
+    }
+    if let Some(reason) = connection.refusal {
+        return deny(
+            &proxy,
+            &exchange,
+            StatusCode::UNAUTHORIZED,
+            reason.to_owned(),
+        )
+        .await;
+    }
     if cluster_name.is_empty() {
         return status_response(
             StatusCode::NOT_FOUND,
             "address a cluster as /k8s/<cluster>/...",
         );
     }
-    let held: Vec<&Role> = identity
+    // The roles as of now, not as of the login: a role taken away applies to this request.
+    exchange.roles = match super::store::user_roles(&proxy.pool, &identity.user).await {
+        Ok(roles) => roles,
+        Err(error) => {
+            tracing::error!(%error, "proxy: cannot read the caller's roles");
+            return status_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the proxy cannot read roles right now; try again",
+            );
+        }
+    };
+    let held: Vec<&Role> = exchange
         .roles
         .iter()
         .filter_map(|name| catalog.roles.get(name))
@@ -422,41 +721,61 @@ async fn handle(
         } else {
             roles::Denial::NoRoleForCluster
         };
-        return deny(&exchange, StatusCode::FORBIDDEN, reason.to_string());
+        return deny(&proxy, &exchange, StatusCode::FORBIDDEN, reason.to_string()).await;
     };
     let principals = match roles::principals(&identity.user, &held, &cluster.labels) {
         Ok(principals) => principals,
-        Err(denial) => return deny(&exchange, StatusCode::FORBIDDEN, denial.to_string()),
+        Err(denial) => {
+            return deny(&proxy, &exchange, StatusCode::FORBIDDEN, denial.to_string()).await;
+        }
     };
     exchange.principals = Some(principals.clone());
 
     let (requested_user, requested_groups) = match client_impersonation(request.headers()) {
         Ok(requested) => requested,
-        Err(reason) => return deny(&exchange, StatusCode::FORBIDDEN, reason),
+        Err(reason) => return deny(&proxy, &exchange, StatusCode::FORBIDDEN, reason).await,
     };
     let principals = match roles::narrow(&principals, requested_user.as_deref(), &requested_groups)
     {
         Ok(principals) => principals,
-        Err(reason) => return deny(&exchange, StatusCode::FORBIDDEN, reason),
+        Err(reason) => return deny(&proxy, &exchange, StatusCode::FORBIDDEN, reason).await,
     };
     exchange.principals = Some(principals.clone());
 
+    // The path that was classified, encoded again: the API server decodes it to the same.
     let path_and_query = match &query {
-        Some(q) => format!("{api_path}?{q}"),
-        None => api_path.clone(),
+        Some(q) => format!("{}?{q}", percent_encode_path(&api_path)),
+        None => percent_encode_path(&api_path),
     };
     let uri = match cluster.uri(&path_and_query) {
         Ok(uri) => uri,
-        Err(error) => return deny(&exchange, StatusCode::BAD_REQUEST, error.to_string()),
+        Err(error) => {
+            return deny(
+                &proxy,
+                &exchange,
+                StatusCode::BAD_REQUEST,
+                error.to_string(),
+            )
+            .await;
+        }
     };
     let upgrade = is_upgrade(request.headers());
+    let changes_something = upgrade
+        || matches!(
+            exchange.info.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection" | "unknown"
+        )
+        || !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    if changes_something && let Err(error) = proxy.audit.ready().await {
+        return audit_unavailable(&error);
+    }
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     parts.uri = uri;
     if let Err(reason) =
         rewrite_request_headers(&mut parts.headers, &principals, cluster, remote, upgrade)
     {
-        return deny(&exchange, StatusCode::BAD_REQUEST, reason);
+        return deny(&proxy, &exchange, StatusCode::BAD_REQUEST, reason).await;
     }
     let upstream_request = Request::from_parts(parts, body);
     let mut response = match cluster.client.request(upstream_request).await {
@@ -464,11 +783,13 @@ async fn handle(
         Err(error) => {
             tracing::warn!(cluster = %cluster.name, %error, "proxy: upstream request failed");
             let reason = format!("the cluster's API server could not be reached: {error}");
-            proxy.audit.record(exchange.event(
-                StatusCode::BAD_GATEWAY,
-                Decision::Upstream,
-                &reason,
-            ));
+            if let Err(error) = proxy
+                .audit
+                .record(exchange.event(StatusCode::BAD_GATEWAY, Decision::Upstream, &reason))
+                .await
+            {
+                return audit_unavailable(&error);
+            }
             return status_response(StatusCode::BAD_GATEWAY, &reason);
         }
     };
@@ -480,41 +801,58 @@ async fn handle(
 
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let record = matches!(exchange.info.resource.as_str(), "pods/exec" | "pods/attach");
+        let session = if record && client_upgrade.is_some() {
+            proxy.recorder.start(
+                &identity.user,
+                &cluster.name,
+                &api_path,
+                response
+                    .headers()
+                    .get(header::UPGRADE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            )
+        } else {
+            None
+        };
+        if let Some(session) = &session {
+            event.session_id = session.id().to_owned();
+        }
+        // Stored before the tunnel opens: no command runs unaudited.
+        if let Err(error) = proxy.audit.record(event).await {
+            return audit_unavailable(&error);
+        }
         if let Some(client_upgrade) = client_upgrade {
-            let record = matches!(exchange.info.resource.as_str(), "pods/exec" | "pods/attach");
-            let session = if record {
-                proxy.recorder.start(
-                    &identity.user,
-                    &cluster.name,
-                    &api_path,
-                    response
-                        .headers()
-                        .get(header::UPGRADE)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or(""),
-                )
-            } else {
-                None
-            };
-            if let Some(session) = &session {
-                event.session_id = session.id().to_owned();
-            }
-            let deadline = deadline_of(&identity);
+            let deadline = deadline_of(identity);
+            let cut = connection.cut.clone();
             tokio::spawn(async move {
-                tunnel(client_upgrade, upstream_upgrade, deadline, session).await;
+                tunnel(client_upgrade, upstream_upgrade, deadline, cut, session).await;
             });
         }
-        proxy.audit.record(event);
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, empty_body());
     }
 
-    if audited {
-        proxy.audit.record(event);
+    if audited && let Err(error) = proxy.audit.record(event).await {
+        return audit_unavailable(&error);
     }
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
     Response::from_parts(parts, body.boxed())
+}
+
+/// Encodes what a path may not carry as is (RFC 3986 `pchar` and `/` stay).
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The client's own `Impersonate-*` headers. Only user and group are understood; anything else
@@ -638,6 +976,7 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     deadline: tokio::time::Instant,
+    cut: CancellationToken,
     session: Option<super::recording::Session>,
 ) {
     let (client, upstream) = match tokio::join!(client, upstream) {
@@ -657,6 +996,9 @@ async fn tunnel(
         () = tokio::time::sleep_until(deadline) => {
             tracing::info!("proxy: certificate expired, tunnel closed");
         }
+        () = cut.cancelled() => {
+            tracing::info!("proxy: certificate revoked, tunnel closed");
+        }
     }
     if let Some(session) = session {
         session.finish();
@@ -669,24 +1011,55 @@ fn empty_body() -> ProxyBody {
         .boxed()
 }
 
-/// A Kubernetes `Status` object, which kubectl prints as `Error from server (Forbidden): ...`.
-pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
-    let reason = match code {
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::NOT_FOUND => "NotFound",
-        StatusCode::BAD_REQUEST => "BadRequest",
-        StatusCode::UNAUTHORIZED => "Unauthorized",
-        _ => "InternalError",
-    };
-    let body = serde_json::json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": format!("hardlab proxy: {message}"),
-        "reason": reason,
-        "code": code.as_u16(),
-    });
+/// The discovery documents a refused caller gets (see [`deny`]): core/v1 and its common
+/// resources, no API groups.
+fn placeholder_discovery(path: &str) -> Option<serde_json::Value> {
+    // (name, kind, namespaced, short names)
+    const CORE: [(&str, &str, bool, &[&str]); 10] = [
+        ("pods", "Pod", true, &["po"]),
+        ("services", "Service", true, &["svc"]),
+        ("configmaps", "ConfigMap", true, &["cm"]),
+        ("secrets", "Secret", true, &[]),
+        ("serviceaccounts", "ServiceAccount", true, &["sa"]),
+        ("events", "Event", true, &["ev"]),
+        ("endpoints", "Endpoints", true, &["ep"]),
+        (
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            true,
+            &["pvc"],
+        ),
+        ("namespaces", "Namespace", false, &["ns"]),
+        ("nodes", "Node", false, &["no"]),
+    ];
+    match path.trim_end_matches('/') {
+        "/api" => Some(serde_json::json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+        })),
+        "/apis" => Some(serde_json::json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [],
+        })),
+        "/api/v1" => Some(serde_json::json!({
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": CORE.iter().map(|(name, kind, namespaced, short)| serde_json::json!({
+                "name": name,
+                "singularName": kind.to_ascii_lowercase(),
+                "namespaced": namespaced,
+                "kind": kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                "shortNames": short,
+            })).collect::<Vec<_>>(),
+        })),
+        _ => None,
+    }
+}
+
+fn json_response(code: StatusCode, body: &serde_json::Value) -> Response<ProxyBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(body.to_string()))
             .map_err(|never: Infallible| match never {})
@@ -698,6 +1071,28 @@ pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// A Kubernetes `Status` object, which kubectl prints as `Error from server (Forbidden): ...`.
+pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
+    let reason = match code {
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::BAD_REQUEST => "BadRequest",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("hardlab proxy: {message}"),
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    json_response(code, &body)
 }
 
 #[cfg(test)]
@@ -738,6 +1133,35 @@ mod tests {
             );
         }
         assert!(!is_client_controlled(&header::ACCEPT));
+    }
+
+    #[test]
+    fn paths_are_decoded_before_they_are_split_and_ambiguous_ones_refused() {
+        assert_eq!(
+            split_path("/k8s/dev/%61pi/v1/namespaces/default/%73ervices").unwrap(),
+            (
+                "dev".to_owned(),
+                "/api/v1/namespaces/default/services".to_owned()
+            )
+        );
+        assert_eq!(
+            split_path("/k8s/%64ev/api").unwrap(),
+            ("dev".to_owned(), "/api".to_owned())
+        );
+        for bad in [
+            "/k8s/dev/api/v1/namespaces/default%2Fpods",
+            "/k8s/dev/api/v1/%00",
+            "/k8s/dev/api/v1/%zz",
+            "/k8s/dev/api/v1/%ff",
+            "/k8s/dev/api/../v1",
+            "/k8s/dev/api//v1",
+        ] {
+            assert!(split_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            percent_encode_path("/api/v1/namespaces/a b"),
+            "/api/v1/namespaces/a%20b"
+        );
     }
 
     #[test]

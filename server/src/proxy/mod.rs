@@ -1,7 +1,8 @@
 //! The identity-aware access proxy (lab 6): a user CA and login with password plus TOTP,
-//! short-lived client certificates, roles that map hardlab users to Kubernetes users and groups
-//! per cluster label, the impersonating Kubernetes proxy, a hash-chained audit log and exec
-//! session recordings.
+//! short-lived revocable client certificates, roles that map hardlab users to Kubernetes users
+//! and groups per cluster label (read per request), the impersonating Kubernetes proxy, an audit
+//! log chained under a key outside the database with checkpoints next to the server key, and exec
+//! session recordings. Its secrets (CA key, TOTP secrets, upstream kubeconfigs) are sealed.
 
 pub mod audit;
 pub mod ca;
@@ -33,6 +34,12 @@ pub enum ProxyError {
     Config(String),
     #[error("certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// Too many wrong codes: wait before trying again.
+    #[error("too many wrong codes: try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
+    /// The certificate was revoked, or this server never issued it.
+    #[error("{0}")]
+    Revoked(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("database: {0}")]

@@ -54,10 +54,14 @@ pub fn request_info(method: &str, path: &str, query: Option<&str>) -> RequestInf
         [resource, name] => (*resource, *name, ""),
         [resource, name, subresource, ..] => (*resource, *name, *subresource),
     };
+    // The first `watch` value, decoded and case-folded, as the API server reads it.
     let watch = watch
         || query.is_some_and(|q| {
-            q.split('&')
-                .any(|pair| pair == "watch=true" || pair == "watch=1")
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(key, _)| key == "watch")
+                .is_some_and(|(_, value)| {
+                    value.eq_ignore_ascii_case("true") || value.as_ref() == "1"
+                })
         });
     let verb = if CONNECT_SUBRESOURCES.contains(&subresource) {
         "create"
@@ -188,6 +192,21 @@ mod tests {
             assert_eq!(request_info("GET", path, Some("command=sh")).verb, "create");
             assert_eq!(request_info("POST", path, None).verb, "create");
         }
+    }
+
+    #[test]
+    fn an_encoded_or_capitalised_watch_is_still_a_watch() {
+        for query in ["watch=%74rue", "watch=TRUE", "limit=1&watch=1"] {
+            assert_eq!(
+                request_info("GET", "/api/v1/pods", Some(query)).verb,
+                "watch",
+                "{query}"
+            );
+        }
+        assert_eq!(
+            request_info("GET", "/api/v1/pods", Some("watch=false")).verb,
+            "list"
+        );
     }
 
     #[test]

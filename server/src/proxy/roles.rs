@@ -251,13 +251,14 @@ pub fn narrow(
     Ok(narrowed)
 }
 
-/// Certificate lifetime: the request (or 12 h), capped by the smallest `max_session_ttl` among
-/// the roles, never below a minute.
+/// Certificate lifetime: the request (or 12 h), capped by the site's maximum and by the smallest
+/// `max_session_ttl` among the roles, never below a minute.
 pub fn certificate_ttl(
     requested: Option<Duration>,
     roles: &[&Role],
+    site_max: Duration,
 ) -> Result<Duration, ProxyError> {
-    let mut ttl = requested.unwrap_or(DEFAULT_TTL);
+    let mut ttl = requested.unwrap_or(DEFAULT_TTL).min(site_max);
     for role in roles {
         if let Some(max) = role.max_ttl()? {
             ttl = ttl.min(max);
@@ -266,9 +267,10 @@ pub fn certificate_ttl(
     Ok(ttl.max(Duration::minutes(1)))
 }
 
-/// `90s`, `30m`, `12h`, `1h30m`, `2d`.
+/// `90s`, `30m`, `12h`, `1h30m`, `2d`. `None` for anything else, a zero total, or a total too
+/// large to represent (checked arithmetic: `--ttl 99999999999999999h` is refused, not a panic).
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
+    let mut total_seconds: i64 = 0;
     let mut number = String::new();
     let mut saw_unit = false;
     for ch in text.trim().chars() {
@@ -278,16 +280,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         }
         let value: i64 = number.parse().ok()?;
         number.clear();
-        total += match ch {
-            's' => Duration::seconds(value),
-            'm' => Duration::minutes(value),
-            'h' => Duration::hours(value),
-            'd' => Duration::days(value),
+        let unit_seconds = match ch {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
             _ => return None,
         };
+        total_seconds = total_seconds.checked_add(value.checked_mul(unit_seconds)?)?;
         saw_unit = true;
     }
-    (number.is_empty() && saw_unit && total > Duration::ZERO).then_some(total)
+    (number.is_empty() && saw_unit && total_seconds > 0).then(|| Duration::seconds(total_seconds))
 }
 
 #[cfg(test)]
@@ -368,17 +371,27 @@ mod tests {
     fn the_certificate_lifetime_defaults_to_12h_and_is_capped_by_the_roles() {
         let short = role("{name: short, max_session_ttl: 1h30m}");
         let open = role("{name: open}");
+        let site = Duration::hours(12);
         assert_eq!(
-            certificate_ttl(None, &[&open]).unwrap(),
+            certificate_ttl(None, &[&open], site).unwrap(),
             Duration::hours(12)
         );
         assert_eq!(
-            certificate_ttl(None, &[&open, &short]).unwrap(),
+            certificate_ttl(None, &[&open, &short], site).unwrap(),
             Duration::minutes(90)
         );
         assert_eq!(
-            certificate_ttl(Some(Duration::minutes(10)), &[&short]).unwrap(),
+            certificate_ttl(Some(Duration::minutes(10)), &[&short], site).unwrap(),
             Duration::minutes(10)
+        );
+        // Asking for more than the site allows gets the site's maximum, whatever the roles say.
+        assert_eq!(
+            certificate_ttl(Some(Duration::days(365)), &[&open], site).unwrap(),
+            site
+        );
+        assert_eq!(
+            certificate_ttl(Some(Duration::days(3)), &[&open], Duration::hours(2)).unwrap(),
+            Duration::hours(2)
         );
     }
 
@@ -404,5 +417,9 @@ mod tests {
         assert_eq!(parse_duration("12"), None);
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("3w"), None);
+        // Too large to represent: refused, never a panic.
+        assert_eq!(parse_duration("99999999999999999h"), None);
+        assert_eq!(parse_duration("9223372036854775807d"), None);
+        assert_eq!(parse_duration("99999999999999999999s"), None);
     }
 }

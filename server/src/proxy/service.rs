@@ -10,13 +10,14 @@ use sqlx::AnyPool;
 use time::Duration;
 
 use super::ProxyError;
-use super::audit::{self, AuditFilter, AuditWriter};
+use super::audit::{self, AuditFilter, AuditKeys, AuditWriter};
 use super::ca::UserCa;
 use super::client::{LoginRequest, LoginResponse};
 use super::kube::{self, KubeProxy};
 use super::recording::Recorder;
-use super::roles::parse_duration;
+use super::roles::{DEFAULT_TTL, parse_duration};
 use super::store;
+use crate::db::seal::Sealer;
 
 /// How often each server re-reads roles and clusters, so an edit made through another instance
 /// behind the load balancer takes effect everywhere.
@@ -30,31 +31,62 @@ pub struct ProxySettings {
     pub public_url: Option<String>,
     /// A roles/clusters/users file imported at start.
     pub config_file: Option<std::path::PathBuf>,
+    /// The longest certificate the proxy issues, whatever the request or the roles say.
+    pub max_certificate_ttl: Duration,
+    /// Where the audit chain's signed checkpoints go; default: next to the server key.
+    pub audit_checkpoint_file: Option<std::path::PathBuf>,
+    /// The hardlab server's own URL as learners reach it, for `hardlab login --server` in the
+    /// pages' hints and the lab node's configuration; default: the address the browser used.
+    pub server_url: Option<String>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: None,
+            config_file: None,
+            max_certificate_ttl: DEFAULT_TTL,
+            audit_checkpoint_file: None,
+            server_url: None,
+        }
+    }
 }
 
 impl ProxySettings {
-    /// `HARDLAB_PROXY_LISTEN` (default 127.0.0.1:8443), `HARDLAB_PROXY_URL`, `HARDLAB_PROXY_CONFIG`.
+    /// The proxy's settings from the server's configuration (the `proxy:` section, its flags and
+    /// `HARDLAB_PROXY_*` variables) and the server's public URL for the login hints.
     /// (`HARDLAB_PROXY_RECORDING_MAX_BYTES`, the bytes kept of each exec session, is read when the
     /// recorder starts.)
-    pub fn from_env() -> Result<Self, ProxyError> {
-        let listen = match std::env::var("HARDLAB_PROXY_LISTEN") {
-            Ok(text) => text.parse().map_err(|_| {
+    pub fn from_config(config: &crate::config::Config) -> Result<Self, ProxyError> {
+        let proxy = &config.proxy;
+        let max_certificate_ttl = match &proxy.max_cert_ttl {
+            Some(text) => parse_duration(text).ok_or_else(|| {
                 ProxyError::Config(format!(
-                    "HARDLAB_PROXY_LISTEN={text:?} is not an address like 127.0.0.1:8443"
+                    "proxy max_cert_ttl (--proxy-max-cert-ttl, HARDLAB_PROXY_MAX_CERT_TTL) {text:?}: not a duration like 12h or 30m"
                 ))
             })?,
-            Err(_) => SocketAddr::from(([127, 0, 0, 1], 8443)),
+            None => DEFAULT_TTL,
         };
         Ok(Self {
-            listen,
-            public_url: std::env::var("HARDLAB_PROXY_URL").ok(),
-            config_file: std::env::var_os("HARDLAB_PROXY_CONFIG").map(std::path::PathBuf::from),
+            listen: proxy.listen,
+            public_url: proxy.public_url.clone(),
+            config_file: proxy.config_file.clone(),
+            max_certificate_ttl,
+            audit_checkpoint_file: None,
+            server_url: config.public_url.clone(),
         })
     }
 }
 
 pub struct ProxyService {
     pub pool: AnyPool,
+    /// Seals the CA key, TOTP secrets and upstream kubeconfigs in the database.
+    pub sealer: Arc<Sealer>,
+    pub audit_keys: AuditKeys,
+    pub max_certificate_ttl: Duration,
+    /// See [`ProxySettings::server_url`].
+    pub server_url: Option<String>,
     pub ca: Arc<UserCa>,
     pub kube: Arc<KubeProxy>,
     pub public_url: String,
@@ -70,11 +102,19 @@ impl std::fmt::Debug for ProxyService {
 }
 
 impl ProxyService {
-    /// Loads (or makes) the CA, imports the config file, binds the listener and starts serving.
-    pub async fn start(pool: AnyPool, settings: ProxySettings) -> Result<Arc<Self>, ProxyError> {
-        let ca = Arc::new(store::load_or_create_ca(&pool).await?);
+    /// Seals plaintext secrets left by older versions, takes over an unkeyed audit chain, loads
+    /// (or makes) the CA, imports the config file, binds the listener and starts serving.
+    pub async fn start(
+        pool: AnyPool,
+        sealer: Arc<Sealer>,
+        settings: ProxySettings,
+    ) -> Result<Arc<Self>, ProxyError> {
+        store::seal_plaintext_rows(&pool, &sealer).await?;
+        let audit_keys = AuditKeys::from_sealer(&sealer, settings.audit_checkpoint_file.clone())?;
+        audit::adopt_unkeyed_chain(&pool, &audit_keys).await?;
+        let ca = Arc::new(store::load_or_create_ca(&pool, &sealer).await?);
         if let Some(file) = &settings.config_file {
-            store::import_config(&pool, file).await?;
+            store::import_config(&pool, &sealer, file).await?;
         }
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -97,12 +137,13 @@ impl ProxyService {
         }
         let (serving, serving_key) = ca.issue_server_cert(&hosts, Duration::days(365))?;
         let tls = kube::server_tls_config(&ca, &serving.cert_pem, &serving_key)?;
-        let catalog = store::build_catalog(&pool, None).await?;
+        let catalog = store::build_catalog(&pool, &sealer, None).await?;
         let kube = KubeProxy::new(
             catalog,
-            AuditWriter::spawn(pool.clone()),
+            AuditWriter::spawn(pool.clone(), audit_keys.clone()),
             Recorder::spawn(pool.clone())
                 .with_session_limit(super::recording::session_limit_from_env()?),
+            pool.clone(),
         );
         tokio::spawn({
             let kube = Arc::clone(&kube);
@@ -114,6 +155,10 @@ impl ProxyService {
         });
         let service = Arc::new(Self {
             pool,
+            sealer,
+            audit_keys,
+            max_certificate_ttl: settings.max_certificate_ttl,
+            server_url: settings.server_url.clone(),
             ca,
             kube,
             public_url,
@@ -138,7 +183,7 @@ impl ProxyService {
     /// Re-reads roles and clusters from the database.
     pub async fn reload(&self) {
         let previous = self.kube.catalog();
-        match store::build_catalog(&self.pool, Some(previous.as_ref())).await {
+        match store::build_catalog(&self.pool, &self.sealer, Some(previous.as_ref())).await {
             Ok(catalog) => self.kube.replace_catalog(catalog),
             Err(error) => {
                 tracing::error!(%error, "could not reload the proxy's roles and clusters");
@@ -146,8 +191,9 @@ impl ProxyService {
         }
     }
 
-    /// Finishes a login whose password the caller has already checked: TOTP, then the
-    /// certificate. The same refusal for a bad password and a bad code.
+    /// Finishes a login whose password the caller has already checked: the second factor, then
+    /// the certificate. The same refusal for a bad password and a bad code, so a guesser learns
+    /// nothing; throttling (too many wrong codes) is said as such.
     pub async fn login(
         &self,
         request: &LoginRequest,
@@ -159,18 +205,33 @@ impl ProxyService {
         }
         // The account store's spelling of the name, so roles and the certificate's CN agree.
         let user = request.user.trim().to_ascii_lowercase();
-        store::check_totp(&self.pool, &user, &request.totp, false).await?;
+        // The request is checked before the code, so a typo in --ttl does not burn a code.
         let ttl = request
             .ttl
             .as_deref()
             .map(|text| {
                 parse_duration(text).ok_or_else(|| {
-                    ProxyError::BadRequest(format!("ttl {text:?} is not a duration like 1h"))
+                    ProxyError::BadRequest(format!(
+                        "ttl {text:?} is not a duration like 1h or 30m (the longest is {})",
+                        format_ttl(self.max_certificate_ttl)
+                    ))
                 })
             })
             .transpose()?;
-        let issued =
-            store::issue_certificate(&self.pool, &self.ca, &user, &request.csr_pem, ttl).await?;
+        match store::check_totp(&self.pool, &self.sealer, &user, &request.totp, false).await {
+            Ok(()) => {}
+            Err(ProxyError::Unauthorized(_)) => return Err(refused()),
+            Err(error) => return Err(error),
+        }
+        let issued = store::issue_certificate(
+            &self.pool,
+            &self.ca,
+            &user,
+            &request.csr_pem,
+            ttl,
+            self.max_certificate_ttl,
+        )
+        .await?;
         let roles = store::user_roles(&self.pool, &user).await?;
         Ok(LoginResponse {
             cert_pem: issued.cert_pem,
@@ -181,18 +242,47 @@ impl ProxyService {
         })
     }
 
+    /// Revokes one certificate; its open connections are cut at once.
+    pub async fn revoke_certificate(&self, serial: &str) -> Result<String, ProxyError> {
+        let user = store::revoke_certificate(&self.pool, serial).await?;
+        self.kube.revocations_changed();
+        Ok(user)
+    }
+
+    /// Revokes every certificate `user` holds; their open connections are cut at once.
+    pub async fn revoke_user(&self, user: &str) -> Result<(), ProxyError> {
+        store::revoke_user_certificates(&self.pool, user).await?;
+        self.kube.revocations_changed();
+        Ok(())
+    }
+
     /// What lab 6's checks need from hardlab for one cluster, passed to the grader as
     /// `Params.extra["proxy_state"]`: the cluster's labels, the roles, who holds them, and the
     /// cluster's audit events (oldest first) with the chain's verification.
     pub async fn grading_state(&self, cluster: &str) -> Result<serde_json::Value, ProxyError> {
-        grading_state(&self.pool, cluster).await
+        grading_state(&self.pool, &self.sealer, &self.audit_keys, cluster).await
     }
 }
 
-pub async fn grading_state(pool: &AnyPool, cluster: &str) -> Result<serde_json::Value, ProxyError> {
+/// `12h`, `90m`: how the proxy writes a lifetime in its messages.
+fn format_ttl(ttl: Duration) -> String {
+    let minutes = ttl.whole_minutes();
+    if minutes % 60 == 0 {
+        format!("{}h", minutes / 60)
+    } else {
+        format!("{minutes}m")
+    }
+}
+
+pub async fn grading_state(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    keys: &AuditKeys,
+    cluster: &str,
+) -> Result<serde_json::Value, ProxyError> {
     let roles = store::list_roles(pool).await?;
     let users = store::all_user_roles(pool).await?;
-    let labels = store::list_clusters(pool)
+    let labels = store::list_clusters(pool, sealer)
         .await?
         .into_iter()
         .find(|c| c.spec.name == cluster)
@@ -208,7 +298,7 @@ pub async fn grading_state(pool: &AnyPool, cluster: &str) -> Result<serde_json::
     )
     .await?;
     events.reverse();
-    let verification = audit::verify(pool).await?;
+    let verification = audit::verify(pool, keys).await?;
     Ok(serde_json::json!({
         "cluster": cluster,
         "labels": labels,
@@ -225,8 +315,8 @@ fn host_of(url: &str) -> Option<String> {
 }
 
 /// For `hardlab audit verify` and tests: the chain's state as a sentence and a pass/fail.
-pub async fn verify_report(pool: &AnyPool) -> Result<(bool, String), ProxyError> {
-    let verification = audit::verify(pool).await?;
+pub async fn verify_report(pool: &AnyPool, keys: &AuditKeys) -> Result<(bool, String), ProxyError> {
+    let verification = audit::verify(pool, keys).await?;
     Ok(match verification.broken_at {
         None => (
             true,
@@ -246,6 +336,35 @@ pub async fn verify_report(pool: &AnyPool) -> Result<(bool, String), ProxyError>
 }
 
 /// Lets `hardlab` subcommands import a file without starting the proxy.
-pub async fn import(pool: &AnyPool, file: &Path) -> Result<(), ProxyError> {
-    store::import_config(pool, file).await
+pub async fn import(pool: &AnyPool, sealer: &Sealer, file: &Path) -> Result<(), ProxyError> {
+    store::import_config(pool, sealer, file).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_ceiling_comes_from_the_config_and_a_bad_one_names_the_setting() {
+        let defaults = ProxySettings::from_config(&crate::config::Config::default()).unwrap();
+        assert_eq!(defaults.max_certificate_ttl, Duration::hours(12));
+        let mut config = crate::config::Config {
+            public_url: Some("https://lab.example.org".into()),
+            ..crate::config::Config::default()
+        };
+        config.proxy.max_cert_ttl = Some("90m".into());
+        let settings = ProxySettings::from_config(&config).unwrap();
+        assert_eq!(settings.max_certificate_ttl, Duration::minutes(90));
+        assert_eq!(
+            settings.server_url.as_deref(),
+            Some("https://lab.example.org")
+        );
+        config.proxy.max_cert_ttl = Some("forever".into());
+        let error = ProxySettings::from_config(&config).unwrap_err().to_string();
+        assert!(
+            error.contains("--proxy-max-cert-ttl") && error.contains("forever"),
+            "{error}"
+        );
+    }
 }

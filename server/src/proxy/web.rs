@@ -67,6 +67,9 @@ where
         .route("/api/proxy/login", post(login))
         .route("/api/proxy/totp/enroll", post(totp_enroll))
         .route("/api/proxy/totp/confirm", post(totp_confirm))
+        .route("/api/proxy/totp/remove", post(totp_remove))
+        .route("/api/proxy/second-factor/reset", post(second_factor_reset))
+        .route("/api/proxy/certificates/revoke", post(revoke))
         .route("/api/proxy/config", post(apply_config))
         .route("/api/proxy/sessions/{id}", get(session_json))
         .route("/access", get(access_page))
@@ -106,7 +109,8 @@ impl From<ProxyError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
-            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Unauthorized(_) | ProxyError::Revoked(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BadRequest(_) | ProxyError::Config(_) | ProxyError::Certificate(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -140,15 +144,32 @@ async fn login(
     Ok(Json(answer).into_response())
 }
 
+#[derive(Deserialize, Default)]
+struct EnrollBody {
+    /// The current code of the authenticator being replaced, when there is one.
+    #[serde(default)]
+    code: Option<String>,
+}
+
 async fn totp_enroll(
     State(web): State<Arc<ProxyWeb>>,
     SignedIn(viewer): SignedIn,
-    _json: Json<serde_json::Value>,
+    Json(body): Json<EnrollBody>,
 ) -> Result<Response, ApiError> {
-    let secret = store::enroll_totp(&web.service.pool, &viewer.name).await?;
+    let service = &web.service;
+    let secret = store::enroll_totp(
+        &service.pool,
+        &service.sealer,
+        &viewer.name,
+        body.code.as_deref(),
+    )
+    .await?;
+    let uri = totp::otpauth_uri(&viewer.name, &secret);
+    let qr_svg = totp::qr_svg(&uri)?;
     Ok(Json(serde_json::json!({
         "secret": secret,
-        "uri": totp::otpauth_uri(&viewer.name, &secret),
+        "uri": uri,
+        "qr_svg": qr_svg,
     }))
     .into_response())
 }
@@ -163,8 +184,118 @@ async fn totp_confirm(
     SignedIn(viewer): SignedIn,
     Json(body): Json<CodeBody>,
 ) -> Result<Response, ApiError> {
-    store::check_totp(&web.service.pool, &viewer.name, &body.code, true).await?;
+    let service = &web.service;
+    store::check_totp(
+        &service.pool,
+        &service.sealer,
+        &viewer.name,
+        &body.code,
+        true,
+    )
+    .await?;
     Ok(Json(serde_json::json!({ "confirmed": true })).into_response())
+}
+
+/// Removes the viewer's authenticator; its current code proves the viewer still holds it.
+async fn totp_remove(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
+    Json(body): Json<CodeBody>,
+) -> Result<Response, ApiError> {
+    let service = &web.service;
+    store::remove_totp(&service.pool, &service.sealer, &viewer.name, &body.code).await?;
+    tracing::info!(user = %viewer.name, "second factor removed by its owner");
+    Ok(Json(serde_json::json!({ "removed": true })).into_response())
+}
+
+#[derive(Deserialize)]
+struct UserBody {
+    user: String,
+}
+
+/// An admin removes a user's second factor (a lost phone). Audited: the event names the admin.
+async fn second_factor_reset(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
+    Json(body): Json<UserBody>,
+) -> Result<Response, ApiError> {
+    if !viewer.admin {
+        return Err(forbidden());
+    }
+    let user = body.user.trim().to_ascii_lowercase();
+    web.service
+        .kube
+        .audit()
+        .record(audit::AuditEvent::admin_action(
+            "auth.second_factor_reset",
+            &viewer.name,
+            &user,
+        ))
+        .await?;
+    store::reset_second_factor(&web.service.pool, &user).await?;
+    tracing::info!(admin = %viewer.name, %user, "second factor reset by an admin");
+    Ok(Json(serde_json::json!({ "reset": true })).into_response())
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    /// One certificate, by serial.
+    #[serde(default)]
+    serial: Option<String>,
+    /// Every certificate of this user.
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// Revokes a certificate or all of a user's: an admin for anyone, a user for their own.
+async fn revoke(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
+    Json(body): Json<RevokeBody>,
+) -> Result<Response, ApiError> {
+    let service = &web.service;
+    match (body.serial.as_deref(), body.user.as_deref()) {
+        (Some(serial), None) => {
+            let owner = store::certificate_owner(&service.pool, serial).await?;
+            if !viewer.admin && owner.as_deref() != Some(viewer.name.as_str()) {
+                return Err(ApiError(ProxyError::NotFound(format!(
+                    "certificate with serial {serial}"
+                ))));
+            }
+            let user = service.revoke_certificate(serial).await?;
+            service
+                .kube
+                .audit()
+                .record(audit::AuditEvent::admin_action(
+                    "cert.revoke",
+                    &viewer.name,
+                    &user,
+                ))
+                .await?;
+        }
+        (None, Some(user)) => {
+            let user = user.trim().to_ascii_lowercase();
+            if !viewer.admin && user != viewer.name {
+                return Err(forbidden());
+            }
+            service.revoke_user(&user).await?;
+            service
+                .kube
+                .audit()
+                .record(audit::AuditEvent::admin_action(
+                    "cert.revoke_all",
+                    &viewer.name,
+                    &user,
+                ))
+                .await?;
+        }
+        _ => {
+            return Err(ApiError(ProxyError::BadRequest(
+                "give either serial (one certificate) or user (all of theirs)".into(),
+            )));
+        }
+    }
+    Ok(Json(serde_json::json!({ "revoked": true })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -245,6 +376,7 @@ async fn access_page(
     _session: Session,
     visitor: Visitor,
     SignedIn(viewer): SignedIn,
+    headers: HeaderMap,
 ) -> Result<Html<String>, ApiError> {
     let pool = &web.service.pool;
     let enrolled = store::totp_enrolled(pool, &viewer.name).await?;
@@ -254,9 +386,17 @@ async fn access_page(
         .iter()
         .filter(|r| my_roles.contains(&r.name))
         .collect();
-    let clusters = store::list_clusters(pool)
+    let own_lab = lab_cluster_name(&viewer.name);
+    let clusters = store::list_clusters(pool, &web.service.sealer)
         .await?
         .into_iter()
+        // A learner sees the clusters their roles reach and their own lab cluster; other
+        // learners' lab clusters (and their names) are none of their business.
+        .filter(|cluster| {
+            viewer.admin
+                || cluster.spec.name == own_lab
+                || held.iter().any(|role| role.reaches(&cluster.spec.labels))
+        })
         .map(|cluster| {
             let labels: Vec<String> = cluster
                 .spec
@@ -297,15 +437,29 @@ async fn access_page(
         section: "access",
         enrolled,
         my_roles,
-        server_hint: server_hint(),
+        server_hint: server_url(&web.service, &headers),
         viewer_name: &viewer.name,
         clusters,
         roles_yaml,
     })
 }
 
-fn server_hint() -> String {
-    std::env::var("HARDLAB_PUBLIC_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned())
+/// The server's URL for `hardlab login --server`: the configured public URL, else the address
+/// this browser used (a learner's terminal reaches the server where their browser does).
+pub fn server_url(service: &ProxyService, headers: &HeaderMap) -> String {
+    if let Some(url) = &service.server_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("127.0.0.1:8080");
+    format!("http://{host}")
 }
 
 /// Non-admins see only their own events.
@@ -490,12 +644,13 @@ impl Accounts for AppAccounts {
     }
 }
 
-/// Starts the proxy (settings from `HARDLAB_PROXY_*`) with hardlab's accounts, for `serve`.
+/// Starts the proxy with hardlab's accounts, for `serve`.
 pub async fn start(
     db: sqlx::AnyPool,
+    sealer: Arc<crate::db::seal::Sealer>,
     settings: super::service::ProxySettings,
 ) -> Result<Arc<ProxyWeb>, ProxyError> {
-    let service = super::service::ProxyService::start(db.clone(), settings).await?;
+    let service = super::service::ProxyService::start(db.clone(), sealer, settings).await?;
     Ok(Arc::new(ProxyWeb {
         service,
         accounts: Arc::new(AppAccounts { db }),
@@ -518,16 +673,17 @@ impl ProxyWeb {
             .fetch_one(pool)
             .await?;
         let cluster = lab_cluster_name(&username);
-        let known = store::list_clusters(pool)
+        let sealer = &self.service.sealer;
+        let known = store::list_clusters(pool, sealer)
             .await?
             .into_iter()
             .any(|c| c.spec.name == cluster && c.kubeconfig_yaml == kubeconfig);
         if !known {
             let labels = std::collections::BTreeMap::from([("env".to_owned(), "dev".to_owned())]);
-            store::put_cluster(pool, &cluster, &labels, kubeconfig).await?;
+            store::put_cluster(pool, sealer, &cluster, &labels, kubeconfig).await?;
             self.service.reload().await;
         }
-        let state = super::service::grading_state(pool, &cluster).await?;
+        let state = self.service.grading_state(&cluster).await?;
         params
             .extra
             .insert("proxy_state".to_owned(), state.to_string());

@@ -429,6 +429,9 @@ async fn signin_page(
 struct SigninForm {
     username: String,
     password: String,
+    /// The authenticator code, required once the account has a second factor.
+    #[serde(default)]
+    code: String,
     #[serde(default)]
     next: String,
 }
@@ -459,6 +462,33 @@ async fn signin(
     let next = safe_next(&form.next);
     match row {
         Some((user_id, _)) if valid => {
+            // A password alone is not enough for an account with a second factor.
+            match crate::proxy::store::check_sign_in_second_factor(
+                &state.db,
+                &state.sealer,
+                &username,
+                &form.code,
+            )
+            .await
+            {
+                Ok(()) => {}
+                Err(crate::proxy::ProxyError::Throttled { retry_after_secs }) => {
+                    return Err(WebError::TooManyRequests { retry_after_secs });
+                }
+                Err(crate::proxy::ProxyError::Unauthorized(message)) => {
+                    tracing::info!(user = %username, "sign-in refused: second factor missing or wrong");
+                    let page = SigninPage {
+                        visitor: &visitor,
+                        next,
+                        username: &username,
+                        error: Some(&message),
+                        signup: state.config.signup,
+                    };
+                    return Ok((axum::http::StatusCode::UNAUTHORIZED, Html(page.render()?))
+                        .into_response());
+                }
+                Err(error) => return Err(WebError::Internal(crate::Error::Proxy(error))),
+            }
             keys.succeeded(&state.db).await?;
             let cookie = session::start(&state, &user_id).await?;
             tracing::info!(user = %username, "signed in");

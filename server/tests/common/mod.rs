@@ -238,6 +238,10 @@ pub struct TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        // The access proxy's audit checkpoints, written next to this test's key file.
+        let _ = std::fs::remove_file(hardlab_server::proxy::audit::checkpoint_file_for(
+            &self.state.config.secret_key_file,
+        ));
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use hardlab_server::db::seal::Sealer;
 use hardlab_server::proxy::ca::UserCa;
 use hardlab_server::proxy::roles::Role;
 use hardlab_server::proxy::service::{ProxyService, ProxySettings};
@@ -162,6 +163,8 @@ pub fn role(yaml: &str) -> Role {
 pub struct Harness {
     pub plane: ControlPlane,
     pub pool: AnyPool,
+    /// The server key lives in `db_dir`, the audit checkpoints next to it.
+    pub sealer: Arc<Sealer>,
     pub service: Arc<ProxyService>,
     pub db_dir: tempfile::TempDir,
     pub home: tempfile::TempDir,
@@ -190,16 +193,23 @@ impl Harness {
         store::set_user_roles(&pool, "bob", &["developer-read".to_owned()])
             .await
             .unwrap();
+        let sealer = Arc::new(Sealer::new(db_dir.path().join("secret.key")));
         let labels = BTreeMap::from([("env".to_owned(), "dev".to_owned())]);
-        store::put_cluster(&pool, "dev", &labels, &plane.proxy_identity_kubeconfig())
-            .await
-            .unwrap();
+        store::put_cluster(
+            &pool,
+            &sealer,
+            "dev",
+            &labels,
+            &plane.proxy_identity_kubeconfig(),
+        )
+        .await
+        .unwrap();
         let service = ProxyService::start(
             pool.clone(),
+            Arc::clone(&sealer),
             ProxySettings {
                 listen: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-                public_url: None,
-                config_file: None,
+                ..ProxySettings::default()
             },
         )
         .await
@@ -207,10 +217,52 @@ impl Harness {
         Harness {
             plane,
             pool,
+            sealer,
             service,
             db_dir,
             home: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// Signs a certificate as the server would and, when `ca` is the proxy's own, puts it on
+    /// record (the proxy refuses certificates it has no record of). A non-empty `roles` is also
+    /// what `user` holds in the database from now on, since the proxy reads roles from there on
+    /// every request; the certificate's `O=` is only what it held at login.
+    pub fn issue(
+        &self,
+        ca: &UserCa,
+        user: &str,
+        roles: &[&str],
+        lifetime: time::Duration,
+    ) -> (hardlab_server::proxy::ca::IssuedCert, String) {
+        let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr(user).unwrap();
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let issued = ca
+            .issue_client_cert(&csr_pem, user, &roles, lifetime)
+            .unwrap();
+        if ca.cert_pem() == self.service.ca.cert_pem() {
+            // Tests call this from inside and outside the runtime.
+            let pool = self.pool.clone();
+            let record = issued.clone();
+            let user = user.to_owned();
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async {
+                        if !roles.is_empty() {
+                            store::set_user_roles(&pool, &user, &roles).await.unwrap();
+                        }
+                        store::record_certificate(&pool, &record, &user, &roles)
+                            .await
+                            .unwrap();
+                    });
+            })
+            .join()
+            .unwrap();
+        }
+        (issued, key_pem)
     }
 
     /// A kubeconfig reaching cluster `cluster` through the proxy with a certificate for `user`
@@ -225,11 +277,7 @@ impl Harness {
     ) -> PathBuf {
         use base64::Engine;
         let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-        let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr(user).unwrap();
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        let issued = ca
-            .issue_client_cert(&csr_pem, user, &roles, lifetime)
-            .unwrap();
+        let (issued, key_pem) = self.issue(ca, user, roles, lifetime);
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: https://{}/k8s/{cluster}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: p\n  context:\n    cluster: p\n    user: u\n    namespace: default\ncurrent-context: p\n",
             self.service.listen,
@@ -247,31 +295,35 @@ impl Harness {
 
     /// A raw HTTPS GET through the proxy with a fresh certificate for `user` holding `roles`.
     pub async fn raw_get(&self, user: &str, roles: &[&str], path: &str) -> (u16, String) {
-        let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr(user).unwrap();
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        let issued = self
-            .service
-            .ca
-            .issue_client_cert(&csr_pem, user, &roles, time::Duration::hours(1))
-            .unwrap();
+        let (issued, key_pem) = self.issue(&self.service.ca, user, roles, time::Duration::hours(1));
+        let client = self.client_for(&issued, &key_pem);
+        let response = client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// An HTTPS client presenting `issued` to the proxy (it keeps its connection alive).
+    pub fn client_for(
+        &self,
+        issued: &hardlab_server::proxy::ca::IssuedCert,
+        key_pem: &str,
+    ) -> reqwest::Client {
         let identity =
             reqwest::Identity::from_pem(format!("{}{key_pem}", issued.cert_pem).as_bytes())
                 .unwrap();
         let ca = reqwest::Certificate::from_pem(self.service.ca.cert_pem().as_bytes()).unwrap();
-        let client = reqwest::Client::builder()
+        reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .identity(identity)
             .build()
-            .unwrap();
-        let response = client
-            .get(format!("https://{}{path}", self.service.listen))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
+            .unwrap()
+    }
+
+    /// `https://<proxy>` and `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.service.listen)
     }
 
     pub async fn admin_client(&self) -> kube::Client {
@@ -335,10 +387,9 @@ impl Shared {
         self.runtime.block_on(future)
     }
 
-    /// The audit events of `user`, oldest first, once the writer has caught up.
+    /// The audit events of `user`, oldest first (a request's event is stored before its answer).
     pub fn audit_of(&self, user: &str) -> Vec<hardlab_server::proxy::audit::AuditEvent> {
         self.block_on(async {
-            self.harness.service.kube.audit().flush().await;
             let mut events = hardlab_server::proxy::audit::list(
                 &self.harness.pool,
                 &hardlab_server::proxy::audit::AuditFilter {
