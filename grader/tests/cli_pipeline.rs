@@ -969,7 +969,7 @@ fn text_reports_group_by_file_and_name_each_object_once() {
         "once per check: {by_check}"
     );
     assert!(
-        by_check.contains("        1 of 1 workloads in all namespaces but"),
+        by_check.contains("        1 of 1 workloads in the inputs do not pass"),
         "{by_check}"
     );
     assert!(
