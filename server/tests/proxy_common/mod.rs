@@ -145,12 +145,12 @@ subjects:
 ";
 
 /// A fresh SQLite database with every migration applied; keep the directory alive.
+/// Opened as `serve` opens it (`db::connect`: WAL journal, every migration), so the proxy's
+/// synchronous audit writes cost here what they cost in production.
 pub async fn test_db() -> (AnyPool, tempfile::TempDir) {
-    sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-    let pool = AnyPool::connect(&url).await.unwrap();
-    sqlx::migrate!("../migrations").run(&pool).await.unwrap();
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let pool = hardlab_server::db::connect(&url).await.unwrap();
     (pool, dir)
 }
 
