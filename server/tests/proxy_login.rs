@@ -32,6 +32,11 @@ fn serve_web(shared: &proxy_common::Shared) -> (String, AppState) {
     }
     let config = hardlab_server::config::Config {
         static_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../static"),
+        // Not the default `data/secret.key`, which would land in the checkout.
+        secret_key_file: std::env::temp_dir().join(format!(
+            "hardlab-test-key-{}",
+            hardlab_server::db::random_id()
+        )),
         ..hardlab_server::config::Config::default()
     };
     let mut state = AppState::new(pool.clone(), config, hardlab_server::labs::Labs::default());
