@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, AttachParams, ListParams};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::docker::NodeLimits;
 use super::{CommandOutput, NodeAccess};
 use crate::{Error, Result};
 
@@ -97,46 +98,130 @@ impl NodeAccess for ApiPodNode {
 
     async fn exec(&self, argv: &[String]) -> Result<CommandOutput> {
         let pod = self.pod_name().await?;
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
-        let params = AttachParams::default().stdout(true).stderr(true);
-        let mut process = pods.exec(&pod, argv.to_vec(), &params).await?;
-        let mut output = CommandOutput::default();
-        let read = |what: &'static str| {
-            move |error: std::io::Error| Error::Node(format!("reading {what} of exec: {error}"))
-        };
-        let (stdout, stderr) = (process.stdout(), process.stderr());
-        let collect_stdout = async {
-            if let Some(mut stdout) = stdout {
-                stdout
-                    .read_to_end(&mut output.stdout)
-                    .await
-                    .map_err(read("stdout"))?;
-            }
-            Ok::<_, Error>(())
-        };
-        let mut stderr_bytes = Vec::new();
-        let collect_stderr = async {
-            if let Some(mut stderr) = stderr {
-                stderr
-                    .read_to_end(&mut stderr_bytes)
-                    .await
-                    .map_err(read("stderr"))?;
-            }
-            Ok::<_, Error>(())
-        };
-        let status = process.take_status();
-        let (out, err) = tokio::join!(collect_stdout, collect_stderr);
-        out?;
-        err?;
-        output.stderr = stderr_bytes;
-        output.exit_code = match status {
-            Some(status) => match status.await {
-                Some(status) if status.status.as_deref() == Some("Success") => 0,
-                Some(_) => 1,
-                None => 0,
+        exec_in_pod(
+            &self.client,
+            &PodRef {
+                namespace: "kube-system",
+                pod: &pod,
+                container: None,
             },
+            argv,
+            None,
+            NodeLimits::default(),
+        )
+        .await
+    }
+}
+
+/// Which pod (and container) a command runs in.
+#[derive(Debug, Clone, Copy)]
+pub struct PodRef<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    /// `None`: the pod's only (or first) container.
+    pub container: Option<&'a str>,
+}
+
+/// Runs `argv` (no shell) in a pod through the `pods/exec` subresource, with stdin if given, and
+/// collects what it printed. What a pod prints is untrusted: each stream is cut off at
+/// `limits.max_bytes` (an error, not a truncated answer) and the whole command at
+/// `limits.deadline`. The exit code comes from the API server's final status.
+pub async fn exec_in_pod(
+    client: &kube::Client,
+    target: &PodRef<'_>,
+    argv: &[String],
+    stdin: Option<Vec<u8>>,
+    limits: NodeLimits,
+) -> Result<CommandOutput> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), target.namespace);
+    let mut params = AttachParams::default()
+        .stdout(true)
+        .stderr(true)
+        .stdin(stdin.is_some());
+    if let Some(container) = target.container {
+        params = params.container(container);
+    }
+    let command = argv.join(" ");
+    let run = async {
+        let mut process = pods.exec(target.pod, argv.to_vec(), &params).await?;
+        if let (Some(bytes), Some(mut writer)) = (stdin, process.stdin()) {
+            writer
+                .write_all(&bytes)
+                .await
+                .map_err(|e| Error::Node(format!("writing stdin of {command}: {e}")))?;
+            // Dropping the writer closes stdin, so a command that reads to the end finishes.
+            drop(writer);
+        }
+        let (stdout, stderr) = (process.stdout(), process.stderr());
+        let status = process.take_status();
+        let (stdout, stderr) = tokio::join!(
+            read_bounded(stdout, limits.max_bytes, &command, "stdout"),
+            read_bounded(stderr, limits.max_bytes, &command, "stderr"),
+        );
+        let exit_code = match status {
+            Some(status) => exit_code(status.await),
             None => 0,
         };
-        Ok(output)
+        Ok(CommandOutput {
+            exit_code,
+            stdout: stdout?,
+            stderr: stderr?,
+        })
+    };
+    tokio::time::timeout(limits.deadline, run)
+        .await
+        .map_err(|_| {
+            Error::Node(format!(
+                "`{command}` in pod {}/{} did not finish within {} s",
+                target.namespace,
+                target.pod,
+                limits.deadline.as_secs()
+            ))
+        })?
+}
+
+async fn read_bounded(
+    stream: Option<impl tokio::io::AsyncRead + Unpin>,
+    max_bytes: usize,
+    command: &str,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let Some(stream) = stream else {
+        return Ok(bytes);
+    };
+    // One byte past the limit tells "exactly at the limit" from "more than the limit".
+    let limit = u64::try_from(max_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    stream
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Error::Node(format!("reading {what} of {command}: {e}")))?;
+    if bytes.len() > max_bytes {
+        return Err(Error::Node(format!(
+            "`{command}` printed more than {max_bytes} bytes on {what}; the rest was not read"
+        )));
     }
+    Ok(bytes)
+}
+
+/// The API server reports a command's end as a `Status`: `Success`, or `Failure` with the exit
+/// code in a `ExitCode` cause (`NonZeroExitCode`); any other failure counts as 1.
+fn exit_code(status: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> i64 {
+    let Some(status) = status else {
+        return 0;
+    };
+    if status.status.as_deref() == Some("Success") {
+        return 0;
+    }
+    status
+        .details
+        .and_then(|details| details.causes)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|cause| cause.reason.as_deref() == Some("ExitCode"))
+        .and_then(|cause| cause.message?.parse().ok())
+        .unwrap_or(1)
 }

@@ -25,8 +25,8 @@ use tokio::io::AsyncWriteExt;
 use hardlab_grader::target::NodeAccess;
 use hardlab_grader::target::docker::{DockerNode, NodeLimits};
 
+use super::bootstrap;
 use super::credentials::{self, ClusterAddress, ClusterCredentials};
-use super::kind::{self, KubeVersion, KubeadmInputs, NodeCommand};
 use super::{
     Bootstrap, ClusterProvider, ClusterSpec, CreatedCluster, Error, ExecOutput, NodeInfo,
     Ownership, Phase, PhaseSink, Result, labels, network_name, node_container_name, volume_name,
@@ -446,30 +446,6 @@ impl DockerProvider {
         Ok(result)
     }
 
-    async fn run_checked(
-        &self,
-        container: &str,
-        command: &NodeCommand,
-        privileged: bool,
-    ) -> Result<ExecOutput> {
-        let output = self
-            .exec_in(
-                container,
-                &command.argv,
-                command.stdin.clone().map(String::into_bytes),
-                privileged,
-            )
-            .await?;
-        if output.exit_code != 0 {
-            return Err(Error::CommandFailed {
-                command: command.argv.join(" "),
-                code: output.exit_code,
-                output: output.short_output(),
-            });
-        }
-        Ok(output)
-    }
-
     async fn inspect_node(&self, cluster: &str) -> Result<NodeInfo> {
         let container = node_container_name(cluster);
         let inspected = self
@@ -581,25 +557,6 @@ impl DockerProvider {
         ))
     }
 
-    async fn wait_for_api_server(&self, container: &str) -> Result<()> {
-        let deadline = Instant::now() + self.ready_timeout;
-        let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            let output = self
-                .exec_in(container, &kind::readyz_command(), None, false)
-                .await?;
-            if output.exit_code == 0 {
-                return Ok(());
-            }
-            last = output.short_output();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-        Err(Error::NotReady(format!(
-            "the API server did not answer /readyz within {} s (last answer: {last})",
-            self.ready_timeout.as_secs()
-        )))
-    }
-
     async fn bootstrap_kind(
         &self,
         spec: &ClusterSpec,
@@ -607,74 +564,18 @@ impl DockerProvider {
         progress: PhaseSink<'_>,
     ) -> Result<()> {
         self.wait_for_systemd(container).await?;
-        progress(Phase::WritingConfiguration);
-        let version_text = self
-            .run_checked(
-                container,
-                &NodeCommand {
-                    phase: Phase::WritingConfiguration,
-                    argv: vec!["cat".into(), "/kind/version".into()],
-                    stdin: None,
-                },
-                spec.privileged,
-            )
-            .await?
-            .stdout_text();
-        let version = KubeVersion::parse(&version_text).ok_or_else(|| {
-            Error::NotReady(format!("/kind/version in the image says {version_text:?}"))
-        })?;
         let node_ip = self.node_ip(&spec.name).await?;
-        let config = kind::kubeadm_config(&KubeadmInputs {
-            version,
-            cluster_name: &spec.name,
+        let runner = DockerRunner {
+            provider: self,
+            container,
+            privileged: spec.privileged,
+        };
+        let identity = bootstrap::NodeIdentity {
             node_name: container,
             node_ip: &node_ip,
-            apiserver_flags: &spec.apiserver_flags,
-            apiserver_mounts: &spec.apiserver_mounts,
-        });
-        let mut current = Phase::WritingConfiguration;
-        for command in kind::init_commands(&config, version) {
-            if command.phase != current {
-                current = command.phase;
-                progress(current);
-            }
-            self.run_checked(container, &command, spec.privileged)
-                .await?;
-        }
-        progress(Phase::InstallingCni);
-        let cat = |path: &str| NodeCommand {
-            phase: Phase::InstallingCni,
-            argv: vec!["cat".into(), path.into()],
-            stdin: None,
+            extra_sans: &[],
         };
-        let cni = self
-            .run_checked(container, &cat(kind::CNI_MANIFEST), spec.privileged)
-            .await?
-            .stdout_text();
-        let endpoint = format!("{container}:6443");
-        self.run_checked(
-            container,
-            &kind::cni_command(&cni, &endpoint)?,
-            spec.privileged,
-        )
-        .await?;
-        progress(Phase::InstallingStorage);
-        let storage = self
-            .exec_in(
-                container,
-                &cat(kind::STORAGE_MANIFEST).argv,
-                None,
-                spec.privileged,
-            )
-            .await?;
-        let storage = (storage.exit_code == 0).then(|| storage.stdout_text());
-        self.run_checked(
-            container,
-            &kind::storage_command(storage.as_deref()),
-            spec.privileged,
-        )
-        .await?;
-        Ok(())
+        bootstrap::kind(&runner, spec, &identity, progress).await
     }
 
     async fn create_inner(
@@ -711,11 +612,32 @@ impl DockerProvider {
             Bootstrap::SelfStarting => progress(Phase::StartingControlPlane),
         }
         progress(Phase::WaitingForApiServer);
-        self.wait_for_api_server(&container).await?;
+        let runner = DockerRunner {
+            provider: self,
+            container: &container,
+            privileged: false,
+        };
+        bootstrap::wait_for_api_server(&runner, self.ready_timeout).await?;
         progress(Phase::ExportingKubeconfig);
         let credentials = self.capture_credentials(&spec.name).await?;
         let node = self.inspect_node(&spec.name).await?;
         Ok(CreatedCluster { node, credentials })
+    }
+}
+
+/// `docker exec` in one node, for the shared bootstrap sequence.
+struct DockerRunner<'a> {
+    provider: &'a DockerProvider,
+    container: &'a str,
+    privileged: bool,
+}
+
+#[async_trait]
+impl bootstrap::NodeRunner for DockerRunner<'_> {
+    async fn run(&self, argv: &[String], stdin: Option<Vec<u8>>) -> Result<ExecOutput> {
+        self.provider
+            .exec_in(self.container, argv, stdin, self.privileged)
+            .await
     }
 }
 

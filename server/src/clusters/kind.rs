@@ -51,6 +51,9 @@ pub struct KubeadmInputs<'a> {
     pub node_ip: &'a str,
     pub apiserver_flags: &'a BTreeMap<String, String>,
     pub apiserver_mounts: &'a [ApiServerMount],
+    /// Further names the API server's and etcd's serving certificates must carry (the Service a
+    /// host cluster puts in front of a node pod); empty for Docker, which publishes on 127.0.0.1.
+    pub extra_sans: &'a [String],
 }
 
 fn quote(value: &str) -> String {
@@ -109,6 +112,13 @@ pub fn kubeadm_config(inputs: &KubeadmInputs<'_>) -> String {
     } else {
         format!("  extraVolumes:\n{volumes}")
     };
+    let san_lines = |indent: &str| -> String {
+        inputs
+            .extra_sans
+            .iter()
+            .map(|name| format!("{indent}- {}\n", quote(name)))
+            .collect()
+    };
     let kubelet_cgroup_driver = if inputs.version.minor >= 24 || inputs.version.major > 1 {
         "systemd"
     } else {
@@ -125,8 +135,8 @@ apiServer:
   certSANs:
   - localhost
   - \"127.0.0.1\"
-  extraArgs:
-{apiserver_args}{extra_volumes}controllerManager:
+{extra_sans}  extraArgs:
+{apiserver_args}{extra_volumes}{etcd_sans}controllerManager:
   extraArgs:
 {controller_args}networking:
   podSubnet: {pod_subnet}
@@ -182,6 +192,15 @@ conntrack:
         service_subnet = quote(SERVICE_SUBNET),
         token = quote(BOOTSTRAP_TOKEN),
         node_ip = quote(inputs.node_ip),
+        extra_sans = san_lines("  "),
+        etcd_sans = if inputs.extra_sans.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "etcd:\n  local:\n    serverCertSANs:\n{}",
+                san_lines("    ")
+            )
+        },
     )
 }
 
@@ -379,6 +398,7 @@ mod tests {
             node_ip: "172.18.0.2",
             apiserver_flags: flags,
             apiserver_mounts: mounts,
+            extra_sans: &[],
         }
     }
 
@@ -476,6 +496,30 @@ mod tests {
         assert_eq!(documents[3]["cgroupRoot"], "/kubelet");
         assert_eq!(documents[3]["evictionHard"]["nodefs.available"], "0%");
         assert_eq!(documents[4]["mode"], "iptables");
+    }
+
+    #[test]
+    fn a_node_behind_a_service_gets_its_names_in_the_api_server_and_etcd_certificates() {
+        let flags = BTreeMap::new();
+        let sans = ["api.hardlab-c-1.svc".to_owned()];
+        let mut inputs = inputs("v1.36.1", &flags, &[]);
+        inputs.extra_sans = &sans;
+        let config = kubeadm_config(&inputs);
+        let cluster: serde_yaml::Value = serde_yaml::Deserializer::from_str(&config)
+            .next()
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .unwrap();
+        assert_eq!(
+            cluster["apiServer"]["certSANs"],
+            serde_yaml::from_str::<serde_yaml::Value>(
+                "[localhost, '127.0.0.1', api.hardlab-c-1.svc]"
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            cluster["etcd"]["local"]["serverCertSANs"],
+            serde_yaml::from_str::<serde_yaml::Value>("[api.hardlab-c-1.svc]").unwrap()
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! creates them, their lifecycle in the database (TTL, idle reaping, a cap per host, a warm pool,
 //! adoption after a restart) and the admin CLI.
 
+pub mod bootstrap;
 pub mod cli;
 pub mod credentials;
 pub mod docker;
