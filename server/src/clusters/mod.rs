@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod docker;
 pub mod kind;
 pub mod kubeconfig;
+pub mod kubernetes;
 pub mod lifecycle;
 pub mod routes;
 pub mod server_address;
@@ -84,6 +85,12 @@ pub enum Error {
     ExtendCeiling(u64),
     #[error("this server already runs {0} clusters, its limit; try again in a few minutes")]
     AtCapacity(usize),
+    #[error("the host cluster refused {action}: {source}")]
+    HostCluster {
+        action: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -289,8 +296,8 @@ impl ExecOutput {
 /// Receives creation phases as they start.
 pub type PhaseSink<'a> = &'a (dyn Fn(Phase) + Send + Sync);
 
-/// Where clusters come from. The Docker implementation is the only one; the trait keeps the
-/// lifecycle code independent of it.
+/// Where clusters come from: a Docker engine ([`DockerProvider`]) or a Kubernetes host cluster
+/// ([`kubernetes::KubernetesProvider`]); the lifecycle code knows only this trait.
 #[async_trait]
 pub trait ClusterProvider: Send + Sync {
     /// Creates the cluster and waits until its API server answers. On failure everything created

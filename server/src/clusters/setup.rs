@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 
+use super::kubernetes::KubernetesProvider;
 use super::lifecycle::LabClusterRequest;
 use super::routes::{ClustersState, Site};
-use super::{ClusterManager, DockerProvider, ManagerConfig};
+use super::{ClusterManager, ClusterProvider, DockerProvider, ManagerConfig};
 use crate::config::ClusterSettings;
+use crate::config::ProviderKind;
 use crate::db::seal::Sealer;
 use crate::labs::Labs;
 use crate::terminal::{TerminalConfig, TerminalHub};
@@ -75,17 +77,27 @@ pub async fn start(
     site: Arc<dyn Site>,
 ) -> crate::clusters::Result<ClustersState> {
     let instance = instance_name(&db, args).await?;
-    tracing::info!(%instance, "clusters on the Docker engine carry this installation's label");
-    let provider = connect(args, true).await?.with_instance(&instance);
-    let terminals = TerminalHub::new(
-        provider.docker().clone(),
-        TerminalConfig {
-            grace: Duration::from_secs(args.terminal_grace_seconds),
-            ..TerminalConfig::default()
-        },
-    );
+    let terminal_config = TerminalConfig {
+        grace: Duration::from_secs(args.terminal_grace_seconds),
+        ..TerminalConfig::default()
+    };
+    let (provider, terminals): (Arc<dyn ClusterProvider>, _) = match args.provider {
+        ProviderKind::Docker => {
+            tracing::info!(%instance, "clusters on the Docker engine carry this installation's label");
+            let provider = connect(args, true).await?.with_instance(&instance);
+            let terminals = TerminalHub::new(Some(provider.docker().clone()), terminal_config);
+            (Arc::new(provider), terminals)
+        }
+        ProviderKind::Kubernetes => {
+            tracing::info!(%instance, "clusters are pods on the host cluster, one namespace each");
+            let provider = KubernetesProvider::connect(args.host.clone())
+                .await?
+                .with_instance(&instance);
+            (Arc::new(provider), TerminalHub::new(None, terminal_config))
+        }
+    };
     terminals.spawn_sweeper();
-    let manager = ClusterManager::new(db, Arc::new(provider), manager_config(args, labs, sealer));
+    let manager = ClusterManager::new(db, provider, manager_config(args, labs, sealer));
     match manager.adopt().await {
         Ok(report) => {
             tracing::info!(adopted = ?report.adopted, removed = ?report.removed, "clusters after start-up");
@@ -155,12 +167,19 @@ pub async fn cli(
     let args = &args;
     let db = crate::db::connect(&config.database_url).await?;
     let instance = instance_name(&db, args).await?;
-    let provider = connect(args, false).await?.with_instance(&instance);
+    let provider: Arc<dyn ClusterProvider> = match args.provider {
+        ProviderKind::Docker => Arc::new(connect(args, false).await?.with_instance(&instance)),
+        ProviderKind::Kubernetes => Arc::new(
+            KubernetesProvider::connect(args.host.clone())
+                .await?
+                .with_instance(&instance),
+        ),
+    };
     // The same key as the server's, so both open the same stored credentials.
     let sealer = Arc::new(Sealer::new(config.secret_key_file.clone()));
     let manager = ClusterManager::new(
         db,
-        Arc::new(provider),
+        provider,
         manager_config(args, &Labs::from_labs(Vec::new()), sealer),
     );
     match super::cli::run(command, &manager).await {

@@ -33,6 +33,19 @@ pub struct ClusterSettings {
     pub node_publish_ip: Option<IpAddr>,
     pub node_egress: bool,
     pub terminal_grace_seconds: u64,
+    /// Where nodes run: the Docker engine (default) or a Kubernetes host cluster.
+    pub provider: ProviderKind,
+    /// The host cluster's placement settings, used when `provider` is `kubernetes`.
+    pub host: crate::clusters::kubernetes::KubernetesSettings,
+}
+
+/// The runtime learners' nodes run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    #[default]
+    Docker,
+    Kubernetes,
 }
 
 impl Default for ClusterSettings {
@@ -58,6 +71,8 @@ impl Default for ClusterSettings {
             node_publish_ip: None,
             node_egress: true,
             terminal_grace_seconds: 120,
+            provider: ProviderKind::Docker,
+            host: crate::clusters::kubernetes::KubernetesSettings::default(),
         }
     }
 }
@@ -140,6 +155,48 @@ pub struct ClusterFlags {
     /// Terminal shells with no browser attached are closed after this many seconds [default: 120].
     #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", value_name = "SECONDS")]
     pub terminal_grace_seconds: Option<u64>,
+    /// Where learners' nodes run: `docker` (the engine above) or `kubernetes` (kind-node pods on a
+    /// host cluster, one namespace each; deploy/ runs hardlab there) [default: docker].
+    #[arg(long, env = "HARDLAB_CLUSTER_PROVIDER", value_name = "PROVIDER")]
+    pub provider: Option<ProviderKind>,
+    /// With the Kubernetes provider: a kubeconfig for the host cluster [default: the in-cluster
+    /// ServiceAccount].
+    #[arg(long, env = "HARDLAB_HOST_KUBECONFIG", value_name = "FILE")]
+    pub host_kubeconfig: Option<PathBuf>,
+    /// With the Kubernetes provider: cluster namespaces are PREFIX<cluster> [default: hardlab-].
+    #[arg(long, env = "HARDLAB_HOST_NAMESPACE_PREFIX", value_name = "PREFIX")]
+    pub host_namespace_prefix: Option<String>,
+    /// With the Kubernetes provider: the namespace hardlab runs in (the only one whose hardlab
+    /// pods may reach nodes; its ServiceAccount `hardlab` is the provider) [default: hardlab].
+    #[arg(long, env = "HARDLAB_HOST_SERVER_NAMESPACE", value_name = "NAMESPACE")]
+    pub host_server_namespace: Option<String>,
+    /// With the Kubernetes provider: node pods go to nodes with these labels (`key=value`,
+    /// comma-separated), a pool set aside for learners' privileged nodes.
+    #[arg(
+        long,
+        env = "HARDLAB_HOST_NODE_SELECTOR",
+        value_delimiter = ',',
+        value_name = "LABELS"
+    )]
+    pub host_node_selector: Option<Vec<String>>,
+    /// With the Kubernetes provider: tolerations of node pods, in taint syntax
+    /// (`key=value:NoSchedule`, comma-separated).
+    #[arg(
+        long,
+        env = "HARDLAB_HOST_TOLERATIONS",
+        value_delimiter = ',',
+        value_name = "TAINTS"
+    )]
+    pub host_tolerations: Option<Vec<String>>,
+    /// With the Kubernetes provider: address ranges nodes may reach besides the host's DNS
+    /// (a registry mirror, say; comma-separated CIDRs) [default: none].
+    #[arg(
+        long,
+        env = "HARDLAB_HOST_EGRESS_CIDRS",
+        value_delimiter = ',',
+        value_name = "CIDRS"
+    )]
+    pub host_egress_cidrs: Option<Vec<String>>,
 }
 
 /// Copies every value that is set over the settings.
@@ -186,6 +243,52 @@ impl ClusterFlags {
             docker_tls_key,
             node_publish_ip,
         );
+        if let Some(provider) = self.provider {
+            settings.provider = provider;
+        }
+        let host = &mut settings.host;
+        if let Some(path) = &self.host_kubeconfig {
+            host.kubeconfig = Some(path.clone());
+        }
+        if let Some(prefix) = &self.host_namespace_prefix {
+            host.namespace_prefix.clone_from(prefix);
+        }
+        if let Some(namespace) = &self.host_server_namespace {
+            host.server_namespace.clone_from(namespace);
+        }
+        if let Some(selector) = &self.host_node_selector {
+            host.node_selector = selector
+                .iter()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
+                .collect();
+        }
+        if let Some(tolerations) = &self.host_tolerations {
+            host.tolerations.clone_from(tolerations);
+        }
+        if let Some(cidrs) = &self.host_egress_cidrs {
+            host.egress_cidrs.clone_from(cidrs);
+        }
+    }
+
+    /// Settings that cannot be used as given, named as the user wrote them.
+    pub fn validate(&self) -> Result<(), String> {
+        for pair in self.host_node_selector.iter().flatten() {
+            if !pair.contains('=') {
+                return Err(format!("host-node-selector: {pair:?} is not key=value"));
+            }
+        }
+        for cidr in self.host_egress_cidrs.iter().flatten() {
+            let valid = cidr.split_once('/').is_some_and(|(ip, bits)| {
+                ip.parse::<IpAddr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 128)
+            });
+            if !valid {
+                return Err(format!(
+                    "host-egress-cidrs: {cidr:?} is not an address range like 10.0.0.0/8"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

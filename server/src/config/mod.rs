@@ -6,7 +6,7 @@
 mod clusters;
 mod web;
 
-pub use clusters::{ClusterFlags, ClusterSettings, ProxyConfig, ProxyFlags};
+pub use clusters::{ClusterFlags, ClusterSettings, ProviderKind, ProxyConfig, ProxyFlags};
 pub use web::{
     AddressRange, AddressRangeError, JoinCode, SignupMode, canonical_address, parse_frame_ancestors,
 };
@@ -263,6 +263,9 @@ impl ConfigArgs {
             config.clusters = Some(ClusterSettings::default());
         }
         if let Some(clusters) = &mut config.clusters {
+            self.clusters
+                .validate()
+                .map_err(|message| Error::Config(format!("clusters: {message}")))?;
             self.clusters.apply(clusters);
         }
         self.proxy.apply(&mut config.proxy);

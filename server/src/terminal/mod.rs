@@ -125,7 +125,9 @@ type Key = (String, String);
 
 /// Every open shell of this server.
 pub struct TerminalHub {
-    docker: Docker,
+    /// `None` where nodes are not Docker containers: the Kubernetes provider's nodes have no web
+    /// terminal yet (docs/architecture.md), and opening one says so.
+    docker: Option<Docker>,
     config: TerminalConfig,
     shells: Mutex<HashMap<Key, Arc<Shell>>>,
 }
@@ -138,7 +140,7 @@ enum Control {
 }
 
 impl TerminalHub {
-    pub fn new(docker: Docker, config: TerminalConfig) -> Arc<Self> {
+    pub fn new(docker: Option<Docker>, config: TerminalConfig) -> Arc<Self> {
         Arc::new(TerminalHub {
             docker,
             config,
@@ -170,6 +172,13 @@ impl TerminalHub {
     }
 
     async fn spawn_shell(&self, cluster: &str) -> Result<Arc<Shell>> {
+        let Some(docker) = &self.docker else {
+            return Err(Error::Invalid(
+                "the web terminal is not available for clusters on a Kubernetes host yet; \
+                 an administrator reaches the node with `hardlab clusters exec`"
+                    .to_owned(),
+            ));
+        };
         let container = node_container_name(cluster);
         let docker_error = crate::clusters::docker::docker_error;
         // Docker has no call that ends an exec. The wrapper notes the shell's PID first (the
@@ -182,8 +191,7 @@ impl TerminalHub {
             "sh".to_owned(),
         ];
         command.extend(self.config.shell.iter().cloned());
-        let created = self
-            .docker
+        let created = docker
             .create_exec(
                 &container,
                 ExecConfig {
@@ -199,8 +207,7 @@ impl TerminalHub {
             )
             .await
             .map_err(docker_error("opening a terminal"))?;
-        let started = self
-            .docker
+        let started = docker
             .start_exec(
                 &created.id,
                 Some(StartExecOptions {
@@ -231,7 +238,7 @@ impl TerminalHub {
             close_reason: std::sync::Mutex::new(String::new()),
         });
         let reader = Arc::clone(&shell);
-        let docker = self.docker.clone();
+        let docker = docker.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -326,7 +333,8 @@ impl TerminalHub {
             h: i32::from(rows),
             w: i32::from(cols),
         };
-        if let Err(error) = self.docker.resize_exec(&shell.exec_id, options).await {
+        let Some(docker) = &self.docker else { return };
+        if let Err(error) = docker.resize_exec(&shell.exec_id, options).await {
             tracing::debug!(%error, "resizing a terminal failed");
         }
     }
