@@ -20,5 +20,15 @@ git -C "$root" ls-files -z | while IFS= read -r -d '' file; do
   if [[ -e "$root/$file" ]]; then printf '%s\0' "$file"; fi
 done >"$list"
 tar -C "$root" --null -T "$list" -cf - | tar -C "$context" -xf -
+# The lab images (docker/node/images.txt), pulled here and saved into the context: the node
+# carries them, so learners' clusters pull nothing at lab time. PRELOAD=0 leaves them out.
+mkdir -p "$context/docker/node/images"
+if [[ "${PRELOAD:-1}" != 0 ]]; then
+  while read -r image _; do
+    [[ -z "$image" || "$image" == \#* || "$image" == unloaded ]] && continue
+    docker image inspect "$image" >/dev/null 2>&1 || docker pull "$image"
+    docker save "$image" -o "$context/docker/node/images/$(printf '%s' "$image" | tr '/:' '__').tar"
+  done <"$root/docker/node/images.txt"
+fi
 docker build -t "$tag" -f "$context/docker/node/Dockerfile" "$context"
 echo "built $tag"

@@ -30,6 +30,7 @@ spec:
       containers:
         - name: api
           image: nginx
+          imagePullPolicy: IfNotPresent
           ports:
             - containerPort: 80
           securityContext:

@@ -6,7 +6,7 @@ set -euo pipefail
 kubectl wait -n shop --for=condition=Ready pod --all --timeout=300s
 pod=$(kubectl get pods -n shop -l app=backend -o jsonpath='{.items[0].metadata.name}')
 sniffer="sniff-$(date +%s)"
-kubectl debug -n shop "$pod" --image=nicolaka/netshoot --target=api --container="$sniffer" -- \
+kubectl debug -n shop "$pod" --image=nicolaka/netshoot:v0.13 --target=api --container="$sniffer" -- \
   tcpdump -i eth0 -A -s0 -c 20 'tcp port 8080 and tcp[tcpflags] & tcp-push != 0'
 
 for _ in $(seq 60); do

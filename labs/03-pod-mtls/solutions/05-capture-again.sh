@@ -4,7 +4,7 @@ set -euo pipefail
 
 pod=$(kubectl get pods -n shop -l app=backend -o jsonpath='{.items[0].metadata.name}')
 sniffer="sniff-$(date +%s)"
-kubectl debug -n shop "$pod" --image=nicolaka/netshoot --target=api --container="$sniffer" -- \
+kubectl debug -n shop "$pod" --image=nicolaka/netshoot:v0.13 --target=api --container="$sniffer" -- \
   tcpdump -i eth0 -A -s0 -c 20 'tcp port 8080 and tcp[tcpflags] & tcp-push != 0'
 
 # 20 data packets take about 20 s at one request every 2 s.

@@ -56,6 +56,7 @@ spec:
       containers:
         - name: api
           image: nginxinc/nginx-unprivileged
+          imagePullPolicy: IfNotPresent
           ports:
             - containerPort: 8080
           securityContext:

@@ -53,6 +53,7 @@ spec:
       containers:
         - name: api
           image: nginxinc/nginx-unprivileged
+          imagePullPolicy: IfNotPresent
           ports:
             - containerPort: 8080
           securityContext:

@@ -36,6 +36,46 @@ pub struct NodeIdentity<'a> {
     pub node_name: &'a str,
     pub node_ip: &'a str,
     pub extra_sans: &'a [String],
+    /// A registry the node's containerd asks first for Docker Hub images (`https://mirror:5000`).
+    pub registry_mirror: Option<&'a str>,
+}
+
+/// Where the node image keeps the lab images it carries (docker/node/images.txt), as
+/// `docker save` tarballs imported into containerd before kubeadm starts.
+pub const PRELOADED_IMAGES_DIR: &str = "/kind/images/hardlab";
+
+/// Imports every preloaded image tarball into containerd's Kubernetes namespace, so pods with
+/// `imagePullPolicy: IfNotPresent` start without a registry. An image without the folder is fine.
+fn import_preloaded_images() -> NodeCommand {
+    NodeCommand {
+        phase: Phase::WritingConfiguration,
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "for f in {PRELOADED_IMAGES_DIR}/*.tar; do [ -e \"$f\" ] || continue; \
+                 ctr --namespace=k8s.io images import --all-platforms --digests \"$f\" >/dev/null || exit 1; done"
+            ),
+        ],
+        stdin: None,
+    }
+}
+
+/// containerd's hosts file for docker.io that puts the mirror first (kind's containerd reads
+/// `/etc/containerd/certs.d`; the file is read at each pull, no restart needed).
+pub fn registry_mirror_command(mirror: &str) -> NodeCommand {
+    let hosts = format!(
+        "server = \"https://registry-1.docker.io\"\n\n[host.{mirror:?}]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    NodeCommand {
+        phase: Phase::WritingConfiguration,
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "mkdir -p /etc/containerd/certs.d/docker.io && cat > /etc/containerd/certs.d/docker.io/hosts.toml".into(),
+        ],
+        stdin: Some(hosts),
+    }
 }
 
 /// `kubeadm init` with kind's configuration, then the CNI and the storage class, once the node's
@@ -67,6 +107,10 @@ pub async fn kind(
         apiserver_mounts: &spec.apiserver_mounts,
         extra_sans: identity.extra_sans,
     });
+    run_checked(node, &import_preloaded_images()).await?;
+    if let Some(mirror) = identity.registry_mirror {
+        run_checked(node, &registry_mirror_command(mirror)).await?;
+    }
     let mut current = Phase::WritingConfiguration;
     for command in kind::init_commands(&config, version) {
         if command.phase != current {
@@ -109,4 +153,134 @@ pub async fn wait_for_api_server(node: &dyn NodeRunner, timeout: Duration) -> Re
         "the API server did not answer /readyz within {} s (last answer: {last})",
         timeout.as_secs()
     )))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use super::*;
+
+    /// Image references a lab script hands to the cluster: `image:` lines of the manifests it
+    /// applies and `--image=` arguments of `kubectl run` / `kubectl debug`.
+    fn images_named_in(script: &str) -> Vec<String> {
+        let mut images = Vec::new();
+        for line in script.lines() {
+            let line = line.trim();
+            if let Some(rest) = line
+                .strip_prefix("image:")
+                .or_else(|| line.strip_prefix("- image:"))
+            {
+                images.push(rest.trim().trim_matches('"').to_owned());
+            }
+            for (index, _) in line.match_indices("--image=") {
+                let rest = &line[index + "--image=".len()..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == '"')
+                    .unwrap_or(rest.len());
+                images.push(rest[..end].to_owned());
+            }
+        }
+        images
+    }
+
+    /// The preload list: `image` lines, and `unloaded image: reason` lines for images a lab
+    /// names that are not meant to run.
+    fn preload_list() -> (BTreeSet<String>, BTreeSet<String>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/node/images.txt");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (mut loaded, mut exempt) = (BTreeSet::new(), BTreeSet::new());
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("unloaded ") {
+                let (image, reason) = rest.split_once(": ").unwrap_or((rest, ""));
+                assert!(
+                    !reason.trim().is_empty(),
+                    "{line}: an unloaded image needs a reason"
+                );
+                exempt.insert(image.trim().to_owned());
+            } else {
+                loaded.insert(line.to_owned());
+            }
+        }
+        (loaded, exempt)
+    }
+
+    #[test]
+    fn every_image_the_lab_scripts_run_is_preloaded_in_the_node_image() {
+        let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../labs");
+        let (loaded, exempt) = preload_list();
+        let mut named = BTreeSet::new();
+        let mut scripts = Vec::new();
+        for lab in std::fs::read_dir(&labs).unwrap() {
+            let lab = lab.unwrap().path();
+            scripts.push(lab.join("setup.sh"));
+            if let Ok(solutions) = std::fs::read_dir(lab.join("solutions")) {
+                scripts.extend(solutions.map(|entry| entry.unwrap().path()));
+            }
+        }
+        for script in scripts.iter().filter(|path| path.exists()) {
+            let text = std::fs::read_to_string(script).unwrap();
+            for image in images_named_in(&text) {
+                // An untagged image is `:latest`, which the kubelet pulls on every start unless
+                // the manifest says IfNotPresent.
+                let image = if image
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|last| last.contains(':'))
+                {
+                    image
+                } else {
+                    assert!(
+                        text.contains("imagePullPolicy: IfNotPresent"),
+                        "{}: {image} has no tag and no imagePullPolicy: IfNotPresent",
+                        script.display()
+                    );
+                    format!("{image}:latest")
+                };
+                assert!(
+                    loaded.contains(&image) || exempt.contains(&image),
+                    "{}: {image} is not in docker/node/images.txt",
+                    script.display()
+                );
+                named.insert(image);
+            }
+        }
+        let unused: Vec<_> = loaded.difference(&named).collect();
+        assert!(
+            unused.is_empty(),
+            "preloaded but no lab runs them: {unused:?}"
+        );
+        assert!(
+            loaded.contains("busybox:1.36") && loaded.contains("mysql:8.4"),
+            "{loaded:?}"
+        );
+    }
+
+    #[test]
+    fn image_references_are_found_in_manifests_and_kubectl_arguments() {
+        let script = "kubectl run x --image=busybox:1.36 --restart=Never\n      - image: \"mysql:8.4\"\n          image: nginx:1.27\n";
+        assert_eq!(
+            images_named_in(script),
+            ["busybox:1.36", "mysql:8.4", "nginx:1.27"]
+        );
+    }
+
+    #[test]
+    fn the_mirror_is_written_as_containerds_hosts_file_for_docker_hub() {
+        let command = registry_mirror_command("https://mirror.internal:5000");
+        let hosts = command.stdin.unwrap();
+        assert!(
+            hosts.contains("[host.\"https://mirror.internal:5000\"]"),
+            "{hosts}"
+        );
+        assert!(
+            hosts.contains("capabilities = [\"pull\", \"resolve\"]"),
+            "{hosts}"
+        );
+    }
 }

@@ -220,6 +220,8 @@ pub struct DockerProvider {
     pub node_limits: NodeLimits,
     /// Whether nodes reach addresses beyond their host (image pulls need it).
     pub egress: bool,
+    /// A registry the nodes' containerd asks first for Docker Hub images.
+    pub registry_mirror: Option<String>,
 }
 
 impl DockerProvider {
@@ -288,6 +290,12 @@ impl DockerProvider {
         self
     }
 
+    /// Points the nodes' containerd at a registry mirror for Docker Hub images.
+    pub fn with_registry_mirror(mut self, mirror: Option<String>) -> Self {
+        self.registry_mirror = mirror;
+        self
+    }
+
     /// Publishes node ports on `ip` of the engine's host and dials them there.
     pub fn publishing_on(mut self, ip: std::net::IpAddr) -> Self {
         self.publish_ip = ip.to_string();
@@ -312,6 +320,7 @@ impl DockerProvider {
             dial_host: "127.0.0.1".to_owned(),
             node_limits: NodeLimits::default(),
             egress: true,
+            registry_mirror: None,
         }
     }
 
@@ -574,6 +583,7 @@ impl DockerProvider {
             node_name: container,
             node_ip: &node_ip,
             extra_sans: &[],
+            registry_mirror: self.registry_mirror.as_deref(),
         };
         bootstrap::kind(&runner, spec, &identity, progress).await
     }

@@ -70,6 +70,8 @@ pub struct KubernetesSettings {
     pub egress_cidrs: Vec<String>,
     /// The host cluster's DNS domain, for the Service's names in the node's certificates.
     pub cluster_domain: String,
+    /// A registry the nodes' containerd asks first for Docker Hub images.
+    pub registry_mirror: Option<String>,
     /// How long the node pod may take to be scheduled and started.
     pub schedule_timeout: Duration,
     /// How long the API server in the node may take to answer after `kubeadm init`.
@@ -91,6 +93,7 @@ impl Default for KubernetesSettings {
             tolerations: Vec::new(),
             egress_cidrs: Vec::new(),
             cluster_domain: "cluster.local".to_owned(),
+            registry_mirror: None,
             schedule_timeout: Duration::from_secs(300),
             ready_timeout: Duration::from_secs(240),
         }
@@ -496,6 +499,7 @@ impl KubernetesProvider {
                     node_name: &node_name,
                     node_ip: &pod_ip,
                     extra_sans: &sans,
+                    registry_mirror: self.settings.registry_mirror.as_deref(),
                 };
                 bootstrap::kind(&runner, spec, &identity, progress).await?;
             }

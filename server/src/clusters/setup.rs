@@ -138,7 +138,9 @@ pub async fn connect(
         None if lenient => DockerProvider::connect_lenient().await?,
         None => DockerProvider::connect().await?,
     };
-    let provider = provider.with_egress(args.node_egress);
+    let provider = provider
+        .with_egress(args.node_egress)
+        .with_registry_mirror(args.registry_mirror.clone());
     Ok(match args.node_publish_ip {
         Some(ip) => provider.publishing_on(ip),
         None => provider,

@@ -33,6 +33,8 @@ pub struct ClusterSettings {
     pub node_publish_ip: Option<IpAddr>,
     pub node_egress: bool,
     pub terminal_grace_seconds: u64,
+    /// A registry mirror for the images labs pull that the node image does not carry.
+    pub registry_mirror: Option<String>,
     /// Where nodes run: the Docker engine (default) or a Kubernetes host cluster.
     pub provider: ProviderKind,
     /// The host cluster's placement settings, used when `provider` is `kubernetes`.
@@ -71,6 +73,7 @@ impl Default for ClusterSettings {
             node_publish_ip: None,
             node_egress: true,
             terminal_grace_seconds: 120,
+            registry_mirror: None,
             provider: ProviderKind::Docker,
             host: crate::clusters::kubernetes::KubernetesSettings::default(),
         }
@@ -155,6 +158,10 @@ pub struct ClusterFlags {
     /// Terminal shells with no browser attached are closed after this many seconds [default: 120].
     #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", value_name = "SECONDS")]
     pub terminal_grace_seconds: Option<u64>,
+    /// A registry the nodes ask first for Docker Hub images (`https://mirror.internal:5000`), for
+    /// images the node image does not carry (docker/node/images.txt) at an offline event.
+    #[arg(long, env = "HARDLAB_REGISTRY_MIRROR", value_name = "URL")]
+    pub registry_mirror: Option<String>,
     /// Where learners' nodes run: `docker` (the engine above) or `kubernetes` (kind-node pods on a
     /// host cluster, one namespace each; deploy/ runs hardlab there) [default: docker].
     #[arg(long, env = "HARDLAB_CLUSTER_PROVIDER", value_name = "PROVIDER")]
@@ -242,7 +249,12 @@ impl ClusterFlags {
             docker_tls_cert,
             docker_tls_key,
             node_publish_ip,
+            registry_mirror,
         );
+        settings
+            .host
+            .registry_mirror
+            .clone_from(&settings.registry_mirror);
         if let Some(provider) = self.provider {
             settings.provider = provider;
         }
@@ -273,6 +285,13 @@ impl ClusterFlags {
 
     /// Settings that cannot be used as given, named as the user wrote them.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(mirror) = &self.registry_mirror
+            && !(mirror.starts_with("https://") || mirror.starts_with("http://"))
+        {
+            return Err(format!(
+                "registry-mirror: {mirror:?} is not a URL like https://mirror.internal:5000"
+            ));
+        }
         for pair in self.host_node_selector.iter().flatten() {
             if !pair.contains('=') {
                 return Err(format!("host-node-selector: {pair:?} is not key=value"));
