@@ -64,13 +64,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(
+    let clusters = state.clusters.clone();
+    let served = axum::serve(
         listener,
         crate::web::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .map_err(|e| Error::io("listener", e))
+    .map_err(|e| Error::io("listener", e));
+    // A stopped server renews no more leases: its clusters pass to another server sharing the
+    // database within a lease period.
+    if let Some(clusters) = clusters {
+        clusters.manager.stop_background();
+    }
+    served
 }
 
 /// `hardlab serve`: the database, the first admin's setup link, [`build`], then [`serve`] on the

@@ -201,6 +201,23 @@ pub struct ManagerConfig {
     pub creation_timeout: Duration,
     /// Seals the captured credentials in the database.
     pub sealer: Arc<Sealer>,
+    /// This server among those sharing the database: the name on the leases it holds. A server
+    /// restarted under the same name takes its clusters back at once; another one waits until
+    /// their leases run out.
+    pub holder: String,
+    /// How long a lease lasts unless renewed (renewed every third of it): how long the clusters
+    /// of a server that died wait for another one to take them over.
+    pub lease: Duration,
+}
+
+/// The host's name, the default lease holder (a pod's name in a Deployment).
+pub fn default_holder() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "hardlab".to_owned())
 }
 
 impl Default for ManagerConfig {
@@ -222,6 +239,8 @@ impl Default for ManagerConfig {
             max_lifetime: Duration::from_secs(4 * 60 * 60),
             creation_timeout: Duration::from_secs(20 * 60),
             sealer: Arc::new(Sealer::ephemeral()),
+            holder: default_holder(),
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -250,6 +269,9 @@ pub struct ClusterManager {
     /// Serialises the capacity check with the insert, so two Starts cannot both take the last slot.
     admission: Mutex<()>,
     image_defaults: Mutex<HashMap<String, (Bootstrap, bool)>>,
+    /// Set when the server stops: background rounds (lease renewal among them) end, so the
+    /// clusters' leases run out and another server takes them over.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterManager {
@@ -266,6 +288,7 @@ impl ClusterManager {
             events,
             admission: Mutex::new(()),
             image_defaults: Mutex::new(HashMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -426,8 +449,8 @@ impl ClusterManager {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO clusters (id, owner_id, lab_id, session_id, image, state, phase, failure_reason, api_port, \
-             pooled, created_at, updated_at, expires_at, last_active_at) \
-             VALUES ($1, $2, $3, $4, $5, 'requested', NULL, NULL, NULL, $6, $7, $7, $8, $7)",
+             pooled, created_at, updated_at, expires_at, last_active_at, lease_holder, lease_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, 'requested', NULL, NULL, NULL, $6, $7, $7, $8, $7, $9, $10)",
         )
         .bind(id)
         .bind(owner)
@@ -437,6 +460,8 @@ impl ClusterManager {
         .bind(i64::from(pooled))
         .bind(now)
         .bind(now + duration_ms(self.config.ttl))
+        .bind(&self.config.holder)
+        .bind(now + duration_ms(self.config.lease))
         .execute(&self.db)
         .await?;
         self.publish(id).await;
@@ -879,8 +904,10 @@ impl ClusterManager {
     /// reason, and removes what is left of it. Returns the clusters it failed.
     pub async fn watch_once(&self) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT id FROM clusters WHERE state IN ('ready', 'expiring') AND credentials_sealed IS NOT NULL",
+            "SELECT id FROM clusters WHERE state IN ('ready', 'expiring') AND credentials_sealed IS NOT NULL \
+             AND (lease_holder = $1 OR lease_holder IS NULL)",
         )
+        .bind(&self.config.holder)
         .fetch_all(&self.db)
         .await?;
         if rows.is_empty() {
@@ -992,14 +1019,133 @@ impl ClusterManager {
         Ok(usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0))
     }
 
+    /// Clusters whose rows another live server holds: not this server's to adopt, fail or remove.
+    async fn held_elsewhere(&self) -> Result<HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM clusters WHERE state IN ('requested', 'creating', 'ready', 'expiring') \
+             AND lease_holder IS NOT NULL AND lease_holder <> $1 AND lease_expires_at > $2",
+        )
+        .bind(&self.config.holder)
+        .bind(now_ms())
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("id"))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    async fn take_lease(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE clusters SET lease_holder = $1, lease_expires_at = $2 WHERE id = $3")
+            .bind(&self.config.holder)
+            .bind(now_ms() + duration_ms(self.config.lease))
+            .bind(id)
+            .execute(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Renews the leases of every live cluster this server holds.
+    pub async fn renew_leases(&self) -> Result<u64> {
+        let renewed = sqlx::query(
+            "UPDATE clusters SET lease_expires_at = $1 WHERE lease_holder = $2 AND state IN ('requested', 'creating', 'ready', 'expiring')"
+        )
+        .bind(now_ms() + duration_ms(self.config.lease))
+        .bind(&self.config.holder)
+        .execute(&self.db)
+        .await?;
+        Ok(renewed.rows_affected())
+    }
+
+    /// Takes or renews the lease on a piece of work only one server does at a time; `true` while
+    /// this server holds it.
+    pub async fn lead(&self, work: &str) -> Result<bool> {
+        let now = now_ms();
+        let until = now + duration_ms(self.config.lease);
+        let renewed = sqlx::query(
+            "UPDATE leader_leases SET holder = $1, expires_at = $2 \
+             WHERE name = $3 AND (holder = $1 OR expires_at <= $4)",
+        )
+        .bind(&self.config.holder)
+        .bind(until)
+        .bind(work)
+        .bind(now)
+        .execute(&self.db)
+        .await?;
+        if renewed.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO leader_leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(work)
+        .bind(&self.config.holder)
+        .bind(until)
+        .execute(&self.db)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Clusters of a server that stopped renewing its leases: ready ones are taken over (this
+    /// server watches and serves them from now on), ones it was still creating are failed and
+    /// removed, as after a restart. Returns (taken over, failed).
+    pub async fn take_over_expired(&self) -> Result<(Vec<String>, Vec<String>)> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM clusters WHERE state IN ('requested', 'creating', 'ready', 'expiring') \
+             AND lease_holder IS NOT NULL AND lease_holder <> $1 AND lease_expires_at <= $2",
+        )
+        .bind(&self.config.holder)
+        .bind(now_ms())
+        .fetch_all(&self.db)
+        .await?;
+        let (mut taken, mut failed) = (Vec::new(), Vec::new());
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let state = ClusterState::parse(&row.try_get::<String, _>("state")?);
+            // Claimed with the expiry it was seen with, so two servers cannot both take it.
+            let claimed = sqlx::query(
+                "UPDATE clusters SET lease_holder = $1, lease_expires_at = $2 \
+                 WHERE id = $3 AND lease_holder <> $1 AND lease_expires_at <= $4",
+            )
+            .bind(&self.config.holder)
+            .bind(now_ms() + duration_ms(self.config.lease))
+            .bind(&id)
+            .bind(now_ms())
+            .execute(&self.db)
+            .await?;
+            if claimed.rows_affected() != 1 {
+                continue;
+            }
+            if matches!(state, ClusterState::Ready | ClusterState::Expiring) {
+                tracing::info!(cluster = %id, "took over a cluster whose server stopped renewing its lease");
+                taken.push(id);
+            } else {
+                tracing::warn!(cluster = %id, "the server creating this cluster stopped; removing it");
+                self.fail_and_remove(
+                    &id,
+                    "the server creating this cluster stopped before it was ready; start it again",
+                )
+                .await?;
+                failed.push(id);
+            }
+        }
+        Ok((taken, failed))
+    }
+
     /// After a restart: running clusters with a live, unexpired row are adopted; expired ones,
     /// ones whose creation was cut short and anything labelled without a row are removed.
+    /// Clusters another live server holds (its lease is current) are left alone.
     pub async fn adopt(&self) -> Result<AdoptionReport> {
         let now = now_ms();
         let mut report = AdoptionReport::default();
         let nodes = self.provider.list_own().await?;
-        let mut keep = HashSet::new();
+        let elsewhere = self.held_elsewhere().await?;
+        let mut keep = elsewhere.clone();
         for node in &nodes {
+            if elsewhere.contains(&node.cluster) {
+                continue;
+            }
             let record = self.get(&node.cluster).await?;
             match record {
                 Some(record)
@@ -1013,6 +1159,7 @@ impl ClusterManager {
                         .bind(&node.cluster)
                         .execute(&self.db)
                         .await?;
+                    self.take_lease(&node.cluster).await?;
                     keep.insert(node.cluster.clone());
                     report.adopted.push(node.cluster.clone());
                 }
@@ -1047,12 +1194,30 @@ impl ClusterManager {
     /// Reaps and refills the pool every `reap_interval`, and watches the nodes every
     /// `watch_interval`, until the manager is dropped.
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.spawn_every(self.config.lease / 3, |manager| async move {
+            if let Err(error) = manager.renew_leases().await {
+                tracing::warn!(%error, "renewing cluster leases failed");
+            }
+        });
         self.spawn_every(self.config.watch_interval, |manager| async move {
             if let Err(error) = manager.watch_once().await {
                 tracing::debug!(%error, "watching the nodes failed");
             }
         });
         self.spawn_every(self.config.reap_interval, |manager| async move {
+            // One server at a time reaps, takes over what a stopped server held, and fills the
+            // pool; the others only renew and watch their own clusters.
+            match manager.lead("reaper").await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "could not ask for the reaper's lease");
+                    return;
+                }
+            }
+            if let Err(error) = manager.take_over_expired().await {
+                tracing::warn!(%error, "taking over expired cluster leases failed");
+            }
             if let Err(error) = manager.reap_once().await {
                 tracing::warn!(%error, "reaping clusters failed");
             }
@@ -1060,8 +1225,15 @@ impl ClusterManager {
         })
     }
 
+    /// Ends every background round (after the one running): what a stopping server does, and
+    /// what a crashed one amounts to. Leases are not given back; they run out.
+    pub fn stop_background(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Runs `round` every `interval` on a task that holds the manager only while a round runs,
-    /// so dropping the manager ends the task.
+    /// so dropping the manager (or [`Self::stop_background`]) ends the task.
     fn spawn_every<F, Fut>(
         self: &Arc<Self>,
         interval: Duration,
@@ -1077,6 +1249,9 @@ impl ClusterManager {
                 let Some(manager) = weak.upgrade() else {
                     return;
                 };
+                if manager.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
                 round(manager).await;
                 tokio::time::sleep(interval).await;
             }

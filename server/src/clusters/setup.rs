@@ -48,6 +48,16 @@ pub fn manager_config(
         max_clusters_per_user: settings.max_clusters_per_user,
         max_lifetime: Duration::from_secs(settings.cluster_max_hours * 60 * 60),
         sealer,
+        holder: settings
+            .server_id
+            .clone()
+            .unwrap_or_else(super::lifecycle::default_holder),
+        lease: Duration::from_secs(settings.cluster_lease_seconds.max(1)),
+        // Reaping and taking over follow the lease: a stopped server's clusters are someone
+        // else's within about one lease period.
+        reap_interval: Duration::from_secs(15).min(Duration::from_millis(
+            settings.cluster_lease_seconds.max(1) * 500,
+        )),
         ..ManagerConfig::default()
     }
 }

@@ -35,6 +35,9 @@ pub struct ClusterSettings {
     pub terminal_grace_seconds: u64,
     /// A registry mirror for the images labs pull that the node image does not carry.
     pub registry_mirror: Option<String>,
+    /// This server's name among those sharing the database; `None`: the host name.
+    pub server_id: Option<String>,
+    pub cluster_lease_seconds: u64,
     /// Where nodes run: the Docker engine (default) or a Kubernetes host cluster.
     pub provider: ProviderKind,
     /// The host cluster's placement settings, used when `provider` is `kubernetes`.
@@ -74,6 +77,8 @@ impl Default for ClusterSettings {
             node_egress: true,
             terminal_grace_seconds: 120,
             registry_mirror: None,
+            server_id: None,
+            cluster_lease_seconds: 30,
             provider: ProviderKind::Docker,
             host: crate::clusters::kubernetes::KubernetesSettings::default(),
         }
@@ -162,6 +167,15 @@ pub struct ClusterFlags {
     /// images the node image does not carry (docker/node/images.txt) at an offline event.
     #[arg(long, env = "HARDLAB_REGISTRY_MIRROR", value_name = "URL")]
     pub registry_mirror: Option<String>,
+    /// This server's name among the servers sharing one database; the name on the cluster leases
+    /// it holds [default: the host name (in Kubernetes, the pod's)]. A server restarted under the
+    /// same name takes its clusters back at once.
+    #[arg(long, env = "HARDLAB_SERVER_ID", value_name = "NAME")]
+    pub server_id: Option<String>,
+    /// Seconds a server's hold on its clusters lasts unless renewed: how soon another server
+    /// takes over the clusters of one that stopped [default: 30].
+    #[arg(long, env = "HARDLAB_CLUSTER_LEASE_SECONDS", value_name = "SECONDS")]
+    pub cluster_lease_seconds: Option<u64>,
     /// Where learners' nodes run: `docker` (the engine above) or `kubernetes` (kind-node pods on a
     /// host cluster, one namespace each; deploy/ runs hardlab there) [default: docker].
     #[arg(long, env = "HARDLAB_CLUSTER_PROVIDER", value_name = "PROVIDER")]
@@ -238,6 +252,7 @@ impl ClusterFlags {
             pool_size,
             pool_labs,
             node_egress,
+            cluster_lease_seconds,
             terminal_grace_seconds,
         );
         apply_optional!(
@@ -250,6 +265,7 @@ impl ClusterFlags {
             docker_tls_key,
             node_publish_ip,
             registry_mirror,
+            server_id,
         );
         settings
             .host
@@ -285,6 +301,12 @@ impl ClusterFlags {
 
     /// Settings that cannot be used as given, named as the user wrote them.
     pub fn validate(&self) -> Result<(), String> {
+        if self.cluster_lease_seconds == Some(0) {
+            return Err(
+                "cluster-lease-seconds: 0 would let every server take over every cluster at once"
+                    .to_owned(),
+            );
+        }
         if let Some(mirror) = &self.registry_mirror
             && !(mirror.starts_with("https://") || mirror.starts_with("http://"))
         {

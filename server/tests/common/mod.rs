@@ -85,13 +85,13 @@ pub struct TestDb {
     _dir: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
-struct PostgresCleanup {
+pub struct PostgresCleanup {
     admin_url: String,
     name: String,
 }
 
 impl PostgresCleanup {
-    async fn drop_database(&self) {
+    pub async fn drop_database(&self) {
         let admin = AnyPool::connect(&self.admin_url).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -118,7 +118,7 @@ impl TestDb {
         }
     }
 
-    async fn postgres() -> Option<(TestDb, PostgresCleanup)> {
+    pub async fn postgres() -> Option<(TestDb, PostgresCleanup)> {
         let Ok(admin_url) = std::env::var("HARDLAB_TEST_POSTGRES_URL") else {
             skip(
                 "HARDLAB_TEST_POSTGRES_URL is not set; the PostgreSQL half of this test is skipped",
