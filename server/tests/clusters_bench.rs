@@ -83,7 +83,10 @@ async fn bench(pool_size: usize) -> Option<Bench> {
         ..ManagerConfig::default()
     };
     let manager = ClusterManager::new(db, Arc::new(provider.clone()), config);
-    let terminals = TerminalHub::new(Some(provider.docker().clone()), TerminalConfig::default());
+    let terminals = TerminalHub::new(
+        hardlab_server::terminal::DockerShells::new(provider.docker().clone()),
+        TerminalConfig::default(),
+    );
     let state = ClustersState {
         manager: Arc::clone(&manager),
         terminals,

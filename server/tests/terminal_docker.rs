@@ -70,7 +70,10 @@ async fn harness(terminal: TerminalConfig) -> Option<Harness> {
         "{:?}",
         record.failure_reason
     );
-    let terminals = TerminalHub::new(Some(provider.docker().clone()), terminal);
+    let terminals = TerminalHub::new(
+        hardlab_server::terminal::DockerShells::new(provider.docker().clone()),
+        terminal,
+    );
     terminals.spawn_sweeper();
     let state = ClustersState {
         manager: Arc::clone(&manager),

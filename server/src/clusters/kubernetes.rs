@@ -725,6 +725,68 @@ impl NodeAccess for PodNode {
     }
 }
 
+/// Resizes a `pods/exec` TTY through the exec stream's resize channel.
+struct PodResizer {
+    sizes: tokio::sync::Mutex<Option<futures::channel::mpsc::Sender<kube::api::TerminalSize>>>,
+    /// Kept so the exec's connection lives as long as the shell.
+    _process: kube::api::AttachedProcess,
+}
+
+#[async_trait]
+impl crate::terminal::Resizer for PodResizer {
+    async fn resize(&self, cols: u16, rows: u16) {
+        use futures::SinkExt;
+        if let Some(sizes) = self.sizes.lock().await.as_mut() {
+            let _ = sizes
+                .send(kube::api::TerminalSize {
+                    width: cols,
+                    height: rows,
+                })
+                .await;
+        }
+    }
+}
+
+/// The web terminal's shells, through `pods/exec` with a TTY.
+#[async_trait]
+impl crate::terminal::ShellBackend for KubernetesProvider {
+    async fn spawn(
+        &self,
+        cluster: &str,
+        argv: Vec<String>,
+    ) -> Result<crate::terminal::SpawnedShell> {
+        use futures::StreamExt;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(cluster));
+        let params = kube::api::AttachParams::interactive_tty().container(NODE_POD);
+        let mut process = pods
+            .exec(NODE_POD, argv, &params)
+            .await
+            .map_err(host_error("opening a terminal in the node pod"))?;
+        let (Some(input), Some(output)) = (process.stdin(), process.stdout()) else {
+            return Err(Error::Invalid(
+                "the node pod's exec has no TTY streams".to_owned(),
+            ));
+        };
+        let output = tokio_util::io::ReaderStream::new(output)
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .filter_map(|chunk| std::future::ready(chunk.ok()))
+            .boxed();
+        let sizes = process.terminal_size();
+        Ok(crate::terminal::SpawnedShell {
+            input: Box::pin(input),
+            output,
+            resizer: Box::new(PodResizer {
+                sizes: tokio::sync::Mutex::new(sizes),
+                _process: process,
+            }),
+        })
+    }
+
+    async fn run_quietly(&self, cluster: &str, argv: Vec<String>) {
+        let _ = self.runner(cluster).run(&argv, None).await;
+    }
+}
+
 #[async_trait]
 impl ClusterProvider for KubernetesProvider {
     async fn create(&self, spec: &ClusterSpec, progress: PhaseSink<'_>) -> Result<CreatedCluster> {

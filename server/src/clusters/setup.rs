@@ -15,7 +15,7 @@ use crate::config::ClusterSettings;
 use crate::config::ProviderKind;
 use crate::db::seal::Sealer;
 use crate::labs::Labs;
-use crate::terminal::{TerminalConfig, TerminalHub};
+use crate::terminal::{DockerShells, TerminalConfig, TerminalHub};
 
 /// The manager's limits and warm pool from the settings.
 pub fn manager_config(
@@ -95,15 +95,21 @@ pub async fn start(
         ProviderKind::Docker => {
             tracing::info!(%instance, "clusters on the Docker engine carry this installation's label");
             let provider = connect(args, true).await?.with_instance(&instance);
-            let terminals = TerminalHub::new(Some(provider.docker().clone()), terminal_config);
+            let terminals = TerminalHub::new(
+                DockerShells::new(provider.docker().clone()),
+                terminal_config,
+            );
             (Arc::new(provider), terminals)
         }
         ProviderKind::Kubernetes => {
             tracing::info!(%instance, "clusters are pods on the host cluster, one namespace each");
-            let provider = KubernetesProvider::connect(args.host.clone())
-                .await?
-                .with_instance(&instance);
-            (Arc::new(provider), TerminalHub::new(None, terminal_config))
+            let provider = Arc::new(
+                KubernetesProvider::connect(args.host.clone())
+                    .await?
+                    .with_instance(&instance),
+            );
+            let terminals = TerminalHub::new(provider.clone(), terminal_config);
+            (provider, terminals)
         }
     };
     terminals.spawn_sweeper();

@@ -1,5 +1,6 @@
-//! The web terminal: a WebSocket from the lab page to a `docker exec` login shell (TTY) in the
-//! learner's own node container. The shell outlives the WebSocket for a grace period, keyed by
+//! The web terminal: a WebSocket from the lab page to a login shell (TTY) in the learner's own
+//! node, started by the runtime that holds it ([`ShellBackend`]: `docker exec`, or `pods/exec` on
+//! a Kubernetes host). The shell outlives the WebSocket for a grace period, keyed by
 //! user and cluster, so a reload or a dropped connection reconnects to the same shell (with the
 //! recent output replayed). The Docker socket itself is never exposed.
 //!
@@ -13,12 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use axum::extract::ws::{Message, WebSocket};
 use bollard::Docker;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use bollard::query_parameters::ResizeExecOptions;
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -57,11 +60,33 @@ impl Default for TerminalConfig {
     }
 }
 
-type Input = Pin<Box<dyn AsyncWrite + Send>>;
+pub type Input = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// One live `docker exec` shell.
+/// A shell just started in a node: its keyboard, its screen and its window size.
+pub struct SpawnedShell {
+    pub input: Input,
+    /// Ends when the shell does.
+    pub output: BoxStream<'static, Bytes>,
+    pub resizer: Box<dyn Resizer>,
+}
+
+/// Tells a TTY its new size.
+#[async_trait]
+pub trait Resizer: Send + Sync {
+    async fn resize(&self, cols: u16, rows: u16);
+}
+
+/// Starts programs with a TTY in a cluster's node, as root.
+#[async_trait]
+pub trait ShellBackend: Send + Sync {
+    async fn spawn(&self, cluster: &str, argv: Vec<String>) -> Result<SpawnedShell>;
+    /// Runs a short command in the node and waits for it (best effort: the node may be gone).
+    async fn run_quietly(&self, cluster: &str, argv: Vec<String>);
+}
+
+/// One live shell.
 pub struct Shell {
-    exec_id: String,
+    resizer: Box<dyn Resizer>,
     /// In the node: holds the shell's PID, so closing can end its whole session.
     pid_file: String,
     input: Mutex<Input>,
@@ -125,9 +150,7 @@ type Key = (String, String);
 
 /// Every open shell of this server.
 pub struct TerminalHub {
-    /// `None` where nodes are not Docker containers: the Kubernetes provider's nodes have no web
-    /// terminal yet (docs/architecture.md), and opening one says so.
-    docker: Option<Docker>,
+    backend: Arc<dyn ShellBackend>,
     config: TerminalConfig,
     shells: Mutex<HashMap<Key, Arc<Shell>>>,
 }
@@ -140,9 +163,9 @@ enum Control {
 }
 
 impl TerminalHub {
-    pub fn new(docker: Option<Docker>, config: TerminalConfig) -> Arc<Self> {
+    pub fn new(backend: Arc<dyn ShellBackend>, config: TerminalConfig) -> Arc<Self> {
         Arc::new(TerminalHub {
-            docker,
+            backend,
             config,
             shells: Mutex::new(HashMap::new()),
         })
@@ -172,60 +195,26 @@ impl TerminalHub {
     }
 
     async fn spawn_shell(&self, cluster: &str) -> Result<Arc<Shell>> {
-        let Some(docker) = &self.docker else {
-            return Err(Error::Invalid(
-                "the web terminal is not available for clusters on a Kubernetes host yet; \
-                 an administrator reaches the node with `hardlab clusters exec`"
-                    .to_owned(),
-            ));
-        };
-        let container = node_container_name(cluster);
-        let docker_error = crate::clusters::docker::docker_error;
-        // Docker has no call that ends an exec. The wrapper notes the shell's PID first (the
+        // No runtime has a call that ends an exec. The wrapper notes the shell's PID first (the
         // `exec` keeps it), so closing can hang up its session, jobs and editors included.
         let pid_file = format!("/run/hardlab-terminal-{}.pid", crate::db::random_id());
         let mut command = vec![
             "sh".to_owned(),
             "-c".to_owned(),
-            format!("echo $$ > {pid_file} && exec \"$@\""),
+            format!(
+                "echo $$ > {pid_file} && cd /root 2>/dev/null; TERM=xterm-256color exec \"$@\""
+            ),
             "sh".to_owned(),
         ];
         command.extend(self.config.shell.iter().cloned());
-        let created = docker
-            .create_exec(
-                &container,
-                ExecConfig {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(true),
-                    env: Some(vec!["TERM=xterm-256color".to_owned()]),
-                    cmd: Some(command),
-                    working_dir: Some("/root".to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(docker_error("opening a terminal"))?;
-        let started = docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: true,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(docker_error("opening a terminal"))?;
-        let StartExecResults::Attached { mut output, input } = started else {
-            return Err(Error::Invalid(
-                "Docker started the shell detached".to_owned(),
-            ));
-        };
+        let SpawnedShell {
+            input,
+            mut output,
+            resizer,
+        } = self.backend.spawn(cluster, command).await?;
         let (sender, _) = broadcast::channel(1024);
         let shell = Arc::new(Shell {
-            exec_id: created.id,
+            resizer,
             pid_file,
             input: Mutex::new(input),
             output: sender,
@@ -238,13 +227,13 @@ impl TerminalHub {
             close_reason: std::sync::Mutex::new(String::new()),
         });
         let reader = Arc::clone(&shell);
-        let docker = docker.clone();
+        let backend = Arc::clone(&self.backend);
+        let cluster = cluster.to_owned();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     chunk = output.next() => {
-                        let Some(Ok(chunk)) = chunk else { break };
-                        let bytes = chunk.into_bytes();
+                        let Some(bytes) = chunk else { break };
                         if let Ok(mut back) = reader.scrollback.lock() {
                             back.extend(bytes.iter().copied());
                             let excess = back.len().saturating_sub(SCROLLBACK_BYTES);
@@ -256,10 +245,12 @@ impl TerminalHub {
                 }
             }
             reader.close("the shell exited");
-            // Closing our end of the hijacked connection ends the exec's stdin, but a TTY shell
-            // running a foreground program (vim, a watch) would not notice: hang up its session.
+            // Closing our end of the connection ends the exec's stdin, but a TTY shell running a
+            // foreground program (vim, a watch) would not notice: hang up its session.
             let _ = reader.input.lock().await.shutdown().await;
-            hang_up(&docker, &container, &reader.pid_file).await;
+            backend
+                .run_quietly(&cluster, hang_up_command(&reader.pid_file))
+                .await;
         });
         Ok(shell)
     }
@@ -329,14 +320,7 @@ impl TerminalHub {
         if cols == 0 || rows == 0 {
             return;
         }
-        let options = ResizeExecOptions {
-            h: i32::from(rows),
-            w: i32::from(cols),
-        };
-        let Some(docker) = &self.docker else { return };
-        if let Err(error) = docker.resize_exec(&shell.exec_id, options).await {
-            tracing::debug!(%error, "resizing a terminal failed");
-        }
+        shell.resizer.resize(cols, rows).await;
     }
 
     /// Pumps one WebSocket to and from the shell until either side goes away. `on_input` is
@@ -409,26 +393,115 @@ impl TerminalHub {
 }
 
 /// Sends SIGHUP to every process of the shell's session in the node, as a terminal hang-up would,
-/// then SIGKILL to what ignored it. Best effort: the node may already be gone.
-async fn hang_up(docker: &Docker, container: &str, pid_file: &str) {
+/// then SIGKILL to what ignored it.
+fn hang_up_command(pid_file: &str) -> Vec<String> {
     let script = format!(
         "p=$(cat {pid_file} 2>/dev/null) || exit 0; rm -f {pid_file}; \
          pkill -HUP -s \"$p\" 2>/dev/null || kill -HUP \"$p\" 2>/dev/null; sleep 1; \
          pkill -KILL -s \"$p\" 2>/dev/null || kill -KILL \"$p\" 2>/dev/null; exit 0"
     );
-    let config = ExecConfig {
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
-        ..Default::default()
-    };
-    let Ok(created) = docker.create_exec(container, config).await else {
-        return;
-    };
-    if let Ok(StartExecResults::Attached { mut output, .. }) = docker
-        .start_exec(&created.id, None::<StartExecOptions>)
-        .await
-    {
-        while let Some(Ok(_)) = output.next().await {}
+    vec!["sh".to_owned(), "-c".to_owned(), script]
+}
+
+/// Shells through the Docker engine: `docker exec -it` in the node container.
+pub struct DockerShells {
+    docker: Docker,
+}
+
+impl DockerShells {
+    pub fn new(docker: Docker) -> Arc<Self> {
+        Arc::new(DockerShells { docker })
+    }
+}
+
+struct DockerResizer {
+    docker: Docker,
+    exec_id: String,
+}
+
+#[async_trait]
+impl Resizer for DockerResizer {
+    async fn resize(&self, cols: u16, rows: u16) {
+        let options = ResizeExecOptions {
+            h: i32::from(rows),
+            w: i32::from(cols),
+        };
+        if let Err(error) = self.docker.resize_exec(&self.exec_id, options).await {
+            tracing::debug!(%error, "resizing a terminal failed");
+        }
+    }
+}
+
+#[async_trait]
+impl ShellBackend for DockerShells {
+    async fn spawn(&self, cluster: &str, argv: Vec<String>) -> Result<SpawnedShell> {
+        let container = node_container_name(cluster);
+        let docker_error = crate::clusters::docker::docker_error;
+        let created = self
+            .docker
+            .create_exec(
+                &container,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(true),
+                    env: Some(vec!["TERM=xterm-256color".to_owned()]),
+                    cmd: Some(argv),
+                    working_dir: Some("/root".to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(docker_error("opening a terminal"))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: true,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(docker_error("opening a terminal"))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::Invalid(
+                "Docker started the shell detached".to_owned(),
+            ));
+        };
+        let output = output
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .filter_map(|chunk| std::future::ready(chunk.ok().map(|chunk| chunk.into_bytes())))
+            .boxed();
+        Ok(SpawnedShell {
+            input,
+            output,
+            resizer: Box::new(DockerResizer {
+                docker: self.docker.clone(),
+                exec_id: created.id,
+            }),
+        })
+    }
+
+    async fn run_quietly(&self, cluster: &str, argv: Vec<String>) {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv),
+            ..Default::default()
+        };
+        let container = node_container_name(cluster);
+        let Ok(created) = self.docker.create_exec(&container, config).await else {
+            return;
+        };
+        if let Ok(StartExecResults::Attached { mut output, .. }) = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+        {
+            while let Some(Ok(_)) = output.next().await {}
+        }
     }
 }
