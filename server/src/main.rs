@@ -57,6 +57,30 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// How many hosts (or how much of a host cluster) a workshop of N learners needs, from the
+    /// per-node limits the settings give each cluster.
+    Capacity {
+        /// Learners at once.
+        #[arg(long)]
+        learners: u64,
+        /// How many labs keep a warm pool (each adds --pool-size clusters).
+        #[arg(long, default_value_t = 0)]
+        pooled_lab_count: u64,
+        /// Memory of one host (a Docker host, or a node of the host cluster's learner pool), GiB.
+        #[arg(long)]
+        host_memory_gib: f64,
+        /// CPUs of one host.
+        #[arg(long)]
+        host_cpus: f64,
+        /// Share of each host kept free, 0 to 1.
+        #[arg(long, default_value_t = 0.25)]
+        headroom: f64,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Run a KMS v2 plugin for kube-apiserver on a unix socket, with a local key file (a stand-in
     /// for a cloud KMS or Vault in lab 1).
     KmsPlugin {
@@ -148,6 +172,39 @@ fn main() -> ExitCode {
             }) => {
                 hardlab_server::web::signup::invite_command(&config.resolve()?, uses, hours).await
             }
+            Command::Capacity {
+                learners,
+                pooled_lab_count,
+                host_memory_gib,
+                host_cpus,
+                headroom,
+                json,
+                config,
+            } => {
+                let config = config.resolve()?;
+                let settings = config.clusters.unwrap_or_default();
+                let host = hardlab_server::clusters::capacity::HostSize {
+                    memory_gib: host_memory_gib,
+                    cpus: host_cpus,
+                    headroom,
+                };
+                match hardlab_server::clusters::capacity::plan(
+                    &settings,
+                    learners,
+                    pooled_lab_count,
+                    host,
+                ) {
+                    Ok(plan) if json => {
+                        println!("{}", serde_json::to_string(&plan).unwrap_or_default());
+                        Ok(())
+                    }
+                    Ok(plan) => {
+                        println!("{plan}");
+                        Ok(())
+                    }
+                    Err(message) => Err(hardlab_server::Error::Config(message)),
+                }
+            }
             Command::Clusters { command, config } => {
                 hardlab_server::clusters::setup::cli(command, &config.resolve()?).await
             }
@@ -194,5 +251,14 @@ fn main() -> ExitCode {
             eprintln!("hardlab: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

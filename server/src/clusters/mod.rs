@@ -3,6 +3,7 @@
 //! adoption after a restart) and the admin CLI.
 
 pub mod bootstrap;
+pub mod capacity;
 pub mod cli;
 pub mod credentials;
 pub mod docker;
