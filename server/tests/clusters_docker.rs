@@ -849,3 +849,93 @@ async fn the_reaper_goes_on_after_a_failed_removal_and_clears_rows_stuck_in_crea
     assert!(stuck_row.failure_reason.unwrap().contains("took too long"));
     assert_nothing_left(&real, &[&expired]).await;
 }
+
+/// A checkout whose `docker/node/Dockerfile` builds from `scratch` (no pull: nothing can be
+/// pulled here) with the given body; the lab image list is empty.
+fn checkout_with_dockerfile(body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docker/node")).unwrap();
+    std::fs::write(dir.path().join("docker/node/Dockerfile"), body).unwrap();
+    std::fs::write(dir.path().join("docker/node/images.txt"), "# none\n").unwrap();
+    std::fs::write(dir.path().join("docker/node/marker"), "built by hardlab\n").unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_missing_node_image_is_built_from_the_checkout_on_first_need_with_the_phase_shown() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let checkout = checkout_with_dockerfile(
+        "FROM scratch\nCOPY docker/node/marker /marker\nCOPY docker/node/images/ /kind/images/hardlab/\n\
+         LABEL io.hardlab.node.bootstrap=self-starting io.hardlab.node.privileged=false\n",
+    );
+    let provider = provider.with_image_source(
+        hardlab_server::clusters::node_image::NodeImageSource::discover(Some(checkout.path())),
+    );
+    let image = format!("hardlab/autobuild-test:{}", random_name());
+    let name = random_name();
+    let phases = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&phases);
+    let record = move |phase: Phase| seen.lock().unwrap().push(phase);
+    let mut wanted = spec(&name);
+    wanted.image.clone_from(&image);
+    // The image has no program to run, so the node cannot start: what matters is that it was
+    // built, said so, and that the failed start left nothing behind.
+    let error = provider
+        .create(&wanted, &record)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        phases.lock().unwrap().contains(&Phase::BuildingNodeImage),
+        "{:?}",
+        phases.lock().unwrap()
+    );
+    let built = provider.docker().inspect_image(&image).await.unwrap();
+    let labels = built.config.unwrap().labels.unwrap();
+    assert_eq!(labels["io.hardlab.node.bootstrap"], "self-starting");
+    assert!(!error.contains("could not be pulled"), "{error}");
+    assert_nothing_left(&provider, &[&name]).await;
+    provider
+        .docker()
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_node_image_build_that_fails_says_why_and_without_a_checkout_the_image_is_missing() {
+    let Some(provider) = docker_or_skip().await else {
+        return;
+    };
+    let image = format!("hardlab/autobuild-test:{}", random_name());
+    let mut wanted = spec(&random_name());
+    wanted.image.clone_from(&image);
+    let error = provider
+        .create(&wanted, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("could not be pulled"), "{error}");
+
+    let checkout = checkout_with_dockerfile("FROM scratch\nCOPY docker/node/absent /absent\n");
+    let provider = provider.with_image_source(
+        hardlab_server::clusters::node_image::NodeImageSource::discover(Some(checkout.path())),
+    );
+    let error = provider
+        .create(&wanted, &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("building the node image"), "{error}");
+    assert!(
+        error.contains("absent"),
+        "the builder's reason is kept: {error}"
+    );
+    assert_nothing_left(&provider, &[&wanted.name]).await;
+}

@@ -222,6 +222,10 @@ pub struct DockerProvider {
     pub egress: bool,
     /// A registry the nodes' containerd asks first for Docker Hub images.
     pub registry_mirror: Option<String>,
+    /// Where a missing node image is built from; `None`: a missing image is an error.
+    pub image_source: Option<super::node_image::NodeImageSource>,
+    /// One build at a time: Starts that arrive meanwhile wait for it.
+    image_build: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DockerProvider {
@@ -290,6 +294,12 @@ impl DockerProvider {
         self
     }
 
+    /// Builds a missing node image from this checkout on first need.
+    pub fn with_image_source(mut self, source: Option<super::node_image::NodeImageSource>) -> Self {
+        self.image_source = source;
+        self
+    }
+
     /// Points the nodes' containerd at a registry mirror for Docker Hub images.
     pub fn with_registry_mirror(mut self, mirror: Option<String>) -> Self {
         self.registry_mirror = mirror;
@@ -321,6 +331,8 @@ impl DockerProvider {
             node_limits: NodeLimits::default(),
             egress: true,
             registry_mirror: None,
+            image_source: None,
+            image_build: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -360,20 +372,130 @@ impl DockerProvider {
     }
 
     /// Makes sure the image is present: kind inspects it and pulls it when missing.
-    async fn ensure_image(&self, image: &str) -> Result<()> {
+    async fn image_present(&self, image: &str) -> Result<bool> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(docker_error("inspecting the image")(e)),
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(docker_error("inspecting the image")(e)),
         }
+    }
+
+    async fn pull(&self, image: &str) -> std::result::Result<(), String> {
         let options = CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
         let mut pull = self.docker.create_image(Some(options), None, None);
         while let Some(step) = pull.next().await {
-            if let Err(error) = step {
-                tracing::warn!(image, %error, "pulling the node image failed");
-                return Err(Error::ImageMissing(image.to_owned()));
+            step.map_err(|error| error.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_image(&self, image: &str, progress: PhaseSink<'_>) -> Result<()> {
+        if self.image_present(image).await? {
+            return Ok(());
+        }
+        let pulled = self.pull(image).await;
+        let Err(error) = pulled else { return Ok(()) };
+        tracing::warn!(image, %error, "pulling the node image failed");
+        let Some(source) = &self.image_source else {
+            return Err(Error::ImageMissing(image.to_owned()));
+        };
+        let _building = self.image_build.lock().await;
+        // Built by a Start that held the lock before this one.
+        if self.image_present(image).await? {
+            return Ok(());
+        }
+        progress(Phase::BuildingNodeImage);
+        tracing::info!(image, source = %source.dir.display(), "building the node image from the checkout");
+        self.build_node_image(source, image)
+            .await
+            .map_err(|message| {
+                tracing::error!(image, %message, "building the node image failed");
+                Error::ImageBuild {
+                    image: image.to_owned(),
+                    message,
+                }
+            })?;
+        tracing::info!(image, "the node image is built");
+        Ok(())
+    }
+
+    /// `docker/node/build.sh` through the API: the lab images pulled and saved, the context
+    /// written to a temporary file and streamed to `/build`.
+    async fn build_node_image(
+        &self,
+        source: &super::node_image::NodeImageSource,
+        image: &str,
+    ) -> std::result::Result<(), String> {
+        let work = tempfile::tempdir().map_err(|e| format!("a temporary folder: {e}"))?;
+        let mut saved = Vec::new();
+        for lab_image in source
+            .lab_images()
+            .map_err(|e| format!("{}: {e}", super::node_image::IMAGE_LIST))?
+        {
+            if !self
+                .image_present(&lab_image)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                tracing::info!(image = %lab_image, "pulling a lab image for the node image");
+                self.pull(&lab_image)
+                    .await
+                    .map_err(|e| format!("pulling the lab image {lab_image}: {e}"))?;
+            }
+            let path = work.path().join(format!("{}.tar", saved.len()));
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut export = self.docker.export_image(&lab_image);
+            while let Some(chunk) = export.next().await {
+                let chunk = chunk.map_err(|e| format!("saving {lab_image}: {e}"))?;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            file.flush()
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            saved.push((lab_image, path));
+        }
+        let context = work.path().join("context.tar");
+        {
+            let source = source.clone();
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::create(&context)?;
+                let mut out = std::io::BufWriter::new(file);
+                source.write_context(&mut out, &saved)?;
+                std::io::Write::flush(&mut out)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("writing the build context: {e}"))?;
+        }
+        let file = tokio::fs::File::open(&context)
+            .await
+            .map_err(|e| format!("{}: {e}", context.display()))?;
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+        let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+            .t(image)
+            .dockerfile(super::node_image::DOCKERFILE)
+            .rm(true)
+            .build();
+        let mut build = self.docker.build_image(options, None, Some(body));
+        let mut last = String::new();
+        while let Some(step) = build.next().await {
+            let info = step.map_err(|e| format!("{e} (last output: {last})"))?;
+            if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
+                return Err(detail);
+            }
+            if let Some(text) = info.stream {
+                let text = text.trim();
+                if !text.is_empty() {
+                    tracing::info!(image, "{text}");
+                    last = text.to_owned();
+                }
             }
         }
         Ok(())
@@ -713,7 +835,7 @@ impl ClusterProvider for DockerProvider {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(docker_error("looking for the node")(e)),
         }
-        self.ensure_image(&spec.image).await?;
+        self.ensure_image(&spec.image, progress).await?;
         match self.create_inner(spec, progress).await {
             Ok(node) => Ok(node),
             Err(error) => {

@@ -11,6 +11,7 @@ pub mod kind;
 pub mod kubeconfig;
 pub mod kubernetes;
 pub mod lifecycle;
+pub mod node_image;
 pub mod routes;
 pub mod server_address;
 pub mod setup;
@@ -56,6 +57,8 @@ pub enum Error {
         "the node image {0} is not on this Docker host and could not be pulled; whoever runs hardlab builds it with docker/node/build.sh or picks another with --node-image"
     )]
     ImageMissing(String),
+    #[error("building the node image {image} failed: {message}")]
+    ImageBuild { image: String, message: String },
     #[error(
         "cluster name {0:?} is not valid: use 1-40 lower-case letters, digits and '-', starting and ending with a letter or digit"
     )]
@@ -203,6 +206,8 @@ pub fn lab_script_command(path: &str) -> Vec<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// The node image is missing and being built from the checkout (minutes, once).
+    BuildingNodeImage,
     PreparingNode,
     WritingConfiguration,
     StartingControlPlane,
@@ -217,6 +222,7 @@ pub enum Phase {
 impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::BuildingNodeImage => "building-node-image",
             Phase::PreparingNode => "preparing-node",
             Phase::WritingConfiguration => "writing-configuration",
             Phase::StartingControlPlane => "starting-control-plane",
@@ -229,6 +235,7 @@ impl Phase {
     }
     pub fn parse(text: &str) -> Option<Self> {
         [
+            Phase::BuildingNodeImage,
             Phase::PreparingNode,
             Phase::WritingConfiguration,
             Phase::StartingControlPlane,
@@ -244,6 +251,9 @@ impl Phase {
     /// What the learner reads while it happens.
     pub fn describe(self) -> &'static str {
         match self {
+            Phase::BuildingNodeImage => {
+                "Building the node image (first start on this host; this takes some minutes)"
+            }
             Phase::PreparingNode => "Preparing the node container",
             Phase::WritingConfiguration => "Writing the kubeadm configuration",
             Phase::StartingControlPlane => "Starting the control plane",

@@ -156,7 +156,10 @@ pub async fn connect(
     };
     let provider = provider
         .with_egress(args.node_egress)
-        .with_registry_mirror(args.registry_mirror.clone());
+        .with_registry_mirror(args.registry_mirror.clone())
+        .with_image_source(super::node_image::NodeImageSource::discover(
+            args.node_image_source.as_deref(),
+        ));
     Ok(match args.node_publish_ip {
         Some(ip) => provider.publishing_on(ip),
         None => provider,

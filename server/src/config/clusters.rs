@@ -37,6 +37,9 @@ pub struct ClusterSettings {
     pub registry_mirror: Option<String>,
     /// This server's name among those sharing the database; `None`: the host name.
     pub server_id: Option<String>,
+    /// A hardlab checkout a missing node image is built from; `None`: the working directory
+    /// when it is one.
+    pub node_image_source: Option<PathBuf>,
     pub cluster_lease_seconds: u64,
     /// Where nodes run: the Docker engine (default) or a Kubernetes host cluster.
     pub provider: ProviderKind,
@@ -78,6 +81,7 @@ impl Default for ClusterSettings {
             terminal_grace_seconds: 120,
             registry_mirror: None,
             server_id: None,
+            node_image_source: None,
             cluster_lease_seconds: 30,
             provider: ProviderKind::Docker,
             host: crate::clusters::kubernetes::KubernetesSettings::default(),
@@ -172,6 +176,11 @@ pub struct ClusterFlags {
     /// same name takes its clusters back at once.
     #[arg(long, env = "HARDLAB_SERVER_ID", value_name = "NAME")]
     pub server_id: Option<String>,
+    /// A hardlab checkout to build the node image from when it is missing and cannot be pulled
+    /// (docker/node/Dockerfile, through the Docker API) [default: the working directory when it
+    /// is a checkout].
+    #[arg(long, env = "HARDLAB_NODE_IMAGE_SOURCE", value_name = "DIR")]
+    pub node_image_source: Option<PathBuf>,
     /// Seconds a server's hold on its clusters lasts unless renewed: how soon another server
     /// takes over the clusters of one that stopped [default: 30].
     #[arg(long, env = "HARDLAB_CLUSTER_LEASE_SECONDS", value_name = "SECONDS")]
@@ -266,6 +275,7 @@ impl ClusterFlags {
             node_publish_ip,
             registry_mirror,
             server_id,
+            node_image_source,
         );
         settings
             .host
