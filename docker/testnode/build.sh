@@ -20,7 +20,7 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # etcd, etcdctl, kubectl (Debian's kubernetes-client is v1.20, the same as the envtest API server),
 # hexdump (bsdextrautils) and the tools a learner uses in the node's shell.
-packages=etcd-server,etcd-client,kubernetes-client,bsdextrautils,vim,procps,bash,openssl,ca-certificates,curl,less,iproute2,bash-completion
+packages=etcd-server,etcd-client,kubernetes-client,bsdextrautils,vim,procps,bash,openssl,ca-certificates,curl,less,iproute2,bash-completion,tmux
 
 die() { echo "testnode: $*" >&2; exit 1; }
 

@@ -65,6 +65,45 @@ async fn api(
     )
 }
 
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn terminal(app: &TestApp, cluster: &str, agent: &Agent) -> Socket {
+    let mut request = format!("ws://{}/api/clusters/{cluster}/terminal", app.addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", agent.cookie_header().parse().unwrap());
+    request
+        .headers_mut()
+        .insert("origin", app.base_url.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn type_and_wait(socket: &mut Socket, keys: &str, wanted: &str) {
+    use futures::SinkExt;
+    socket
+        .send(Message::Binary(keys.as_bytes().to_vec().into()))
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    // `wanted` is what the command prints, never what was typed (that echoes back too).
+    while !seen.contains(wanted) {
+        match tokio::time::timeout(
+            until.saturating_duration_since(Instant::now()),
+            socket.next(),
+        )
+        .await
+        {
+            Ok(Some(Ok(Message::Binary(bytes)))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the terminal ended: {other:?}; saw {seen:?}"),
+        }
+    }
+}
+
 async fn lease_of(db: &TestDb, id: &str) -> (String, String) {
     let row = sqlx::query("SELECT state, lease_holder FROM clusters WHERE id = $1")
         .bind(id)
@@ -88,7 +127,13 @@ async fn a_learner_starts_on_one_server_works_through_the_other_and_the_other_ta
     let Some((db, cleanup)) = TestDb::postgres().await else {
         return;
     };
-    let settings = common::test_cluster_settings();
+    // Shells in a tmux session in the node: a terminal through B is the shell opened through A.
+    let settings = ClusterSettings {
+        terminal_persistent_shells: true,
+        node_image: std::env::var("HARDLAB_TEST_NODE_IMAGE")
+            .unwrap_or_else(|_| "hardlab/testnode:latest".to_owned()),
+        ..common::test_cluster_settings()
+    };
     let a = server(&db, None, &settings, "server-a").await;
     let learner_on_a = a.learner("alice").await;
     learner_on_a.get("/").await;
@@ -138,39 +183,23 @@ async fn a_learner_starts_on_one_server_works_through_the_other_and_the_other_ta
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["state"], "ready");
 
-    // The terminal through B: a shell in the node A created.
-    let mut request = format!("ws://{}/api/clusters/{id}/terminal", b.addr)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("cookie", learner_on_a.cookie_header().parse().unwrap());
-    request
-        .headers_mut()
-        .insert("origin", b.base_url.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    use futures::SinkExt;
-    socket
-        .send(Message::Binary(
-            b"echo served-by-$((40+2))\n".to_vec().into(),
-        ))
-        .await
-        .unwrap();
-    let mut seen = String::new();
-    let until = Instant::now() + Duration::from_secs(30);
-    while !seen.contains("served-by-42") {
-        match tokio::time::timeout(
-            until.saturating_duration_since(Instant::now()),
-            socket.next(),
-        )
-        .await
-        {
-            Ok(Some(Ok(Message::Binary(bytes)))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("terminal through B ended: {other:?}; saw {seen:?}"),
-        }
-    }
-    drop(socket);
+    // A terminal through A sets a variable; the terminal through B is the same shell and sees it.
+    let mut on_a = terminal(&a, &id, &learner_on_a).await;
+    type_and_wait(
+        &mut on_a,
+        "export OPENED_ON=server-a; echo set-$((40+2))\r",
+        "set-42",
+    )
+    .await;
+    drop(on_a);
+    let mut on_b = terminal(&b, &id, &learner_on_a).await;
+    type_and_wait(
+        &mut on_b,
+        "echo \"shell of $OPENED_ON\"\r",
+        "shell of server-a",
+    )
+    .await;
+    drop(on_b);
 
     // Check through B grades the cluster A created.
     let before: i64 = sqlx::query("SELECT COUNT(*) AS n FROM check_attempts")

@@ -89,6 +89,7 @@ pub async fn start(
     let instance = instance_name(&db, args).await?;
     let terminal_config = TerminalConfig {
         grace: Duration::from_secs(args.terminal_grace_seconds),
+        persistent_shells: args.terminal_persistent_shells,
         ..TerminalConfig::default()
     };
     let (provider, terminals): (Arc<dyn ClusterProvider>, _) = match args.provider {

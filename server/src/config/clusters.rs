@@ -33,6 +33,8 @@ pub struct ClusterSettings {
     pub node_publish_ip: Option<IpAddr>,
     pub node_egress: bool,
     pub terminal_grace_seconds: u64,
+    /// Shells live in a tmux session in the node, so any server can attach to the same one.
+    pub terminal_persistent_shells: bool,
     /// A registry mirror for the images labs pull that the node image does not carry.
     pub registry_mirror: Option<String>,
     /// This server's name among those sharing the database; `None`: the host name.
@@ -79,6 +81,7 @@ impl Default for ClusterSettings {
             node_publish_ip: None,
             node_egress: true,
             terminal_grace_seconds: 120,
+            terminal_persistent_shells: false,
             registry_mirror: None,
             server_id: None,
             node_image_source: None,
@@ -167,6 +170,11 @@ pub struct ClusterFlags {
     /// Terminal shells with no browser attached are closed after this many seconds [default: 120].
     #[arg(long, env = "HARDLAB_TERMINAL_GRACE_SECONDS", value_name = "SECONDS")]
     pub terminal_grace_seconds: Option<u64>,
+    /// Run each learner's shell in a tmux session inside the node (when the node has tmux), so a
+    /// terminal opened through any server sharing the database, or after the grace period, is the
+    /// same shell with its history and jobs [default: false].
+    #[arg(long, env = "HARDLAB_TERMINAL_PERSISTENT_SHELLS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub terminal_persistent_shells: Option<bool>,
     /// A registry the nodes ask first for Docker Hub images (`https://mirror.internal:5000`), for
     /// images the node image does not carry (docker/node/images.txt) at an offline event.
     #[arg(long, env = "HARDLAB_REGISTRY_MIRROR", value_name = "URL")]
@@ -263,6 +271,7 @@ impl ClusterFlags {
             node_egress,
             cluster_lease_seconds,
             terminal_grace_seconds,
+            terminal_persistent_shells,
         );
         apply_optional!(
             self,

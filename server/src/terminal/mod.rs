@@ -42,6 +42,9 @@ pub struct TerminalConfig {
     pub max_per_user: usize,
     /// The login shell.
     pub shell: Vec<String>,
+    /// Run the shell in a tmux session in the node (where tmux is installed), named after the
+    /// user: a terminal opened again, through this server or another one, attaches to it.
+    pub persistent_shells: bool,
     /// The largest WebSocket message (and frame) a browser may send: keystrokes and pastes are
     /// small, and the socket would otherwise buffer whatever a client declares (tungstenite's
     /// default is 64 MiB). A bigger one closes the socket; the shell stays for a reconnect.
@@ -55,6 +58,7 @@ impl Default for TerminalConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             max_per_user: 3,
             shell: vec!["bash".to_owned(), "-l".to_owned()],
+            persistent_shells: false,
             max_message_bytes: 64 * 1024,
         }
     }
@@ -189,20 +193,30 @@ impl TerminalHub {
                 "you already have {open_for_user} terminals open, the limit; close one first"
             )));
         }
-        let shell = self.spawn_shell(cluster).await?;
+        let shell = self.spawn_shell(user, cluster).await?;
         shells.insert(key, Arc::clone(&shell));
         Ok(shell)
     }
 
-    async fn spawn_shell(&self, cluster: &str) -> Result<Arc<Shell>> {
+    async fn spawn_shell(&self, user: &str, cluster: &str) -> Result<Arc<Shell>> {
         // No runtime has a call that ends an exec. The wrapper notes the shell's PID first (the
         // `exec` keeps it), so closing can hang up its session, jobs and editors included.
         let pid_file = format!("/run/hardlab-terminal-{}.pid", crate::db::random_id());
+        // The tmux server runs in a session of its own, so hanging up the client on close leaves
+        // the shell alive for the next attach.
+        let start = if self.config.persistent_shells {
+            format!(
+                "if command -v tmux >/dev/null 2>&1; then exec tmux new-session -A -s {} \"$@\"; else exec \"$@\"; fi",
+                tmux_session(user)
+            )
+        } else {
+            "exec \"$@\"".to_owned()
+        };
         let mut command = vec![
             "sh".to_owned(),
             "-c".to_owned(),
             format!(
-                "echo $$ > {pid_file} && cd /root 2>/dev/null; TERM=xterm-256color exec \"$@\""
+                "echo $$ > {pid_file} && cd /root 2>/dev/null; export TERM=xterm-256color; {start}"
             ),
             "sh".to_owned(),
         ];
@@ -390,6 +404,22 @@ impl TerminalHub {
             *at = Some(Instant::now());
         }
     }
+}
+
+/// The tmux session of a user's shell: letters, digits, `-` and `_` only (it is part of a command).
+fn tmux_session(user: &str) -> String {
+    let safe: String = user
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!("hardlab-{safe}")
 }
 
 /// Sends SIGHUP to every process of the shell's session in the node, as a terminal hang-up would,
