@@ -575,14 +575,24 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
         let pool = crate::db::connect(&url).await.unwrap();
         let recorder = Recorder::spawn(pool.clone()).with_session_limit(10);
-        let session = recorder.start("erin", "dev", "/exec", "websocket").unwrap();
+        let session = recorder
+            .start(
+                &crate::proxy::tenant::Tenant::site(),
+                "erin",
+                "dev",
+                "/exec",
+                "websocket",
+            )
+            .unwrap();
         session.chunk(Direction::ToClient, b"123456");
         session.chunk(Direction::ToCluster, b"abcdef");
         session.chunk(Direction::ToClient, b"never stored");
         session.finish();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let recording = loop {
-            let found = load(&pool, session.id()).await.unwrap();
+            let found = load(&pool, &crate::proxy::tenant::Tenant::site(), session.id())
+                .await
+                .unwrap();
             if let Some(recording) = found.filter(|r| r.ended_at.is_some()) {
                 break recording;
             }
