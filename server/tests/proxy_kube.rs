@@ -692,7 +692,7 @@ fn the_database_holds_no_private_key_kubeconfig_credential_or_totp_secret_in_cle
     shared
         .block_on(
             sqlx::query(
-                "INSERT INTO proxy_totp (user_name, secret, confirmed, last_step) VALUES ('mallory', $1, 1, NULL)",
+                "INSERT INTO proxy_totp (tenant, user_name, secret, confirmed, last_step) VALUES ('', 'mallory', $1, 1, NULL)",
             )
             .bind(&sealed)
             .execute(&h.pool),
@@ -713,6 +713,26 @@ fn the_database_holds_no_private_key_kubeconfig_credential_or_totp_secret_in_cle
         false,
     ));
     let error = swapped.unwrap_err().to_string();
+    assert!(error.contains("does not open"), "{error}");
+    // Nor in the same user's row of another tenant: the tenant is part of the row's identity.
+    shared
+        .block_on(
+            sqlx::query(
+                "INSERT INTO proxy_totp (tenant, user_name, secret, confirmed, last_step) VALUES ('mallory', 'tess', $1, 1, NULL)",
+            )
+            .bind(&sealed)
+            .execute(&h.pool),
+        )
+        .unwrap();
+    let other_tenant = shared.block_on(hardlab_server::proxy::store::check_totp(
+        &h.pool,
+        &h.sealer,
+        &Tenant::parse("mallory").unwrap(),
+        "tess",
+        &code,
+        false,
+    ));
+    let error = other_tenant.unwrap_err().to_string();
     assert!(error.contains("does not open"), "{error}");
 }
 

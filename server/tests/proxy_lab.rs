@@ -77,6 +77,7 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
             .block_on(store::put_role(&pool, &tenant, &role(spec)))
             .unwrap();
     }
+    shared.block_on(h.service.reload());
     assert_eq!(grade("proxy.admin-reaches-cluster").status, Status::Fail);
     let admin = kubectl_as("alice", &["kubernetes-admins"], &["get", "pods"]);
     assert!(admin.status.success(), "{}", stderr(&admin));

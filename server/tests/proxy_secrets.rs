@@ -27,14 +27,14 @@ async fn plaintext_secrets_of_an_older_version_are_sealed_at_start_and_still_wor
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO proxy_totp (user_name, secret, confirmed, last_step) VALUES ('bob', $1, 1, NULL)",
+        "INSERT INTO proxy_totp (tenant, user_name, secret, confirmed, last_step) VALUES ('', 'bob', $1, 1, NULL)",
     )
     .bind(&secret)
     .execute(&pool)
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO proxy_clusters (name, labels_json, kubeconfig, updated_at) VALUES ('old', '{}', $1, 0)",
+        "INSERT INTO proxy_clusters (tenant, name, labels_json, kubeconfig, updated_at) VALUES ('', 'old', '{}', $1, 0)",
     )
     .bind(OLD_KUBECONFIG)
     .execute(&pool)
