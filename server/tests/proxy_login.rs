@@ -178,7 +178,10 @@ fn bob_logs_in_with_password_and_code_and_reaches_the_cluster_with_the_certifica
     // The exec plugin's answer, as kubectl reads it.
     let credential: serde_json::Value =
         serde_json::from_str(&client::exec_credential(home.path()).unwrap()).unwrap();
-    assert_eq!(credential["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(
+        credential["apiVersion"],
+        "client.authentication.k8s.io/v1beta1"
+    );
     assert_eq!(credential["kind"], "ExecCredential");
     assert_eq!(credential["status"]["clientCertificateData"], cert_pem);
     let expiry = time::OffsetDateTime::parse(

@@ -312,7 +312,7 @@ pub fn exec_credential(home: &Path) -> Result<String, ProxyError> {
     }
     let expires = identity.not_after - Duration::minutes(1);
     let credential = serde_json::json!({
-        "apiVersion": "client.authentication.k8s.io/v1",
+        "apiVersion": exec_api_version(std::env::var("KUBERNETES_EXEC_INFO").ok().as_deref()),
         "kind": "ExecCredential",
         "status": {
             "clientCertificateData": cert_pem,
@@ -321,6 +321,21 @@ pub fn exec_credential(home: &Path) -> Result<String, ProxyError> {
         }
     });
     Ok(credential.to_string())
+}
+
+const EXEC_API_V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
+const EXEC_API_V1: &str = "client.authentication.k8s.io/v1";
+
+/// The ExecCredential version to answer in: the one kubectl sent in `KUBERNETES_EXEC_INFO`
+/// when it is one this plugin speaks, else v1beta1 (what the kubeconfig entry asks for).
+fn exec_api_version(exec_info: Option<&str>) -> &'static str {
+    let asked = exec_info
+        .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
+        .and_then(|info| info["apiVersion"].as_str().map(str::to_owned));
+    match asked.as_deref() {
+        Some(EXEC_API_V1) => EXEC_API_V1,
+        _ => EXEC_API_V1BETA1,
+    }
 }
 
 fn rfc3339_seconds(time: OffsetDateTime) -> String {
@@ -364,12 +379,12 @@ pub fn write_kubeconfig_entry(
     let mut args = vec!["kube".to_owned(), "credentials".to_owned()];
     args.push("--cluster".to_owned());
     args.push(cluster.to_owned());
+    // v1beta1, which every kubectl since 1.11 reads (a lab node's Debian kubectl is 1.20, which
+    // refuses v1 and its `interactiveMode`); the plugin answers in the version kubectl asks for.
     let mut exec = serde_json::json!({
-        "apiVersion": "client.authentication.k8s.io/v1",
+        "apiVersion": EXEC_API_V1BETA1,
         "command": hardlab_binary,
         "args": args,
-        "interactiveMode": "Never",
-        "provideClusterInfo": false,
     });
     if std::env::var_os("HARDLAB_HOME").is_some() {
         exec["env"] =
@@ -428,4 +443,28 @@ pub fn default_kubeconfig_path() -> PathBuf {
     }
     let base = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     base.join(".kube").join("config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_answers_in_the_version_kubectl_asks_for_and_v1beta1_otherwise() {
+        let v1 = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential"}"#;
+        assert_eq!(exec_api_version(Some(v1)), EXEC_API_V1);
+        assert_eq!(exec_api_version(None), EXEC_API_V1BETA1);
+        assert_eq!(exec_api_version(Some("not json")), EXEC_API_V1BETA1);
+    }
+
+    #[test]
+    fn the_node_configuration_gives_defaults_and_ignores_anything_else() {
+        let defaults = NodeDefaults::parse(
+            "# comment\nHARDLAB_SERVER=http://10.0.0.1:8080\nHARDLAB_TENANT=ada\nHARDLAB_USER=ada\nLAB_CLUSTER=lab-ada\nPATH=/evil\n",
+        );
+        assert_eq!(defaults.server.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(defaults.tenant.as_deref(), Some("ada"));
+        assert_eq!(defaults.lab_cluster.as_deref(), Some("lab-ada"));
+        assert_eq!(NodeDefaults::parse(""), NodeDefaults::default());
+    }
 }
