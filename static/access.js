@@ -1,5 +1,5 @@
 // The access proxy's pages: TOTP enrolment (QR code, replace and remove with the current code),
-// the admin's roles editor and session replay.
+// the admin's roles editor, the learner's own lab proxy (roles, invited users) and session replay.
 // Handlers are bound by data-action (no inline script), and every change sends the page's CSRF token.
 "use strict";
 (function () {
@@ -55,12 +55,24 @@
         byId("totp-status").textContent = "Not removed: " + error.message;
       }
     },
-    "apply-roles": async function () {
+    // The site's editor (admins) or the learner's own lab proxy's, as the button says.
+    "apply-roles": async function (button) {
+      var status = byId(button.dataset.status || "apply-status");
       try {
-        await postJson("/api/proxy/config", { yaml: byId("roles").value });
-        byId("apply-status").textContent = "Applied.";
+        await postJson(button.dataset.url || "/api/proxy/config", { yaml: byId(button.dataset.source || "roles").value });
+        status.textContent = "Applied.";
       } catch (error) {
-        byId("apply-status").textContent = "Refused: " + error.message;
+        status.textContent = "Refused: " + error.message;
+      }
+    },
+    invite: async function () {
+      var status = byId("invite-status");
+      try {
+        var answer = await postJson("/api/proxy/tenant/invite", { user: byId("invite-user").value });
+        status.textContent = "Invited " + answer.user + ". Password: " + answer.password +
+          " · authenticator secret: " + answer.totp_secret + " (you play this user: keep both for hardlab login).";
+      } catch (error) {
+        status.textContent = "Not invited: " + error.message;
       }
     },
     replay: async function (button) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lab 6's starting state, on the cluster side: no developer-read grant yet, and the RBAC the
 # proxy's own identity needs (impersonate users and groups, nothing else). The proxy side (the
-# cluster registered as "lab" with label env=dev) is done by hardlab when the lab starts.
+# learner's tenant, the cluster registered in it as lab-<user> with label env=dev, and the node's
+# /etc/hardlab/client.env) is done by hardlab when the lab starts.
 # Idempotent.
 set -euo pipefail
 

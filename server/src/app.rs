@@ -21,9 +21,20 @@ pub async fn build(config: Config, db: AnyPool) -> Result<AppState> {
     tracing::info!(labs = labs.all().len(), dir = %config.labs_dir.display(), "labs loaded");
     let mut state = AppState::new(db, config, labs);
     state.sealer.ensure_key()?;
+    // The proxy before the clusters: a lab 6 cluster is put behind it as soon as it is ready.
+    // A setting that is not valid stops the start, naming it; a proxy that cannot start does not.
+    let proxy_settings = crate::proxy::service::ProxySettings::from_config(&state.config)?;
+    match crate::proxy::web::start(state.db.clone(), Arc::clone(&state.sealer), proxy_settings)
+        .await
+    {
+        Ok(proxy) => state.proxy = Some(proxy),
+        Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
+    }
     if let Some(settings) = &state.config.clusters {
         let site = Arc::new(crate::web::clusters::AppSite {
             labs: Arc::clone(&state.labs),
+            proxy: state.proxy.clone(),
+            server_url: state.config.link_base(),
         });
         match crate::clusters::setup::start(
             state.db.clone(),
@@ -37,14 +48,6 @@ pub async fn build(config: Config, db: AnyPool) -> Result<AppState> {
             Ok(clusters) => state.clusters = Some(clusters),
             Err(error) => tracing::error!(%error, "clusters are unavailable"),
         }
-    }
-    // A setting that is not valid stops the start, naming it; a proxy that cannot start does not.
-    let proxy_settings = crate::proxy::service::ProxySettings::from_config(&state.config)?;
-    match crate::proxy::web::start(state.db.clone(), Arc::clone(&state.sealer), proxy_settings)
-        .await
-    {
-        Ok(proxy) => state.proxy = Some(proxy),
-        Err(error) => tracing::error!(%error, "the access proxy is unavailable"),
     }
     let privileged_nodes = state
         .config

@@ -213,6 +213,19 @@ fn main() -> ExitCode {
             }
             Command::Login(args) => proxy_cli::login(&args).await.map_err(Into::into),
             Command::Kube(command) => proxy_cli::kube(&command).map_err(Into::into),
+            // Logged in to a lab tenant (a learner in their node): through the server.
+            Command::Audit { command, .. } if proxy_cli::tenant_login().is_some() => {
+                if proxy_cli::audit_remote(&command).await? {
+                    Ok(())
+                } else {
+                    Err(hardlab_server::Error::InvalidInput(
+                        "the audit chain is broken".into(),
+                    ))
+                }
+            }
+            Command::Proxy { command, .. } if proxy_cli::tenant_login().is_some() => {
+                proxy_cli::proxy_remote(&command).await.map_err(Into::into)
+            }
             Command::Audit { command, config } => {
                 let config = config.resolve()?;
                 let db = hardlab_server::db::connect(&config.database_url).await?;

@@ -21,7 +21,10 @@ fn lab_dir(name: &str) -> PathBuf {
 fn offline_options() -> Options {
     Options {
         step: None,
-        image: support::TEST_IMAGE.to_owned(),
+        // Lab 6 runs this build's `hardlab` in the node: `.ci/run` builds the test image with it;
+        // elsewhere name an image built with it (docker/testnode/build.sh under another tag).
+        image: std::env::var("HARDLAB_TEST_NODE_IMAGE")
+            .unwrap_or_else(|_| support::TEST_IMAGE.to_owned()),
         unprivileged: true,
         cluster: None,
         capabilities: Vec::new(),
@@ -181,4 +184,25 @@ async fn lab_5_static_steps_and_the_manifest_scan_are_verified_and_admission_rej
         ],
     );
     assert_needs_full_cluster(&report, "rejected", "psa");
+}
+
+#[tokio::test]
+async fn lab_6_every_step_is_verified_against_the_harnesss_own_hardlab_server() {
+    let Some(report) = verify("06-access-proxy").await else {
+        return;
+    };
+    assert!(report.capabilities.contains("hardlab-proxy"));
+    assert_verified(
+        &report,
+        &[
+            "no-role",
+            "admin-role",
+            "developer-rbac",
+            "developer-role",
+            "bob-reads",
+            "labels",
+        ],
+    );
+    assert_eq!(verdict(&report, "audit"), &Verdict::ReadingStepRan);
+    assert!(!report.has_violation());
 }

@@ -16,6 +16,7 @@ use sqlx::AnyPool;
 fn event(user: &str, verb: &str, kind: &str, code: u16) -> AuditEvent {
     AuditEvent {
         seq: 0,
+        tenant: String::new(),
         event: "kube.request".into(),
         time: audit::now_rfc3339(),
         user: user.into(),
@@ -433,9 +434,10 @@ async fn hardlab_proxy_revoke_and_reset_second_factor_are_recorded_in_a_chain_th
         .await
         .unwrap();
     let (_key, csr) = hardlab_server::proxy::ca::new_key_and_csr("bob").unwrap();
-    let issued = hardlab_server::proxy::store::issue_certificate(
+    let (issued, _token) = hardlab_server::proxy::store::issue_certificate(
         &pool,
         &ca,
+        &hardlab_server::proxy::tenant::Tenant::site(),
         "bob",
         &csr,
         None,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use hardlab_server::proxy::audit::Decision;
 use hardlab_server::proxy::ca::UserCa;
+use hardlab_server::proxy::tenant::Tenant;
 use proxy_common::{shared, stderr, stdout};
 
 const HOURS_12: time::Duration = time::Duration::hours(12);
@@ -471,7 +472,7 @@ fn a_revoked_certificate_is_refused_and_its_open_watch_cut() {
     let owner = shared
         .block_on(h.service.revoke_certificate(&issued.serial_hex))
         .unwrap();
-    assert_eq!(owner, "rita");
+    assert_eq!(owner, (Tenant::site(), "rita".to_owned()));
     assert_eq!(
         watch.recv_timeout(Duration::from_secs(10)).unwrap(),
         "ended"
@@ -525,7 +526,9 @@ fn revoking_all_of_a_users_certificates_refuses_each_and_a_later_login_works() {
     let first = h.client_for(&first.0, &first.1);
     let second = h.client_for(&second.0, &second.1);
     assert_eq!((get(&first), get(&second)), (200, 200));
-    shared.block_on(h.service.revoke_user("rudy")).unwrap();
+    shared
+        .block_on(h.service.revoke_user(&Tenant::site(), "rudy"))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     // Kept-alive connections were cut; the clients reconnect and are refused.
     assert_eq!((get(&first), get(&second)), (401, 401));
@@ -579,6 +582,7 @@ fn a_role_taken_away_applies_at_the_next_request_on_the_same_connection() {
     shared
         .block_on(hardlab_server::proxy::store::set_user_roles(
             &h.pool,
+            &Tenant::site(),
             "ron",
             &[],
         ))
@@ -688,7 +692,7 @@ fn the_database_holds_no_private_key_kubeconfig_credential_or_totp_secret_in_cle
     shared
         .block_on(
             sqlx::query(
-                "INSERT INTO proxy_totp (user_name, secret, confirmed, last_step) VALUES ('mallory', $1, 1, NULL)",
+                "INSERT INTO proxy_totp (tenant, user_name, secret, confirmed, last_step) VALUES ('', 'mallory', $1, 1, NULL)",
             )
             .bind(&sealed)
             .execute(&h.pool),
@@ -701,9 +705,34 @@ fn the_database_holds_no_private_key_kubeconfig_credential_or_totp_secret_in_cle
     )
     .unwrap();
     let swapped = shared.block_on(hardlab_server::proxy::store::check_totp(
-        &h.pool, &h.sealer, "mallory", &code, false,
+        &h.pool,
+        &h.sealer,
+        &Tenant::site(),
+        "mallory",
+        &code,
+        false,
     ));
     let error = swapped.unwrap_err().to_string();
+    assert!(error.contains("does not open"), "{error}");
+    // Nor in the same user's row of another tenant: the tenant is part of the row's identity.
+    shared
+        .block_on(
+            sqlx::query(
+                "INSERT INTO proxy_totp (tenant, user_name, secret, confirmed, last_step) VALUES ('mallory', 'tess', $1, 1, NULL)",
+            )
+            .bind(&sealed)
+            .execute(&h.pool),
+        )
+        .unwrap();
+    let other_tenant = shared.block_on(hardlab_server::proxy::store::check_totp(
+        &h.pool,
+        &h.sealer,
+        &Tenant::parse("mallory").unwrap(),
+        "tess",
+        &code,
+        false,
+    ));
+    let error = other_tenant.unwrap_err().to_string();
     assert!(error.contains("does not open"), "{error}");
 }
 

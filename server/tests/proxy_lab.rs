@@ -10,6 +10,7 @@ use std::sync::Arc;
 use hardlab_grader::context::Params;
 use hardlab_grader::{Context, Status};
 use hardlab_server::proxy::store;
+use hardlab_server::proxy::tenant::Tenant;
 use hardlab_server::proxy::web::{AppAccounts, ProxyWeb, lab_cluster_name};
 use hardlab_server::web::accounts;
 use proxy_common::{role, shared, stderr};
@@ -51,8 +52,10 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
             (def.run)(&ctx).await.unwrap()
         })
     };
+    // The learner's lab tenant: their roles and users, nobody else's.
+    let tenant = Tenant::for_learner("learner");
     let kubectl_as = |user: &str, roles: &[&str], args: &[&str]| {
-        let kubeconfig = h.user_kubeconfig(&h.service.ca, user, roles, HOUR, &cluster);
+        let kubeconfig = h.user_kubeconfig_in(&tenant, &h.service.ca, user, roles, HOUR, &cluster);
         h.kubectl(&kubeconfig, args)
     };
     // Registers the cluster as lab-learner before anyone uses it.
@@ -64,7 +67,17 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
     let outcome = grade("proxy.no-role-refused");
     assert_eq!(outcome.status, Status::Pass, "{outcome:?}");
 
-    // Step admin-role: kubernetes-admins (system:masters) exists; nobody used it here yet.
+    // Step admin-role: kubernetes-admins (system:masters) exists in the tenant; nobody used it
+    // here yet.
+    for spec in [
+        "{name: kubernetes-admins, kubernetes_labels: {'*': '*'}, kubernetes_groups: ['system:masters']}",
+        "{name: developer-read, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}",
+    ] {
+        shared
+            .block_on(store::put_role(&pool, &tenant, &role(spec)))
+            .unwrap();
+    }
+    shared.block_on(h.service.reload());
     assert_eq!(grade("proxy.admin-reaches-cluster").status, Status::Fail);
     let admin = kubectl_as("alice", &["kubernetes-admins"], &["get", "pods"]);
     assert!(admin.status.success(), "{}", stderr(&admin));
@@ -82,6 +95,7 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
     shared
         .block_on(store::set_user_roles(
             &pool,
+            &tenant,
             "bob",
             &["developer-read".into(), "kubernetes-admins".into()],
         ))
@@ -90,6 +104,7 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
     shared
         .block_on(store::set_user_roles(
             &pool,
+            &tenant,
             "bob",
             &["developer-read".into()],
         ))
@@ -117,6 +132,7 @@ fn every_lab_6_check_fails_before_its_step_and_passes_after() {
     shared
         .block_on(store::put_role(
             &pool,
+            &tenant,
             &role("{name: developer-read, kubernetes_labels: {env: prod}, kubernetes_groups: [developer-read]}"),
         ))
         .unwrap();

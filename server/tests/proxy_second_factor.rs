@@ -128,7 +128,8 @@ async fn hardlab_login_needs_the_code_and_a_wrong_one_has_the_login_forms_words(
         let lena = app.user_with_role("lena", Role::Learner).await;
         let secret = enrol(&app, &lena).await;
         let home = tempfile::tempdir().unwrap();
-        let refused = client::login(home.path(), &app.base_url, "lena", PASSWORD, "", None).await;
+        let refused =
+            client::login(home.path(), &app.base_url, "", "lena", PASSWORD, "", None).await;
         let error = refused.unwrap_err().to_string();
         assert!(
             error.contains("wrong user name, password or code"),
@@ -137,6 +138,7 @@ async fn hardlab_login_needs_the_code_and_a_wrong_one_has_the_login_forms_words(
         let profile = client::login(
             home.path(),
             &app.base_url,
+            "",
             "lena",
             PASSWORD,
             &code(&secret, 0),
@@ -229,6 +231,7 @@ async fn wrong_codes_are_throttled_even_before_the_right_one() {
         let login = client::login(
             home.path(),
             &app.base_url,
+            "",
             "tom",
             PASSWORD,
             &code(&secret, 0),
@@ -298,6 +301,7 @@ async fn a_huge_ttl_is_a_clear_400_and_a_long_one_is_capped_at_the_sites_12_hour
             let result = client::login(
                 home.path(),
                 &app.base_url,
+                "",
                 "tess",
                 PASSWORD,
                 &code(&secret, 0),
@@ -313,6 +317,7 @@ async fn a_huge_ttl_is_a_clear_400_and_a_long_one_is_capped_at_the_sites_12_hour
         let profile = client::login(
             home.path(),
             &app.base_url,
+            "",
             "tess",
             PASSWORD,
             &code(&secret, 1),

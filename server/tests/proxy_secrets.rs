@@ -10,6 +10,7 @@ use std::sync::Arc;
 use hardlab_server::db::seal::Sealer;
 use hardlab_server::proxy::ca::UserCa;
 use hardlab_server::proxy::service::{ProxyService, ProxySettings};
+use hardlab_server::proxy::tenant::Tenant;
 use hardlab_server::proxy::{store, totp};
 
 const OLD_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: u\n  user: {client-key-data: c2VjcmV0}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n";
@@ -26,14 +27,14 @@ async fn plaintext_secrets_of_an_older_version_are_sealed_at_start_and_still_wor
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO proxy_totp (user_name, secret, confirmed, last_step) VALUES ('bob', $1, 1, NULL)",
+        "INSERT INTO proxy_totp (tenant, user_name, secret, confirmed, last_step) VALUES ('', 'bob', $1, 1, NULL)",
     )
     .bind(&secret)
     .execute(&pool)
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO proxy_clusters (name, labels_json, kubeconfig, updated_at) VALUES ('old', '{}', $1, 0)",
+        "INSERT INTO proxy_clusters (tenant, name, labels_json, kubeconfig, updated_at) VALUES ('', 'old', '{}', $1, 0)",
     )
     .bind(OLD_KUBECONFIG)
     .execute(&pool)
@@ -74,14 +75,20 @@ async fn plaintext_secrets_of_an_older_version_are_sealed_at_start_and_still_wor
     assert_eq!(service.ca.cert_pem(), old_ca.cert_pem());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let code = totp::code_for_step(&secret, totp::step_at(now)).unwrap();
-    store::check_totp(&pool, &sealer, "bob", &code, false)
+    store::check_totp(&pool, &sealer, &Tenant::site(), "bob", &code, false)
         .await
         .unwrap();
-    let clusters = store::list_clusters(&pool, &sealer).await.unwrap();
+    let clusters = store::list_clusters(&pool, &sealer, &Tenant::site())
+        .await
+        .unwrap();
     assert_eq!(clusters[0].kubeconfig_yaml, OLD_KUBECONFIG);
     // Sealing twice changes nothing.
     assert_eq!(store::seal_plaintext_rows(&pool, &sealer).await.unwrap(), 0);
     // Another server key opens none of it.
     let other = Sealer::new(dir.path().join("other.key"));
-    assert!(store::list_clusters(&pool, &other).await.is_err());
+    assert!(
+        store::list_clusters(&pool, &other, &Tenant::site())
+            .await
+            .is_err()
+    );
 }

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Logs in as the admin (no role yet) and shows the proxy's refusal.
-# Runs on the learner's machine (where the hardlab CLI is), not on the node: the proxy steps
-# act on hardlab itself. Needs HARDLAB_SERVER and HARDLAB_USER, and for each login the password in HARDLAB_PASSWORD
-# and the current code from the authenticator app in HARDLAB_OTP (hardlab login reads both).
+# Logs in to your lab proxy as its admin (no role yet) and shows the proxy's refusal.
+# Runs in the lab node's terminal. The node knows this hardlab server, your tenant, your user
+# name and your cluster's name in the proxy (/etc/hardlab/client.env, written by hardlab when
+# the lab started). hardlab login asks for your password and your authenticator's current code
+# (or reads HARDLAB_PASSWORD and HARDLAB_OTP).
 set -euo pipefail
-: "${HARDLAB_SERVER:?the hardlab server's URL, as in your browser's address bar (the Access page shows it)}"
-: "${HARDLAB_USER:?your hardlab user name}"
-ADMIN_USER="$HARDLAB_USER"
-: "${LAB_CLUSTER:=lab-$ADMIN_USER}"
+set -a; . /etc/hardlab/client.env; set +a
+# kubectl through the proxy, with a kubeconfig of its own: the node's admin.conf stays as it is.
+export KUBECONFIG="$HOME/.kube/proxy"
 
-hardlab login --server "$HARDLAB_SERVER" --user "$ADMIN_USER"
-hardlab kube login --cluster "$LAB_CLUSTER"
-if kubectl get pods 2>refused.txt; then
+hardlab login
+hardlab kube login
+if kubectl get pods 2>"$HOME/refused.txt"; then
   echo "expected the proxy to refuse a user without roles" >&2
   exit 1
 fi
-grep -q "do not allow Kubernetes access" refused.txt
+grep -q "do not allow Kubernetes access" "$HOME/refused.txt"
 echo "refused by the proxy, as expected"

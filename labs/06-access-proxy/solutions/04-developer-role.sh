@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Maps bob to the Kubernetes group developer-read on env=dev clusters.
-# Runs on the learner's machine (where the hardlab CLI is), not on the node: the proxy steps
-# act on hardlab itself. Needs HARDLAB_SERVER and HARDLAB_USER, and for each login the password in HARDLAB_PASSWORD
-# and the current code from the authenticator app in HARDLAB_OTP (hardlab login reads both).
+# Invites the simulated user bob into your lab proxy and maps him to the Kubernetes group
+# developer-read on env=dev clusters. Runs in the lab node's terminal after step 1's login.
 set -euo pipefail
+set -a; . /etc/hardlab/client.env; set +a
 
-cat > developers.yaml <<'YAML'
+# bob's password and authenticator secret go to ~/.hardlab-simulated/bob.json: you play bob.
+hardlab proxy invite bob
+cat > "$HOME/developers.yaml" <<'YAML'
 roles:
   - name: developer-read
     kubernetes_labels: {env: dev}
@@ -15,4 +16,4 @@ users:
   - name: bob
     roles: [developer-read]
 YAML
-hardlab proxy apply developers.yaml
+hardlab proxy apply "$HOME/developers.yaml"

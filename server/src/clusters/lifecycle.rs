@@ -272,6 +272,8 @@ pub struct ClusterManager {
     /// Set when the server stops: background rounds (lease renewal among them) end, so the
     /// clusters' leases run out and another server takes them over.
     stopped: std::sync::atomic::AtomicBool,
+    /// Told when a learner's cluster is ready (see [`super::routes::Site::lab_ready`]).
+    site: std::sync::OnceLock<Arc<dyn super::routes::Site>>,
 }
 
 impl ClusterManager {
@@ -289,7 +291,33 @@ impl ClusterManager {
             admission: Mutex::new(()),
             image_defaults: Mutex::new(HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            site: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The site to tell when a learner's cluster is ready; set once, at start.
+    pub fn notify_site(&self, site: Arc<dyn super::routes::Site>) {
+        let _ = self.site.set(site);
+    }
+
+    /// Tells the site a learner's cluster is ready and writes the files it returns into the node.
+    async fn lab_ready(&self, id: &str) -> std::result::Result<(), String> {
+        let Some(site) = self.site.get() else {
+            return Ok(());
+        };
+        let Some(record) = self.get(id).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let (Some(owner), false) = (record.owner_id.as_deref(), record.lab_id.is_empty()) else {
+            return Ok(());
+        };
+        let kubeconfig = self.kubeconfig(id).await.map_err(|e| e.to_string())?;
+        let files = site.lab_ready(owner, &record.lab_id, &kubeconfig).await?;
+        for file in files {
+            self.write_into_node(id, &file.path, file.contents, false)
+                .await?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &ManagerConfig {
@@ -549,6 +577,16 @@ impl ClusterManager {
                             .ok_or_else(|| Error::NotFound(id.clone()));
                     }
                 }
+                if let Err(reason) = self.lab_ready(&id).await {
+                    tracing::warn!(cluster = %id, %reason, "the site could not take the cluster");
+                    self.provider.delete(&id).await?;
+                    self.set_state(&id, ClusterState::Failed, None, Some(&reason))
+                        .await?;
+                    return self
+                        .get(&id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound(id.clone()));
+                }
                 // Removed while it was being created: do not resurrect it.
                 if self
                     .get(&id)
@@ -746,6 +784,13 @@ impl ClusterManager {
             .execute(&self.db)
             .await?;
             if claimed.rows_affected() == 1 {
+                if let Err(reason) = self.lab_ready(&id).await {
+                    // Ready for the lab but not for this learner: never handed over half-done.
+                    tracing::warn!(cluster = %id, %reason, "the site could not take a pooled cluster");
+                    self.provider.delete(&id).await?;
+                    self.set_state(&id, ClusterState::Failed, None, Some(&reason))
+                        .await?;
+                }
                 self.publish(&id).await;
                 return self.get(&id).await;
             }

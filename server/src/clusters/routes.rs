@@ -37,6 +37,24 @@ pub trait Site: Send + Sync {
     async fn viewer(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<Viewer>;
     /// What a lab asks of its cluster; `None` when there is no such lab.
     fn lab_request(&self, lab_id: &str) -> Option<LabClusterRequest>;
+    /// A learner's cluster for `lab_id` is ready (created, or claimed from the pool): what the
+    /// site does with it (lab 6 puts it behind the access proxy), and the files to write into its
+    /// node (the `hardlab` client's configuration). `Err` is the reason the learner reads.
+    async fn lab_ready(
+        &self,
+        _user_id: &str,
+        _lab_id: &str,
+        _kubeconfig: &str,
+    ) -> Result<Vec<NodeFile>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// A file the site writes into a learner's node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeFile {
+    pub path: String,
+    pub contents: Vec<u8>,
 }
 
 #[derive(Clone)]

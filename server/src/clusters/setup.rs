@@ -115,6 +115,7 @@ pub async fn start(
     };
     terminals.spawn_sweeper();
     let manager = ClusterManager::new(db, provider, manager_config(args, labs, sealer));
+    manager.notify_site(Arc::clone(&site));
     match manager.adopt().await {
         Ok(report) => {
             tracing::info!(adopted = ?report.adopted, removed = ?report.removed, "clusters after start-up");

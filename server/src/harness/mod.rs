@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod plan;
+pub mod proxy;
 pub mod target;
 
 use std::collections::BTreeSet;
@@ -124,7 +125,20 @@ impl LabReport {
 
 /// Verifies one lab on a cluster that already exists (and has not run the lab's setup yet).
 pub async fn verify_on(target: &Target, plan: &LabPlan, options: &Options) -> Result<LabReport> {
-    let capabilities = target.capabilities(&options.capabilities).await?;
+    let mut capabilities = target.capabilities(&options.capabilities).await?;
+    // A lab that judges the access proxy gets a hardlab server of the harness's own.
+    let lab_proxy = if plan
+        .steps
+        .iter()
+        .any(|step| step.needs.iter().any(|need| need == proxy::CAPABILITY))
+    {
+        let started = proxy::LabProxy::start(target).await?;
+        capabilities.insert(proxy::CAPABILITY.to_owned());
+        Some(started)
+    } else {
+        None
+    };
+    let lab_proxy = lab_proxy.as_ref();
     let mut report = LabReport {
         lab: plan.id.clone(),
         cluster: target.name().to_owned(),
@@ -197,7 +211,7 @@ pub async fn verify_on(target: &Target, plan: &LabPlan, options: &Options) -> Re
         if !wanted {
             // An earlier step: bring the cluster to the state the wanted step starts from.
             if let Some(solution) = &step.solution {
-                let run = target.run_script(solution, SCRIPT_TIMEOUT).await?;
+                let run = run_script(target, lab_proxy, solution).await?;
                 if run.exit_code != 0 {
                     report.steps.push(StepReport {
                         id: step.id.clone(),
@@ -211,7 +225,7 @@ pub async fn verify_on(target: &Target, plan: &LabPlan, options: &Options) -> Re
             }
             continue;
         }
-        let mut step_report = verify_step(target, plan, step, &capabilities).await?;
+        let mut step_report = verify_step(target, lab_proxy, plan, step, &capabilities).await?;
         // A check missing from the catalog is the lab's defect whatever ran before.
         let names_unknown_checks = catalog_checks(&step.checks).is_err();
         if let (Some(after_step), Verdict::Violation(reasons), false) =
@@ -246,6 +260,22 @@ pub async fn verify_lab(
     let report = result?;
     removed?;
     Ok(report)
+}
+
+/// Runs a script as the learner would, with what they type for `hardlab login` when the lab has
+/// its proxy.
+async fn run_script(
+    target: &Target,
+    lab_proxy: Option<&proxy::LabProxy>,
+    script: &str,
+) -> Result<target::ScriptRun> {
+    let env = match lab_proxy {
+        Some(lab_proxy) => lab_proxy.script_env()?,
+        None => Vec::new(),
+    };
+    target
+        .run_script_with_env(script, &env, SCRIPT_TIMEOUT)
+        .await
 }
 
 fn solution_failed(step: &StepPlan, run: &target::ScriptRun) -> String {
@@ -294,6 +324,7 @@ fn rank(status: Status) -> i8 {
 
 async fn grade(
     target: &Target,
+    lab_proxy: Option<&proxy::LabProxy>,
     plan: &LabPlan,
     checks: &[CheckDef],
     capabilities: &BTreeSet<String>,
@@ -301,7 +332,17 @@ async fn grade(
     if !capabilities.contains("pods") {
         target.publish_mirror_pods().await?;
     }
-    let ctx = target.context(&plan.params).await?;
+    let mut params = plan.params.clone();
+    if let Some(lab_proxy) = lab_proxy
+        && checks
+            .iter()
+            .any(|check| check.meta.id.starts_with("proxy."))
+    {
+        lab_proxy
+            .add_state(&target.kubeconfig().await?, &mut params)
+            .await?;
+    }
+    let ctx = target.context(&params).await?;
     match tokio::time::timeout(CHECKS_TIMEOUT, hardlab_grader::run_checks(&ctx, checks)).await {
         Ok(results) => Ok(results),
         Err(_) => Err(Error::Node(format!(
@@ -313,6 +354,7 @@ async fn grade(
 
 async fn verify_step(
     target: &Target,
+    lab_proxy: Option<&proxy::LabProxy>,
     plan: &LabPlan,
     step: &StepPlan,
     capabilities: &BTreeSet<String>,
@@ -329,7 +371,7 @@ async fn verify_step(
         report.verdict = match &step.solution {
             None => Verdict::ReadingStep,
             Some(solution) => {
-                let run = target.run_script(solution, SCRIPT_TIMEOUT).await?;
+                let run = run_script(target, lab_proxy, solution).await?;
                 if run.exit_code == 0 {
                     Verdict::ReadingStepRan
                 } else {
@@ -344,7 +386,7 @@ async fn verify_step(
         Err(unknown) => {
             // Keep the cluster's state on track for the next steps.
             if let Some(solution) = &step.solution {
-                target.run_script(solution, SCRIPT_TIMEOUT).await?;
+                run_script(target, lab_proxy, solution).await?;
             }
             report.verdict = Verdict::Violation(unknown);
             return Ok(report);
@@ -353,7 +395,7 @@ async fn verify_step(
     let may_skip =
         |check: &str| NEEDS_RUNNING_PODS.contains(&check) && !capabilities.contains("pods");
 
-    let before = grade(target, plan, &checks, capabilities).await?;
+    let before = grade(target, lab_proxy, plan, &checks, capabilities).await?;
     let mut violations = Vec::new();
     for result in &before {
         report.checks.push(CheckTrace {
@@ -387,14 +429,14 @@ async fn verify_step(
     match &step.solution {
         None => violations.push("the step has checks but no solution script".to_owned()),
         Some(solution) => {
-            let run = target.run_script(solution, SCRIPT_TIMEOUT).await?;
+            let run = run_script(target, lab_proxy, solution).await?;
             if run.exit_code != 0 {
                 violations.push(solution_failed(step, &run));
             }
         }
     }
 
-    let after = grade(target, plan, &checks, capabilities).await?;
+    let after = grade(target, lab_proxy, plan, &checks, capabilities).await?;
     let mut improved = false;
     for (trace, result) in report.checks.iter_mut().zip(&after) {
         trace.after = Some(result.status);

@@ -103,9 +103,60 @@ impl Target {
         Ok(self.provider.exec(&self.cluster, &argv, stdin).await?)
     }
 
+    /// The host's address on the node's Docker network: where the node reaches a server the
+    /// harness runs on the host (the host never dials the node's address).
+    pub async fn host_address_for_node(&self) -> Result<std::net::IpAddr> {
+        let network = self
+            .provider
+            .docker()
+            .inspect_network(&crate::clusters::network_name(&self.cluster), None)
+            .await
+            .map_err(|e| Error::Node(format!("the node's network: {e}")))?;
+        super::proxy::gateway_of(&network)
+            .ok_or_else(|| Error::Node("the node's network has no gateway address".into()))
+    }
+
+    /// A kubeconfig for the cluster from the captured certificates (as the server holds one).
+    pub async fn kubeconfig(&self) -> Result<String> {
+        let address = self.provider.address(&self.cluster).await?;
+        Ok(self.credentials.kubeconfig_yaml(&self.cluster, &address))
+    }
+
+    /// Writes a file into the node (root's).
+    pub async fn write_file(&self, path: &str, contents: &[u8]) -> std::result::Result<(), String> {
+        let written = self
+            .exec(
+                &[
+                    "sh",
+                    "-c",
+                    "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"",
+                    "sh",
+                    path,
+                ],
+                Some(contents.to_vec()),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if written.exit_code != 0 {
+            return Err(written.short_output());
+        }
+        Ok(())
+    }
+
     /// Runs a lab script as root in the control-plane node, as `bash -euo pipefail` with the
     /// admin kubeconfig, the way the lab format promises.
     pub async fn run_script(&self, script: &str, timeout: Duration) -> Result<ScriptRun> {
+        self.run_script_with_env(script, &[], timeout).await
+    }
+
+    /// [`Self::run_script`] with `NAME=value` variables a learner would have set (their
+    /// password and authenticator code for `hardlab login`).
+    pub async fn run_script_with_env(
+        &self,
+        script: &str,
+        env: &[String],
+        timeout: Duration,
+    ) -> Result<ScriptRun> {
         let copied = self
             .exec(
                 &["sh", "-c", &format!("cat > {SCRIPT_PATH}")],
@@ -118,7 +169,9 @@ impl Target {
                 copied.short_output()
             )));
         }
-        let command = crate::clusters::lab_script_command(SCRIPT_PATH);
+        let mut command: Vec<String> = vec!["env".to_owned()];
+        command.extend(env.iter().cloned());
+        command.extend(crate::clusters::lab_script_command(SCRIPT_PATH));
         let argv: Vec<&str> = command.iter().map(String::as_str).collect();
         let run = self.exec(&argv, None);
         match tokio::time::timeout(timeout, run).await {

@@ -217,6 +217,9 @@ pub struct AuditEvent {
     /// Position in the chain, from 1; assigned when appended.
     #[serde(default)]
     pub seq: i64,
+    /// Whose proxy the event happened in; empty (and left out of the JSON) for the site's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
     /// `kube.request`, or `kube.session` for a recorded exec/attach session.
     pub event: String,
     /// RFC 3339, milliseconds, UTC.
@@ -252,6 +255,7 @@ impl AuditEvent {
     pub fn admin_action(event: &str, actor: &str, subject: &str) -> Self {
         AuditEvent {
             seq: 0,
+            tenant: String::new(),
             event: event.to_owned(),
             time: now_rfc3339(),
             user: actor.to_owned(),
@@ -276,6 +280,12 @@ impl AuditEvent {
     }
 
     /// The sentence the UI shows: "bob got 403 on list services".
+    /// The same event in `tenant`'s log.
+    pub fn in_tenant(mut self, tenant: &super::tenant::Tenant) -> Self {
+        self.tenant = tenant.as_str().to_owned();
+        self
+    }
+
     pub fn summary(&self) -> String {
         let what = if self.resource_kind.is_empty() {
             self.request_path.clone()
@@ -331,8 +341,8 @@ pub async fn append(
             .unwrap_or(i64::MAX);
         let inserted = sqlx::query(
             "INSERT INTO proxy_audit (seq, time_ms, user_name, cluster, verb, resource, namespace, \
-             response_code, decision, event_json, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             response_code, decision, event_json, prev_hash, hash, tenant) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(event.seq)
         .bind(time_ms)
@@ -346,6 +356,7 @@ pub async fn append(
         .bind(&event_json)
         .bind(&prev_hash)
         .bind(&hash)
+        .bind(&event.tenant)
         .execute(pool)
         .await;
         match inserted {
@@ -363,9 +374,12 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-/// Filters for listing and export; empty fields match everything.
+/// Filters for listing and export; empty fields match everything except the tenant, which is
+/// always matched (the site's is the empty one) and never taken from a client's query.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AuditFilter {
+    #[serde(skip)]
+    pub tenant: super::tenant::Tenant,
     #[serde(default)]
     pub user: String,
     #[serde(default)]
@@ -385,8 +399,8 @@ pub struct AuditFilter {
 
 /// Events matching the filter, newest first.
 pub async fn list(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<AuditEvent>, ProxyError> {
-    let mut sql = String::from("SELECT event_json FROM proxy_audit WHERE 1 = 1");
-    let mut binds: Vec<String> = Vec::new();
+    let mut sql = String::from("SELECT event_json FROM proxy_audit WHERE tenant = $1");
+    let mut binds: Vec<String> = vec![filter.tenant.as_str().to_owned()];
     for (column, value) in [
         ("user_name", &filter.user),
         ("cluster", &filter.cluster),
@@ -450,7 +464,7 @@ pub struct Verification {
 pub async fn verify(pool: &AnyPool, keys: &AuditKeys) -> Result<Verification, ProxyError> {
     let rows = sqlx::query(
         "SELECT seq, user_name, cluster, verb, resource, namespace, response_code, decision, \
-         event_json, prev_hash, hash FROM proxy_audit ORDER BY seq",
+         event_json, prev_hash, hash, tenant FROM proxy_audit ORDER BY seq",
     )
     .fetch_all(pool)
     .await?;
@@ -492,7 +506,8 @@ pub async fn verify(pool: &AnyPool, keys: &AuditKeys) -> Result<Verification, Pr
             && row.try_get::<String, _>(4)? == event.resource_kind
             && row.try_get::<String, _>(5)? == event.resource_namespace
             && row.try_get::<i64, _>(6)? == i64::from(event.response_code)
-            && row.try_get::<String, _>(7)? == event.decision.as_str();
+            && row.try_get::<String, _>(7)? == event.decision.as_str()
+            && row.try_get::<String, _>(11)? == event.tenant;
         if !columns_match {
             return Ok(broken(
                 "the row's columns differ from the hashed event".into(),

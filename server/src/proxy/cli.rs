@@ -15,12 +15,21 @@ use crate::db::seal::Sealer;
 /// `hardlab login`: password + TOTP for a short-lived client certificate.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The hardlab server's URL (the web app's address) [default: the server of the last login].
+    /// The hardlab server's URL (the web app's address) [default: the lab node's configuration,
+    /// else the server of the last login].
     #[arg(long, env = "HARDLAB_SERVER")]
     pub server: Option<String>,
-    /// Your hardlab user name.
+    /// Whose proxy: your lab 6 tenant (your user name), or none for the site's
+    /// [default: the lab node's configuration].
+    #[arg(long, env = "HARDLAB_TENANT")]
+    pub tenant: Option<String>,
+    /// Your hardlab user name, or a user you invited [default: the lab node's configuration].
     #[arg(long, env = "HARDLAB_USER")]
-    pub user: String,
+    pub user: Option<String>,
+    /// Log in as a simulated user you invited (`hardlab proxy invite`), with the password and
+    /// authenticator the invitation saved.
+    #[arg(long)]
+    pub simulated: bool,
     /// Requested certificate lifetime (e.g. 1h); your roles may cap it. Default 12h.
     #[arg(long)]
     pub ttl: Option<String>,
@@ -30,8 +39,9 @@ pub struct LoginArgs {
 pub enum KubeCommand {
     /// Write a kubeconfig entry `hardlab-<cluster>` that reaches the cluster through the proxy.
     Login {
+        /// The cluster's name in the proxy [default: the lab node's own cluster].
         #[arg(long)]
-        cluster: String,
+        cluster: Option<String>,
         /// The kubeconfig to edit (default: first of KUBECONFIG, else ~/.kube/config).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
@@ -77,8 +87,15 @@ pub struct ExportArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ProxyCommand {
-    /// Apply a roles/clusters/users file (Teleport-style field names) to hardlab's database.
+    /// Apply a roles/clusters/users file (Teleport-style field names). Logged in to your lab 6
+    /// tenant: to it, through the server (roles, users, cluster labels). Otherwise: to the site,
+    /// in hardlab's database (run where the server's database is).
     Apply { file: PathBuf },
+    /// Invite a simulated user into your lab 6 tenant (e.g. bob); their password and
+    /// authenticator secret are saved under ~/.hardlab-simulated for `hardlab login --simulated`.
+    Invite { user: String },
+    /// Show your lab 6 tenant: roles, who holds them, invited users, clusters and labels.
+    Show,
     /// Start TOTP enrolment for a user who has none and print the otpauth URI (confirmed by their
     /// first login code). A user with an authenticator replaces it on the access page.
     EnrollTotp { user: String },
@@ -95,12 +112,13 @@ pub enum ProxyCommand {
 }
 
 /// `hardlab login`. The password comes from `HARDLAB_PASSWORD` or a prompt without echo, the code
-/// from `HARDLAB_OTP` or a prompt.
+/// from `HARDLAB_OTP` or a prompt; for a simulated user, from what their invitation saved.
 pub async fn login(args: &LoginArgs) -> Result<(), ProxyError> {
     let home = client::home();
+    let node = client::NodeDefaults::load();
     // No built-in address: a wrong guess would send the password to whatever listens there.
-    let server = match &args.server {
-        Some(server) => server.clone(),
+    let server = match args.server.clone().or(node.server.clone()) {
+        Some(server) => server,
         None => client::load_profile(&home)
             .map(|profile| profile.server)
             .map_err(|_| {
@@ -109,18 +127,36 @@ pub async fn login(args: &LoginArgs) -> Result<(), ProxyError> {
                 )
             })?,
     };
-    let password = match std::env::var("HARDLAB_PASSWORD") {
-        Ok(password) => password,
-        Err(_) => prompt_hidden(&format!("Password for {}: ", args.user))?,
-    };
-    let code = match std::env::var("HARDLAB_OTP") {
-        Ok(code) => code,
-        Err(_) => prompt("Authenticator code: ")?,
+    let user = args.user.clone().or(node.user.clone()).ok_or_else(|| {
+        ProxyError::BadRequest("who? pass --user NAME or set HARDLAB_USER".into())
+    })?;
+    let tenant = args.tenant.clone().or(node.tenant).unwrap_or_default();
+    let (password, code) = if args.simulated {
+        let simulated = client::load_simulated(&user)?;
+        if simulated.tenant != tenant {
+            return Err(ProxyError::BadRequest(format!(
+                "{user} was invited into tenant {:?}, not {tenant:?}",
+                simulated.tenant
+            )));
+        }
+        let code = client::current_code(&simulated.totp_secret)?;
+        (simulated.password, code)
+    } else {
+        let password = match std::env::var("HARDLAB_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => prompt_hidden(&format!("Password for {user}: "))?,
+        };
+        let code = match std::env::var("HARDLAB_OTP") {
+            Ok(code) => code,
+            Err(_) => prompt("Authenticator code: ")?,
+        };
+        (password, code)
     };
     let profile = client::login(
         &home,
         &server,
-        &args.user,
+        &tenant,
+        &user,
         &password,
         &code,
         args.ttl.clone(),
@@ -145,6 +181,13 @@ pub fn kube(command: &KubeCommand) -> Result<(), ProxyError> {
             cluster,
             kubeconfig,
         } => {
+            let cluster = cluster
+                .clone()
+                .or(client::NodeDefaults::load().lab_cluster)
+                .ok_or_else(|| {
+                    ProxyError::BadRequest("which cluster? pass --cluster NAME".into())
+                })?;
+            let cluster = &cluster;
             let path = kubeconfig
                 .clone()
                 .unwrap_or_else(client::default_kubeconfig_path);
@@ -165,6 +208,115 @@ pub fn kube(command: &KubeCommand) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// The saved login when it is into a lab tenant: then `hardlab proxy` and `hardlab audit` act
+/// on that tenant through the server, not on a database.
+pub fn tenant_login() -> Option<client::Profile> {
+    client::load_profile(&client::home())
+        .ok()
+        .filter(|profile| !profile.tenant.is_empty() && !profile.api_token.is_empty())
+}
+
+/// `hardlab audit ...` on the tenant of the saved login, through the server.
+pub async fn audit_remote(command: &AuditCommand) -> Result<bool, ProxyError> {
+    let home = client::home();
+    match command {
+        AuditCommand::Verify { .. } => {
+            let answer = client::tenant_api(&home, "/api/proxy/tenant/audit/verify", None).await?;
+            let answer: serde_json::Value = serde_json::from_str(&answer)
+                .map_err(|error| ProxyError::Internal(format!("the server's answer: {error}")))?;
+            println!("{}", answer["report"].as_str().unwrap_or_default());
+            Ok(answer["intact"].as_bool().unwrap_or(false))
+        }
+        AuditCommand::Export(args) => {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (key, value) in [
+                ("user", &args.user),
+                ("cluster", &args.cluster),
+                ("verb", &args.verb),
+                ("resource", &args.resource),
+                ("decision", &args.decision),
+            ] {
+                if let Some(value) = value {
+                    query.append_pair(key, value);
+                }
+            }
+            if let Some(code) = args.code {
+                query.append_pair("code", &code.to_string());
+            }
+            query.append_pair("limit", &args.limit.to_string());
+            let lines = client::tenant_api(
+                &home,
+                &format!("/api/proxy/tenant/audit.jsonl?{}", query.finish()),
+                None,
+            )
+            .await?;
+            std::io::stdout().lock().write_all(lines.as_bytes())?;
+            Ok(true)
+        }
+    }
+}
+
+/// `hardlab proxy ...` on the tenant of the saved login, through the server.
+pub async fn proxy_remote(command: &ProxyCommand) -> Result<(), ProxyError> {
+    let home = client::home();
+    match command {
+        ProxyCommand::Apply { file } => {
+            let yaml = std::fs::read_to_string(file)
+                .map_err(|error| ProxyError::Config(format!("{}: {error}", file.display())))?;
+            client::tenant_api(
+                &home,
+                "/api/proxy/tenant/config",
+                Some(&serde_json::json!({ "yaml": yaml })),
+            )
+            .await?;
+            println!(
+                "Applied {} to your lab proxy (it reads roles on every request; labels within 5 s).",
+                file.display()
+            );
+        }
+        ProxyCommand::Invite { user } => {
+            let answer = client::tenant_api(
+                &home,
+                "/api/proxy/tenant/invite",
+                Some(&serde_json::json!({ "user": user })),
+            )
+            .await?;
+            let answer: serde_json::Value = serde_json::from_str(&answer)
+                .map_err(|error| ProxyError::Internal(format!("the server's answer: {error}")))?;
+            let text = |key: &str| answer[key].as_str().unwrap_or_default().to_owned();
+            let saved = client::save_simulated(&client::SimulatedUser {
+                tenant: text("tenant"),
+                user: text("user"),
+                password: text("password"),
+                totp_secret: text("totp_secret"),
+            })?;
+            println!(
+                "Invited {} into your lab proxy. You play them: their password and authenticator are in {}.\nLog in as them with: HARDLAB_HOME=~/.hardlab-{} hardlab login --user {} --simulated",
+                text("user"),
+                saved.display(),
+                text("user"),
+                text("user"),
+            );
+        }
+        ProxyCommand::Show => {
+            let answer = client::tenant_api(&home, "/api/proxy/tenant", None).await?;
+            let answer: serde_json::Value = serde_json::from_str(&answer)
+                .map_err(|error| ProxyError::Internal(format!("the server's answer: {error}")))?;
+            println!(
+                "{}",
+                serde_yaml::to_string(&answer)
+                    .map_err(|error| ProxyError::Internal(error.to_string()))?
+            );
+        }
+        _ => {
+            return Err(ProxyError::BadRequest(
+                "this command acts on the site's proxy: run it where the server's database is, without a lab login".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `hardlab audit ...`; returns whether the command succeeded (verify: chain intact).
 pub async fn audit(
     pool: &AnyPool,
@@ -180,6 +332,7 @@ pub async fn audit(
         }
         AuditCommand::Export(args) => {
             let filter = AuditFilter {
+                tenant: super::tenant::Tenant::site(),
                 user: args.user.clone().unwrap_or_default(),
                 cluster: args.cluster.clone().unwrap_or_default(),
                 verb: args.verb.clone().unwrap_or_default(),
@@ -213,6 +366,11 @@ pub async fn proxy(
                 file.display()
             );
         }
+        ProxyCommand::Invite { .. } | ProxyCommand::Show => {
+            return Err(ProxyError::BadRequest(
+                "this command acts on your lab 6 proxy: run `hardlab login` into your tenant first (in your lab terminal: hardlab login)".into(),
+            ));
+        }
         ProxyCommand::EnrollTotp { user } => {
             let secret = store::enroll_totp(pool, sealer, user, None).await?;
             println!(
@@ -237,17 +395,17 @@ pub async fn proxy(
             let actor = operator();
             match (serial, user) {
                 (Some(serial), _) => {
-                    let owner = store::revoke_certificate(pool, serial).await?;
-                    record(audit::AuditEvent::admin_action(
-                        "cert.revoke",
-                        &actor,
-                        &owner,
-                    ))
+                    let (tenant, owner) = store::revoke_certificate(pool, serial).await?;
+                    record(
+                        audit::AuditEvent::admin_action("cert.revoke", &actor, &owner)
+                            .in_tenant(&tenant),
+                    )
                     .await?;
                     println!("Certificate {serial} of {owner} revoked.");
                 }
                 (None, Some(user)) => {
-                    store::revoke_user_certificates(pool, user).await?;
+                    store::revoke_user_certificates(pool, &super::tenant::Tenant::site(), user)
+                        .await?;
                     record(audit::AuditEvent::admin_action(
                         "cert.revoke_all",
                         &actor,

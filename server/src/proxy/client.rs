@@ -17,6 +17,9 @@ use super::ca::{client_identity, new_key_and_csr, pem_body};
 /// What the server's login endpoint takes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
+    /// Whose proxy: empty for the site's, a learner's tenant name for their lab 6 proxy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tenant: String,
     pub user: String,
     pub password: String,
     pub totp: String,
@@ -37,6 +40,12 @@ pub struct LoginResponse {
     pub roles: Vec<String>,
     /// RFC 3339.
     pub not_after: String,
+    /// For the tenant's API from the CLI (`Authorization: Bearer`), valid as long as the
+    /// certificate.
+    #[serde(default)]
+    pub api_token: String,
+    #[serde(default)]
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +55,100 @@ pub struct Profile {
     pub proxy_url: String,
     pub roles: Vec<String>,
     pub not_after: String,
+    /// The tenant logged in to; empty for the site's proxy.
+    #[serde(default)]
+    pub tenant: String,
+    /// For the tenant's API (`hardlab proxy apply|invite`, `hardlab audit` in a lab node).
+    #[serde(default)]
+    pub api_token: String,
+}
+
+/// Defaults a lab node's hardlab configuration file gives (`/etc/hardlab/client.env`, written by
+/// the server when the lab started): the server, tenant, user and lab cluster. Only defaults for
+/// this client; flags and environment variables win.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeDefaults {
+    pub server: Option<String>,
+    pub tenant: Option<String>,
+    pub user: Option<String>,
+    pub lab_cluster: Option<String>,
+}
+
+impl NodeDefaults {
+    /// `KEY=value` lines; anything else is ignored.
+    pub fn parse(text: &str) -> Self {
+        let mut defaults = NodeDefaults::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.trim().split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"').to_owned();
+            if value.is_empty() {
+                continue;
+            }
+            match key.trim() {
+                "HARDLAB_SERVER" => defaults.server = Some(value),
+                "HARDLAB_TENANT" => defaults.tenant = Some(value),
+                "HARDLAB_USER" => defaults.user = Some(value),
+                "LAB_CLUSTER" => defaults.lab_cluster = Some(value),
+                _ => {}
+            }
+        }
+        defaults
+    }
+
+    /// From `HARDLAB_CLIENT_ENV` or `/etc/hardlab/client.env`; empty when there is none.
+    pub fn load() -> Self {
+        let path = std::env::var_os("HARDLAB_CLIENT_ENV")
+            .map_or_else(|| PathBuf::from(super::web::NODE_CLIENT_ENV), PathBuf::from);
+        std::fs::read_to_string(path)
+            .map(|text| Self::parse(&text))
+            .unwrap_or_default()
+    }
+}
+
+/// A simulated user's credentials, saved by `hardlab proxy invite` for the admin who plays them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimulatedUser {
+    pub tenant: String,
+    pub user: String,
+    pub password: String,
+    pub totp_secret: String,
+}
+
+/// Where `hardlab proxy invite` keeps simulated users' credentials: beside the login homes, so
+/// any `HARDLAB_HOME` (bob's own) finds them.
+pub fn simulated_dir() -> PathBuf {
+    let base = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    base.join(".hardlab-simulated")
+}
+
+pub fn save_simulated(user: &SimulatedUser) -> Result<PathBuf, ProxyError> {
+    let dir = simulated_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.json", user.user));
+    let json = serde_json::to_string_pretty(user)
+        .map_err(|error| ProxyError::Internal(error.to_string()))?;
+    write_private(&path, &json)?;
+    Ok(path)
+}
+
+pub fn load_simulated(user: &str) -> Result<SimulatedUser, ProxyError> {
+    let path = simulated_dir().join(format!("{user}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        ProxyError::Config(format!(
+            "{}: {error} (invite the user first: hardlab proxy invite {user})",
+            path.display()
+        ))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|error| ProxyError::Config(format!("{}: {error}", path.display())))
+}
+
+/// The current code of a TOTP secret, as an authenticator app shows it.
+pub fn current_code(secret: &str) -> Result<String, ProxyError> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    super::totp::code_for_step(secret, super::totp::step_at(now))
 }
 
 pub fn home() -> PathBuf {
@@ -87,6 +190,7 @@ fn read(path: &Path) -> Result<String, ProxyError> {
 pub async fn login(
     home: &Path,
     server: &str,
+    tenant: &str,
     user: &str,
     password: &str,
     totp: &str,
@@ -94,6 +198,7 @@ pub async fn login(
 ) -> Result<Profile, ProxyError> {
     let (key_pem, csr_pem) = new_key_and_csr(user)?;
     let request = LoginRequest {
+        tenant: tenant.to_owned(),
         user: user.to_owned(),
         password: password.to_owned(),
         totp: totp.to_owned(),
@@ -135,11 +240,55 @@ pub async fn login(
         proxy_url: answer.proxy_url,
         roles: answer.roles,
         not_after: answer.not_after,
+        tenant: answer.tenant,
+        api_token: answer.api_token,
     };
     let profile_json = serde_json::to_string_pretty(&profile)
         .map_err(|error| ProxyError::Internal(error.to_string()))?;
     write_private(&home.join("profile.json"), &profile_json)?;
     Ok(profile)
+}
+
+/// Calls the tenant's API on the server of the saved login, with its token. `body`: POST as
+/// JSON, else GET. Refusals come back with the server's words.
+pub async fn tenant_api(
+    home: &Path,
+    path_and_query: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<String, ProxyError> {
+    let profile = load_profile(home)?;
+    if profile.api_token.is_empty() {
+        return Err(ProxyError::Unauthorized(
+            "this login has no token for the server's API: run `hardlab login` again".into(),
+        ));
+    }
+    let url = format!("{}{path_and_query}", profile.server.trim_end_matches('/'));
+    let http = reqwest::Client::new();
+    let request = match body {
+        Some(body) => http.post(&url).json(body),
+        None => http.get(&url),
+    };
+    let response = request
+        .bearer_auth(&profile.api_token)
+        .send()
+        .await
+        .map_err(|error| ProxyError::Internal(format!("{url}: {error}")))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        return Ok(text);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or(text);
+    Err(match status {
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+            ProxyError::Unauthorized(message)
+        }
+        reqwest::StatusCode::NOT_FOUND => ProxyError::NotFound(message),
+        _ => ProxyError::BadRequest(format!("refused ({status}): {message}")),
+    })
 }
 
 pub fn load_profile(home: &Path) -> Result<Profile, ProxyError> {
@@ -163,7 +312,7 @@ pub fn exec_credential(home: &Path) -> Result<String, ProxyError> {
     }
     let expires = identity.not_after - Duration::minutes(1);
     let credential = serde_json::json!({
-        "apiVersion": "client.authentication.k8s.io/v1",
+        "apiVersion": exec_api_version(std::env::var("KUBERNETES_EXEC_INFO").ok().as_deref()),
         "kind": "ExecCredential",
         "status": {
             "clientCertificateData": cert_pem,
@@ -172,6 +321,21 @@ pub fn exec_credential(home: &Path) -> Result<String, ProxyError> {
         }
     });
     Ok(credential.to_string())
+}
+
+const EXEC_API_V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
+const EXEC_API_V1: &str = "client.authentication.k8s.io/v1";
+
+/// The ExecCredential version to answer in: the one kubectl sent in `KUBERNETES_EXEC_INFO`
+/// when it is one this plugin speaks, else v1beta1 (what the kubeconfig entry asks for).
+fn exec_api_version(exec_info: Option<&str>) -> &'static str {
+    let asked = exec_info
+        .and_then(|info| serde_json::from_str::<serde_json::Value>(info).ok())
+        .and_then(|info| info["apiVersion"].as_str().map(str::to_owned));
+    match asked.as_deref() {
+        Some(EXEC_API_V1) => EXEC_API_V1,
+        _ => EXEC_API_V1BETA1,
+    }
 }
 
 fn rfc3339_seconds(time: OffsetDateTime) -> String {
@@ -215,12 +379,12 @@ pub fn write_kubeconfig_entry(
     let mut args = vec!["kube".to_owned(), "credentials".to_owned()];
     args.push("--cluster".to_owned());
     args.push(cluster.to_owned());
+    // v1beta1, which every kubectl since 1.11 reads (a lab node's Debian kubectl is 1.20, which
+    // refuses v1 and its `interactiveMode`); the plugin answers in the version kubectl asks for.
     let mut exec = serde_json::json!({
-        "apiVersion": "client.authentication.k8s.io/v1",
+        "apiVersion": EXEC_API_V1BETA1,
         "command": hardlab_binary,
         "args": args,
-        "interactiveMode": "Never",
-        "provideClusterInfo": false,
     });
     if std::env::var_os("HARDLAB_HOME").is_some() {
         exec["env"] =
@@ -279,4 +443,28 @@ pub fn default_kubeconfig_path() -> PathBuf {
     }
     let base = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
     base.join(".kube").join("config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugin_answers_in_the_version_kubectl_asks_for_and_v1beta1_otherwise() {
+        let v1 = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential"}"#;
+        assert_eq!(exec_api_version(Some(v1)), EXEC_API_V1);
+        assert_eq!(exec_api_version(None), EXEC_API_V1BETA1);
+        assert_eq!(exec_api_version(Some("not json")), EXEC_API_V1BETA1);
+    }
+
+    #[test]
+    fn the_node_configuration_gives_defaults_and_ignores_anything_else() {
+        let defaults = NodeDefaults::parse(
+            "# comment\nHARDLAB_SERVER=http://10.0.0.1:8080\nHARDLAB_TENANT=ada\nHARDLAB_USER=ada\nLAB_CLUSTER=lab-ada\nPATH=/evil\n",
+        );
+        assert_eq!(defaults.server.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(defaults.tenant.as_deref(), Some("ada"));
+        assert_eq!(defaults.lab_cluster.as_deref(), Some("lab-ada"));
+        assert_eq!(NodeDefaults::parse(""), NodeDefaults::default());
+    }
 }

@@ -42,6 +42,7 @@ use super::ca::{ClientIdentity, UserCa, client_identity, pem_body};
 use super::recording::Recorder;
 use super::request_info::{RequestInfo, request_info};
 use super::roles::{self, ClusterSpec, Principals, Role};
+use super::tenant::Tenant;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Incoming>;
@@ -131,33 +132,39 @@ impl UpstreamCluster {
     }
 }
 
-/// Roles and clusters as of the last reload; swapped whole so a request sees one consistent view.
+/// A role's or cluster's key: its tenant and its name (names repeat across tenants).
+pub type TenantKey = (Tenant, String);
+
+/// Every tenant's roles and clusters as of the last reload; swapped whole so a request sees one
+/// consistent view. A request looks up only keys of its own tenant.
 #[derive(Debug, Default)]
 pub struct Catalog {
-    pub roles: BTreeMap<String, Role>,
-    pub clusters: BTreeMap<String, Arc<UpstreamCluster>>,
+    pub roles: BTreeMap<TenantKey, Role>,
+    pub clusters: BTreeMap<TenantKey, Arc<UpstreamCluster>>,
 }
 
 impl Catalog {
     /// Builds the catalog, reusing `previous`'s upstream clients where a cluster's kubeconfig
     /// and labels did not change, so a reload does not drop kept-alive connections.
     pub async fn build(
-        roles: Vec<Role>,
-        clusters: Vec<ClusterSpecWithConfig>,
+        roles: Vec<(Tenant, Role)>,
+        clusters: Vec<(Tenant, ClusterSpecWithConfig)>,
         previous: Option<&Catalog>,
     ) -> Self {
         let mut catalog = Catalog {
-            roles: roles.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            roles: roles
+                .into_iter()
+                .map(|(tenant, r)| ((tenant, r.name.clone()), r))
+                .collect(),
             clusters: BTreeMap::new(),
         };
-        for cluster in clusters {
+        for (tenant, cluster) in clusters {
+            let key = (tenant, cluster.spec.name.clone());
             if let Some(kept) = previous
-                .and_then(|p| p.clusters.get(&cluster.spec.name))
+                .and_then(|p| p.clusters.get(&key))
                 .filter(|c| c.source == cluster.kubeconfig_yaml && c.labels == cluster.spec.labels)
             {
-                catalog
-                    .clusters
-                    .insert(cluster.spec.name.clone(), Arc::clone(kept));
+                catalog.clusters.insert(key, Arc::clone(kept));
                 continue;
             }
             match UpstreamCluster::from_kubeconfig(
@@ -168,9 +175,7 @@ impl Catalog {
             .await
             {
                 Ok(upstream) => {
-                    catalog
-                        .clusters
-                        .insert(cluster.spec.name.clone(), Arc::new(upstream));
+                    catalog.clusters.insert(key, Arc::new(upstream));
                 }
                 Err(error) => tracing::error!(%error, "cluster left out of the proxy"),
             }
@@ -437,21 +442,27 @@ pub async fn serve(
                 }
                 None => return,
             };
-            // Checked once per connection; the sweep covers the connection's later life.
-            let refusal = match super::store::certificate_refusal(
+            // Checked once per connection; the sweep covers the connection's later life. The
+            // tenant is the record's, never anything the certificate or client says.
+            let standing = match super::store::certificate_standing(
                 &proxy.pool,
                 &identity.serial_hex,
                 &identity.user,
             )
             .await
             {
-                Ok(refusal) => refusal,
+                Ok(standing) => standing,
                 Err(error) => {
                     tracing::error!(%error, "proxy: cannot check the certificate's revocation");
-                    Some("the proxy cannot check certificates right now; try again".into())
+                    super::store::Standing {
+                        tenant: Tenant::site(),
+                        refusal: Some(
+                            "the proxy cannot check certificates right now; try again".into(),
+                        ),
+                    }
                 }
             };
-            serve_connection(tls, remote, identity, refusal, proxy).await;
+            serve_connection(tls, remote, identity, standing, proxy).await;
         });
     }
 }
@@ -460,12 +471,13 @@ async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     remote: SocketAddr,
     identity: Arc<ClientIdentity>,
-    refusal: Option<String>,
+    standing: super::store::Standing,
     proxy: Arc<KubeProxy>,
 ) {
     let deadline = deadline_of(&identity);
     let (_registration, cut) = proxy.register(&identity);
-    let refusal = refusal.map(Arc::new);
+    let refusal = standing.refusal.map(Arc::new);
+    let tenant = Arc::new(standing.tenant);
     let service = {
         let identity = Arc::clone(&identity);
         let cut = cut.clone();
@@ -473,10 +485,12 @@ async fn serve_connection(
             let proxy = Arc::clone(&proxy);
             let identity = Arc::clone(&identity);
             let refusal = refusal.clone();
+            let tenant = Arc::clone(&tenant);
             let cut = cut.clone();
             async move {
                 let connection = Connection {
                     identity: &identity,
+                    tenant: &tenant,
                     remote,
                     refusal: refusal.as_deref().map(String::as_str),
                     cut,
@@ -506,6 +520,8 @@ async fn serve_connection(
 /// What a request knows of its connection.
 struct Connection<'a> {
     identity: &'a ClientIdentity,
+    /// The tenant the certificate's record names: every role and cluster is looked up in it.
+    tenant: &'a Tenant,
     remote: SocketAddr,
     /// Why this connection's certificate may not be used (revoked, not on record).
     refusal: Option<&'a str>,
@@ -523,6 +539,7 @@ fn deadline_of(identity: &ClientIdentity) -> tokio::time::Instant {
 /// Everything known about a request for its audit event.
 struct Exchange<'a> {
     identity: &'a ClientIdentity,
+    tenant: &'a Tenant,
     remote: SocketAddr,
     cluster: String,
     method: String,
@@ -538,6 +555,7 @@ impl Exchange<'_> {
         let principals = self.principals.as_ref();
         AuditEvent {
             seq: 0,
+            tenant: self.tenant.as_str().to_owned(),
             event: "kube.request".into(),
             time: now_rfc3339(),
             user: self.identity.user.clone(),
@@ -661,6 +679,7 @@ async fn handle(
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let identity = connection.identity;
+    let tenant = connection.tenant;
     let remote = connection.remote;
     let catalog = proxy.catalog();
     let raw_path = request.uri().path().to_owned();
@@ -672,6 +691,7 @@ async fn handle(
     };
     let mut exchange = Exchange {
         identity,
+        tenant,
         remote,
         cluster: cluster_name.clone(),
         method: method.clone(),
@@ -699,7 +719,7 @@ async fn handle(
         );
     }
     // The roles as of now, not as of the login: a role taken away applies to this request.
-    exchange.roles = match super::store::user_roles(&proxy.pool, &identity.user).await {
+    exchange.roles = match super::store::user_roles(&proxy.pool, tenant, &identity.user).await {
         Ok(roles) => roles,
         Err(error) => {
             tracing::error!(%error, "proxy: cannot read the caller's roles");
@@ -712,9 +732,12 @@ async fn handle(
     let held: Vec<&Role> = exchange
         .roles
         .iter()
-        .filter_map(|name| catalog.roles.get(name))
+        .filter_map(|name| catalog.roles.get(&(tenant.clone(), name.clone())))
         .collect();
-    let Some(cluster) = catalog.clusters.get(&cluster_name) else {
+    let Some(cluster) = catalog
+        .clusters
+        .get(&(tenant.clone(), cluster_name.clone()))
+    else {
         // Same answer as a cluster the caller may not reach, so nobody can probe for names.
         let reason = if held.is_empty() {
             roles::Denial::NoRoles
@@ -804,6 +827,7 @@ async fn handle(
         let record = matches!(exchange.info.resource.as_str(), "pods/exec" | "pods/attach");
         let session = if record && client_upgrade.is_some() {
             proxy.recorder.start(
+                tenant,
                 &identity.user,
                 &cluster.name,
                 &api_path,

@@ -14,6 +14,7 @@ pub mod request_info;
 pub mod roles;
 pub mod service;
 pub mod store;
+pub mod tenant;
 pub mod totp;
 pub mod web;
 

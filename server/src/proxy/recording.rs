@@ -52,6 +52,7 @@ impl Direction {
 enum Message {
     Start {
         id: String,
+        tenant: String,
         user: String,
         cluster: String,
         path: String,
@@ -123,11 +124,19 @@ impl Recorder {
         }
     }
 
-    pub fn start(&self, user: &str, cluster: &str, path: &str, protocol: &str) -> Option<Session> {
+    pub fn start(
+        &self,
+        tenant: &super::tenant::Tenant,
+        user: &str,
+        cluster: &str,
+        path: &str,
+        protocol: &str,
+    ) -> Option<Session> {
         let sender = self.sender.clone()?;
         let id = hex::encode(rand::random::<[u8; 12]>());
         let _ = sender.send(Message::Start {
             id: id.clone(),
+            tenant: tenant.as_str().to_owned(),
             user: user.to_owned(),
             cluster: cluster.to_owned(),
             path: path.to_owned(),
@@ -149,16 +158,18 @@ async fn store(pool: &AnyPool, message: Message) -> Result<(), sqlx::Error> {
     match message {
         Message::Start {
             id,
+            tenant,
             user,
             cluster,
             path,
             protocol,
         } => {
             sqlx::query(
-                "INSERT INTO proxy_sessions (id, user_name, cluster, request_path, protocol, started_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO proxy_sessions (id, tenant, user_name, cluster, request_path, protocol, started_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(id)
+            .bind(tenant)
             .bind(user)
             .bind(cluster)
             .bind(path)
@@ -367,11 +378,16 @@ pub struct SessionSummary {
     pub ended_at: Option<i64>,
 }
 
-pub async fn list_sessions(pool: &AnyPool) -> Result<Vec<SessionSummary>, ProxyError> {
+/// The tenant's newest sessions.
+pub async fn list_sessions(
+    pool: &AnyPool,
+    tenant: &super::tenant::Tenant,
+) -> Result<Vec<SessionSummary>, ProxyError> {
     let rows = sqlx::query(
         "SELECT id, user_name, cluster, request_path, started_at, ended_at FROM proxy_sessions \
-         ORDER BY started_at DESC LIMIT 200",
+         WHERE tenant = $1 ORDER BY started_at DESC LIMIT 200",
     )
+    .bind(tenant.as_str())
     .fetch_all(pool)
     .await?;
     rows.iter()
@@ -388,12 +404,18 @@ pub async fn list_sessions(pool: &AnyPool) -> Result<Vec<SessionSummary>, ProxyE
         .collect()
 }
 
-pub async fn load(pool: &AnyPool, id: &str) -> Result<Option<Recording>, ProxyError> {
+/// One of the tenant's recordings (another tenant's is not found).
+pub async fn load(
+    pool: &AnyPool,
+    tenant: &super::tenant::Tenant,
+    id: &str,
+) -> Result<Option<Recording>, ProxyError> {
     let Some(row) = sqlx::query(
         "SELECT id, user_name, cluster, request_path, protocol, started_at, ended_at \
-         FROM proxy_sessions WHERE id = $1",
+         FROM proxy_sessions WHERE id = $1 AND tenant = $2",
     )
     .bind(id)
+    .bind(tenant.as_str())
     .fetch_optional(pool)
     .await?
     else {
@@ -553,14 +575,24 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("r.db").display());
         let pool = crate::db::connect(&url).await.unwrap();
         let recorder = Recorder::spawn(pool.clone()).with_session_limit(10);
-        let session = recorder.start("erin", "dev", "/exec", "websocket").unwrap();
+        let session = recorder
+            .start(
+                &crate::proxy::tenant::Tenant::site(),
+                "erin",
+                "dev",
+                "/exec",
+                "websocket",
+            )
+            .unwrap();
         session.chunk(Direction::ToClient, b"123456");
         session.chunk(Direction::ToCluster, b"abcdef");
         session.chunk(Direction::ToClient, b"never stored");
         session.finish();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let recording = loop {
-            let found = load(&pool, session.id()).await.unwrap();
+            let found = load(&pool, &crate::proxy::tenant::Tenant::site(), session.id())
+                .await
+                .unwrap();
             if let Some(recording) = found.filter(|r| r.ended_at.is_some()) {
                 break recording;
             }

@@ -79,7 +79,9 @@ pub struct ClusterSpec {
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Path of the kubeconfig file (in a config file) whose current context the proxy uses upstream.
+    /// Path of the kubeconfig file (in a config file) whose current context the proxy uses
+    /// upstream. Empty in what a tenant's admin applies: there only the labels may change.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kubeconfig: String,
 }
 

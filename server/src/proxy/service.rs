@@ -17,6 +17,7 @@ use super::kube::{self, KubeProxy};
 use super::recording::Recorder;
 use super::roles::{DEFAULT_TTL, parse_duration};
 use super::store;
+use super::tenant::Tenant;
 use crate::db::seal::Sealer;
 
 /// How often each server re-reads roles and clusters, so an edit made through another instance
@@ -191,12 +192,16 @@ impl ProxyService {
         }
     }
 
-    /// Finishes a login whose password the caller has already checked: the second factor, then
-    /// the certificate. The same refusal for a bad password and a bad code, so a guesser learns
-    /// nothing; throttling (too many wrong codes) is said as such.
+    /// Finishes a login into `tenant` whose password the caller has already checked: the second
+    /// factor (the account's own for the site and a tenant's owner, the invited user's in their
+    /// tenant: `factor_tenant`), then the certificate, recorded in `tenant`. The same refusal for
+    /// a bad password and a bad code, so a guesser learns nothing; throttling (too many wrong
+    /// codes) is said as such.
     pub async fn login(
         &self,
         request: &LoginRequest,
+        tenant: &Tenant,
+        factor_tenant: &Tenant,
         password_ok: bool,
     ) -> Result<LoginResponse, ProxyError> {
         let refused = || ProxyError::Unauthorized("wrong user name, password or code".into());
@@ -218,49 +223,66 @@ impl ProxyService {
                 })
             })
             .transpose()?;
-        match store::check_totp(&self.pool, &self.sealer, &user, &request.totp, false).await {
+        match store::check_totp(
+            &self.pool,
+            &self.sealer,
+            factor_tenant,
+            &user,
+            &request.totp,
+            false,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(ProxyError::Unauthorized(_)) => return Err(refused()),
             Err(error) => return Err(error),
         }
-        let issued = store::issue_certificate(
+        let (issued, api_token) = store::issue_certificate(
             &self.pool,
             &self.ca,
+            tenant,
             &user,
             &request.csr_pem,
             ttl,
             self.max_certificate_ttl,
         )
         .await?;
-        let roles = store::user_roles(&self.pool, &user).await?;
+        let roles = store::user_roles(&self.pool, tenant, &user).await?;
         Ok(LoginResponse {
             cert_pem: issued.cert_pem,
             proxy_ca_pem: self.ca.cert_pem().to_owned(),
             proxy_url: self.public_url.clone(),
             roles,
             not_after: audit::format_time(issued.not_after),
+            api_token,
+            tenant: tenant.as_str().to_owned(),
         })
     }
 
     /// Revokes one certificate; its open connections are cut at once.
-    pub async fn revoke_certificate(&self, serial: &str) -> Result<String, ProxyError> {
-        let user = store::revoke_certificate(&self.pool, serial).await?;
+    pub async fn revoke_certificate(&self, serial: &str) -> Result<(Tenant, String), ProxyError> {
+        let owner = store::revoke_certificate(&self.pool, serial).await?;
         self.kube.revocations_changed();
-        Ok(user)
+        Ok(owner)
     }
 
-    /// Revokes every certificate `user` holds; their open connections are cut at once.
-    pub async fn revoke_user(&self, user: &str) -> Result<(), ProxyError> {
-        store::revoke_user_certificates(&self.pool, user).await?;
+    /// Revokes every certificate `user` of `tenant` holds; their open connections are cut at once.
+    pub async fn revoke_user(&self, tenant: &Tenant, user: &str) -> Result<(), ProxyError> {
+        store::revoke_user_certificates(&self.pool, tenant, user).await?;
         self.kube.revocations_changed();
         Ok(())
     }
 
-    /// What lab 6's checks need from hardlab for one cluster, passed to the grader as
-    /// `Params.extra["proxy_state"]`: the cluster's labels, the roles, who holds them, and the
-    /// cluster's audit events (oldest first) with the chain's verification.
-    pub async fn grading_state(&self, cluster: &str) -> Result<serde_json::Value, ProxyError> {
-        grading_state(&self.pool, &self.sealer, &self.audit_keys, cluster).await
+    /// What lab 6's checks need from hardlab for one cluster of a tenant, passed to the grader
+    /// as `Params.extra["proxy_state"]`: the cluster's labels, the tenant's roles, who holds
+    /// them, and the tenant's audit events on that cluster (oldest first) with the chain's
+    /// verification.
+    pub async fn grading_state(
+        &self,
+        tenant: &Tenant,
+        cluster: &str,
+    ) -> Result<serde_json::Value, ProxyError> {
+        grading_state(&self.pool, &self.sealer, &self.audit_keys, tenant, cluster).await
     }
 }
 
@@ -278,11 +300,12 @@ pub async fn grading_state(
     pool: &AnyPool,
     sealer: &Sealer,
     keys: &AuditKeys,
+    tenant: &Tenant,
     cluster: &str,
 ) -> Result<serde_json::Value, ProxyError> {
-    let roles = store::list_roles(pool).await?;
-    let users = store::all_user_roles(pool).await?;
-    let labels = store::list_clusters(pool, sealer)
+    let roles = store::list_roles(pool, tenant).await?;
+    let users = store::all_user_roles(pool, tenant).await?;
+    let labels = store::list_clusters(pool, sealer, tenant)
         .await?
         .into_iter()
         .find(|c| c.spec.name == cluster)
@@ -291,6 +314,7 @@ pub async fn grading_state(
     let mut events = audit::list(
         pool,
         &AuditFilter {
+            tenant: tenant.clone(),
             cluster: cluster.to_owned(),
             limit: Some(2000),
             ..AuditFilter::default()

@@ -23,6 +23,7 @@ use super::client::LoginRequest;
 use super::recording;
 use super::roles::{ProxyConfig, Role};
 use super::service::ProxyService;
+use super::tenant::{self, Tenant};
 use super::{store, totp};
 use crate::web::session::{Session, Visitor};
 
@@ -71,6 +72,11 @@ where
         .route("/api/proxy/second-factor/reset", post(second_factor_reset))
         .route("/api/proxy/certificates/revoke", post(revoke))
         .route("/api/proxy/config", post(apply_config))
+        .route("/api/proxy/tenant", get(tenant_state))
+        .route("/api/proxy/tenant/config", post(tenant_apply))
+        .route("/api/proxy/tenant/invite", post(tenant_invite))
+        .route("/api/proxy/tenant/audit.jsonl", get(tenant_audit_export))
+        .route("/api/proxy/tenant/audit/verify", get(tenant_audit_verify))
         .route("/api/proxy/sessions/{id}", get(session_json))
         .route("/access", get(access_page))
         .route("/access/audit", get(audit_page))
@@ -131,17 +137,217 @@ fn forbidden() -> ApiError {
     ApiError(ProxyError::Unauthorized("admins only".into()))
 }
 
+/// `hardlab login`. Into the site's proxy or a tenant's: the site and a tenant's owner sign in
+/// with their hardlab account (its password, its second factor); a user the owner invited signs
+/// in with the password and authenticator the invitation made, in that tenant only.
 async fn login(
     State(web): State<Arc<ProxyWeb>>,
     Json(request): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let password_ok = web
-        .accounts
-        .verify_password(&request.user, &request.password)
-        .await;
-    let answer = web.service.login(&request, password_ok).await?;
-    tracing::info!(user = %request.user, "proxy certificate issued");
+    let pool = &web.service.pool;
+    let tenant = Tenant::parse(&request.tenant)?;
+    let user = request.user.trim().to_ascii_lowercase();
+    let owner = tenant::owner_name(pool, &tenant).await?;
+    let (password_ok, factor_tenant) = if tenant.is_site()
+        || owner.as_deref() == Some(user.as_str())
+    {
+        let ok = web
+            .accounts
+            .verify_password(&request.user, &request.password)
+            .await;
+        (ok, Tenant::site())
+    } else {
+        let ok = store::check_tenant_user_password(pool, &tenant, &user, &request.password).await?;
+        (ok, tenant.clone())
+    };
+    let answer = web
+        .service
+        .login(&request, &tenant, &factor_tenant, password_ok)
+        .await?;
+    tracing::info!(user = %user, tenant = %tenant, "proxy certificate issued");
     Ok(Json(answer).into_response())
+}
+
+/// Who administers a tenant in this request: the owner, signed in on the web (their own lab
+/// tenant) or calling from their terminal with the token `hardlab login` gave them
+/// (`Authorization: Bearer`). The tenant always comes from the server's records, never from the
+/// request.
+pub struct TenantAdmin {
+    pub tenant: Tenant,
+    pub actor: String,
+}
+
+impl<S> FromRequestParts<S> for TenantAdmin
+where
+    Arc<ProxyWeb>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let web = Arc::<ProxyWeb>::from_ref(state);
+        let pool = &web.service.pool;
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let (tenant, actor) = match bearer {
+            Some(token) => store::token_holder(pool, &token)
+                .await
+                .map_err(|error| ApiError(error).into_response())?,
+            None => match web.accounts.viewer(parts).await {
+                Some(viewer) => (Tenant::for_learner(&viewer.name), viewer.name),
+                None => return Err((StatusCode::UNAUTHORIZED, "sign in first").into_response()),
+            },
+        };
+        let owner = tenant::owner_name(pool, &tenant)
+            .await
+            .map_err(|error| ApiError(error).into_response())?;
+        if owner.is_none() && !tenant.is_site() {
+            return Err(ApiError(ProxyError::NotFound(
+                "your lab tenant: press Start on lab 6 first, which puts your lab cluster behind the proxy"
+                    .into(),
+            ))
+            .into_response());
+        }
+        if !tenant::may_administer(&tenant, &actor, false, owner.as_deref()) {
+            return Err(ApiError(ProxyError::Unauthorized(format!(
+                "only the admin of {tenant} may do this (you are {actor})"
+            )))
+            .into_response());
+        }
+        Ok(TenantAdmin { tenant, actor })
+    }
+}
+
+/// The tenant's roles, who holds them, its invited users and its clusters' labels.
+async fn tenant_state(
+    State(web): State<Arc<ProxyWeb>>,
+    admin: TenantAdmin,
+) -> Result<Response, ApiError> {
+    let pool = &web.service.pool;
+    let clusters: Vec<serde_json::Value> =
+        store::list_clusters(pool, &web.service.sealer, &admin.tenant)
+            .await?
+            .into_iter()
+            .map(|c| serde_json::json!({ "name": c.spec.name, "labels": c.spec.labels }))
+            .collect();
+    Ok(Json(serde_json::json!({
+        "tenant": admin.tenant.as_str(),
+        "admin": admin.actor,
+        "roles": store::list_roles(pool, &admin.tenant).await?,
+        "users": store::all_user_roles(pool, &admin.tenant).await?,
+        "invited": store::tenant_users(pool, &admin.tenant).await?,
+        "clusters": clusters,
+    }))
+    .into_response())
+}
+
+/// Applies roles, user assignments and cluster labels (the config file's format) to the tenant.
+async fn tenant_apply(
+    State(web): State<Arc<ProxyWeb>>,
+    admin: TenantAdmin,
+    Json(body): Json<ConfigBody>,
+) -> Result<Response, ApiError> {
+    let config = ProxyConfig::parse("the roles file", &body.yaml)?;
+    store::apply_to_tenant(&web.service.pool, &admin.tenant, &config).await?;
+    web.service
+        .kube
+        .audit()
+        .record(
+            audit::AuditEvent::admin_action("proxy.apply", &admin.actor, admin.tenant.as_str())
+                .in_tenant(&admin.tenant),
+        )
+        .await?;
+    web.service.reload().await;
+    Ok(Json(serde_json::json!({
+        "applied": true,
+        "roles": config.roles.len(),
+        "users": config.users.len(),
+        "clusters": config.clusters.len(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct InviteBody {
+    user: String,
+}
+
+/// Invites a simulated user into the tenant: their password and authenticator secret go to the
+/// admin, who plays that user (lab 6's bob).
+async fn tenant_invite(
+    State(web): State<Arc<ProxyWeb>>,
+    admin: TenantAdmin,
+    Json(body): Json<InviteBody>,
+) -> Result<Response, ApiError> {
+    let service = &web.service;
+    let user = body.user.trim().to_ascii_lowercase();
+    let (password, secret) =
+        store::invite_tenant_user(&service.pool, &service.sealer, &admin.tenant, &user).await?;
+    service.kube.revocations_changed();
+    service
+        .kube
+        .audit()
+        .record(
+            audit::AuditEvent::admin_action("user.invite", &admin.actor, &user)
+                .in_tenant(&admin.tenant),
+        )
+        .await?;
+    Ok(Json(serde_json::json!({
+        "tenant": admin.tenant.as_str(),
+        "user": user,
+        "password": password,
+        "totp_secret": secret,
+        "otpauth_uri": totp::otpauth_uri(&user, &secret),
+    }))
+    .into_response())
+}
+
+/// The tenant's audit events as JSON lines (the CLI's `hardlab audit export`).
+async fn tenant_audit_export(
+    State(web): State<Arc<ProxyWeb>>,
+    admin: TenantAdmin,
+    Query(filter): Query<AuditFilter>,
+) -> Result<Response, ApiError> {
+    let mut filter = filter;
+    filter.tenant = admin.tenant;
+    filter.limit = Some(filter.limit.unwrap_or(100_000));
+    let lines = audit::export_json_lines(&web.service.pool, &filter).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())
+}
+
+/// Whether the audit chain verifies, as the server (which holds the chain's key) finds it. Only
+/// the verdict and the tenant's own count: other tenants' events are none of the caller's
+/// business.
+async fn tenant_audit_verify(
+    State(web): State<Arc<ProxyWeb>>,
+    admin: TenantAdmin,
+) -> Result<Response, ApiError> {
+    let service = &web.service;
+    let verification = audit::verify(&service.pool, &service.audit_keys).await?;
+    let own = audit::list(
+        &service.pool,
+        &AuditFilter {
+            tenant: admin.tenant.clone(),
+            limit: Some(100_000),
+            ..AuditFilter::default()
+        },
+    )
+    .await?
+    .len();
+    let intact = verification.broken_at.is_none();
+    let report = if intact {
+        format!(
+            "audit chain intact: verified by the server; {own} events in {}",
+            admin.tenant
+        )
+    } else {
+        "audit chain BROKEN: the server found an event changed, removed or rewritten; an operator must look".to_owned()
+    };
+    Ok(Json(serde_json::json!({ "intact": intact, "report": report })).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -188,6 +394,7 @@ async fn totp_confirm(
     store::check_totp(
         &service.pool,
         &service.sealer,
+        &Tenant::site(),
         &viewer.name,
         &body.code,
         true,
@@ -256,21 +463,32 @@ async fn revoke(
     let service = &web.service;
     match (body.serial.as_deref(), body.user.as_deref()) {
         (Some(serial), None) => {
+            // A site admin revokes any certificate of the site; anyone their own; a tenant's
+            // owner any certificate of their tenant. Others' are "not found", not "forbidden".
             let owner = store::certificate_owner(&service.pool, serial).await?;
-            if !viewer.admin && owner.as_deref() != Some(viewer.name.as_str()) {
+            let own_tenant = Tenant::for_learner(&viewer.name);
+            let may = match &owner {
+                Some((tenant, user)) if tenant.is_site() => viewer.admin || *user == viewer.name,
+                Some((tenant, _)) => {
+                    *tenant == own_tenant
+                        && tenant::owner_name(&service.pool, tenant).await?.as_deref()
+                            == Some(viewer.name.as_str())
+                }
+                None => false,
+            };
+            if !may {
                 return Err(ApiError(ProxyError::NotFound(format!(
                     "certificate with serial {serial}"
                 ))));
             }
-            let user = service.revoke_certificate(serial).await?;
+            let (tenant, user) = service.revoke_certificate(serial).await?;
             service
                 .kube
                 .audit()
-                .record(audit::AuditEvent::admin_action(
-                    "cert.revoke",
-                    &viewer.name,
-                    &user,
-                ))
+                .record(
+                    audit::AuditEvent::admin_action("cert.revoke", &viewer.name, &user)
+                        .in_tenant(&tenant),
+                )
                 .await?;
         }
         (None, Some(user)) => {
@@ -278,7 +496,7 @@ async fn revoke(
             if !viewer.admin && user != viewer.name {
                 return Err(forbidden());
             }
-            service.revoke_user(&user).await?;
+            service.revoke_user(&Tenant::site(), &user).await?;
             service
                 .kube
                 .audit()
@@ -319,11 +537,12 @@ async fn apply_config(
             "clusters cannot be added here: they carry credentials; use the config file".into(),
         )));
     }
+    let site = Tenant::site();
     for role in &config.roles {
-        store::put_role(&web.service.pool, role).await?;
+        store::put_role(&web.service.pool, &site, role).await?;
     }
     for user in &config.users {
-        store::set_user_roles(&web.service.pool, &user.name, &user.roles).await?;
+        store::set_user_roles(&web.service.pool, &site, &user.name, &user.roles).await?;
     }
     web.service.reload().await;
     tracing::info!(admin = %viewer.name, roles = config.roles.len(), users = config.users.len(), "proxy roles applied");
@@ -335,10 +554,21 @@ async fn session_json(
     SignedIn(viewer): SignedIn,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let recording = recording::load(&web.service.pool, &id)
+    // The site's recordings (admins all, others their own), or any of the viewer's own tenant.
+    let own_tenant = Tenant::for_learner(&viewer.name);
+    let owns_tenant = tenant::owner_name(&web.service.pool, &own_tenant)
         .await?
-        .filter(|r| viewer.admin || r.user == viewer.name)
-        .ok_or_else(|| ApiError(ProxyError::NotFound(format!("session {id}"))))?;
+        .as_deref()
+        == Some(viewer.name.as_str());
+    let in_site = recording::load(&web.service.pool, &Tenant::site(), &id)
+        .await?
+        .filter(|r| viewer.admin || r.user == viewer.name);
+    let recording = match in_site {
+        Some(recording) => Some(recording),
+        None if owns_tenant => recording::load(&web.service.pool, &own_tenant, &id).await?,
+        None => None,
+    }
+    .ok_or_else(|| ApiError(ProxyError::NotFound(format!("session {id}"))))?;
     Ok(Json(recording).into_response())
 }
 
@@ -357,6 +587,16 @@ struct ClusterRow {
     groups: String,
 }
 
+/// The learner's own lab tenant on the access page: they administer it.
+struct TenantView {
+    name: String,
+    clusters: Vec<ClusterRow>,
+    my_roles: Vec<String>,
+    invited: Vec<String>,
+    /// Roles, users and cluster labels as editable YAML.
+    yaml: String,
+}
+
 #[derive(Template)]
 #[template(path = "access.html")]
 struct AccessPage<'a> {
@@ -367,8 +607,81 @@ struct AccessPage<'a> {
     server_hint: String,
     viewer_name: &'a str,
     clusters: Vec<ClusterRow>,
-    /// Admins only: every role and who holds it, as editable YAML.
+    /// Admins only: every role of the site and who holds it, as editable YAML.
     roles_yaml: Option<String>,
+    lab: Option<TenantView>,
+}
+
+fn cluster_rows(
+    viewer: &str,
+    held: &[&Role],
+    clusters: Vec<super::kube::ClusterSpecWithConfig>,
+) -> Vec<ClusterRow> {
+    clusters
+        .into_iter()
+        .map(|cluster| {
+            let labels: Vec<String> = cluster
+                .spec
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let groups = match super::roles::principals(viewer, held, &cluster.spec.labels) {
+                Ok(p) => p.groups.join(", "),
+                Err(denial) => format!("refused ({denial})"),
+            };
+            ClusterRow {
+                name: cluster.spec.name,
+                labels: labels.join(", "),
+                groups,
+            }
+        })
+        .collect()
+}
+
+fn to_yaml(config: &ProxyConfig) -> Result<String, ApiError> {
+    serde_yaml::to_string(config).map_err(|error| ApiError(ProxyError::Internal(error.to_string())))
+}
+
+/// The viewer's lab tenant, when they started lab 6.
+async fn tenant_view(web: &ProxyWeb, viewer: &Viewer) -> Result<Option<TenantView>, ApiError> {
+    let pool = &web.service.pool;
+    let own = Tenant::for_learner(&viewer.name);
+    if own.is_site()
+        || tenant::owner_name(pool, &own).await?.as_deref() != Some(viewer.name.as_str())
+    {
+        return Ok(None);
+    }
+    let roles = store::list_roles(pool, &own).await?;
+    let users = store::all_user_roles(pool, &own).await?;
+    let my_roles = users.get(&viewer.name).cloned().unwrap_or_default();
+    let held: Vec<&Role> = roles
+        .iter()
+        .filter(|r| my_roles.contains(&r.name))
+        .collect();
+    let stored = store::list_clusters(pool, &web.service.sealer, &own).await?;
+    let config = ProxyConfig {
+        roles: roles.clone(),
+        clusters: stored
+            .iter()
+            .map(|c| super::roles::ClusterSpec {
+                name: c.spec.name.clone(),
+                labels: c.spec.labels.clone(),
+                kubeconfig: String::new(),
+            })
+            .collect(),
+        users: users
+            .into_iter()
+            .map(|(name, roles)| super::roles::UserRoles { name, roles })
+            .collect(),
+    };
+    Ok(Some(TenantView {
+        name: own.as_str().to_owned(),
+        clusters: cluster_rows(&viewer.name, &held, stored),
+        my_roles,
+        invited: store::tenant_users(pool, &own).await?,
+        yaml: to_yaml(&config)?,
+    }))
 }
 
 async fn access_page(
@@ -379,59 +692,38 @@ async fn access_page(
     headers: HeaderMap,
 ) -> Result<Html<String>, ApiError> {
     let pool = &web.service.pool;
-    let enrolled = store::totp_enrolled(pool, &viewer.name).await?;
-    let my_roles = store::user_roles(pool, &viewer.name).await?;
-    let roles = store::list_roles(pool).await?;
+    let site = Tenant::site();
+    let enrolled = store::totp_enrolled(pool, &site, &viewer.name).await?;
+    let my_roles = store::user_roles(pool, &site, &viewer.name).await?;
+    let roles = store::list_roles(pool, &site).await?;
     let held: Vec<&Role> = roles
         .iter()
         .filter(|r| my_roles.contains(&r.name))
         .collect();
-    let own_lab = lab_cluster_name(&viewer.name);
-    let clusters = store::list_clusters(pool, &web.service.sealer)
+    // A learner sees the site's clusters their roles reach; their own lab cluster is in their
+    // tenant, below.
+    let reachable: Vec<_> = store::list_clusters(pool, &web.service.sealer, &site)
         .await?
         .into_iter()
-        // A learner sees the clusters their roles reach and their own lab cluster; other
-        // learners' lab clusters (and their names) are none of their business.
         .filter(|cluster| {
-            viewer.admin
-                || cluster.spec.name == own_lab
-                || held.iter().any(|role| role.reaches(&cluster.spec.labels))
-        })
-        .map(|cluster| {
-            let labels: Vec<String> = cluster
-                .spec
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            let groups = match super::roles::principals(&viewer.name, &held, &cluster.spec.labels) {
-                Ok(p) => p.groups.join(", "),
-                Err(denial) => format!("refused ({denial})"),
-            };
-            ClusterRow {
-                name: cluster.spec.name,
-                labels: labels.join(", "),
-                groups,
-            }
+            viewer.admin || held.iter().any(|role| role.reaches(&cluster.spec.labels))
         })
         .collect();
+    let clusters = cluster_rows(&viewer.name, &held, reachable);
     let roles_yaml = if viewer.admin {
-        let users = store::all_user_roles(pool).await?;
-        let config = ProxyConfig {
+        let users = store::all_user_roles(pool, &site).await?;
+        Some(to_yaml(&ProxyConfig {
             roles,
             clusters: Vec::new(),
             users: users
                 .into_iter()
                 .map(|(name, roles)| super::roles::UserRoles { name, roles })
                 .collect(),
-        };
-        Some(
-            serde_yaml::to_string(&config)
-                .map_err(|error| ApiError(ProxyError::Internal(error.to_string())))?,
-        )
+        })?)
     } else {
         None
     };
+    let lab = tenant_view(&web, &viewer).await?;
     render(&AccessPage {
         visitor: &visitor,
         section: "access",
@@ -441,6 +733,7 @@ async fn access_page(
         viewer_name: &viewer.name,
         clusters,
         roles_yaml,
+        lab,
     })
 }
 
@@ -462,12 +755,42 @@ pub fn server_url(service: &ProxyService, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// Non-admins see only their own events.
-fn scoped(viewer: &Viewer, mut filter: AuditFilter) -> AuditFilter {
+/// Which log a page shows: `site` (the site's proxy) or `lab` (the viewer's own lab tenant).
+#[derive(Debug, Default, Deserialize)]
+struct Scope {
+    #[serde(default)]
+    scope: String,
+}
+
+/// The viewer's events: in their own lab tenant all of it (they administer it); in the site's
+/// log everything for an admin, their own events for anyone else. A learner who started lab 6
+/// and is not an admin sees their lab's log unless they ask for the site's.
+async fn scoped(
+    web: &ProxyWeb,
+    viewer: &Viewer,
+    scope: &Scope,
+    mut filter: AuditFilter,
+) -> Result<(AuditFilter, &'static str), ApiError> {
+    let own = Tenant::for_learner(&viewer.name);
+    let owns_lab = !own.is_site()
+        && tenant::owner_name(&web.service.pool, &own)
+            .await?
+            .as_deref()
+            == Some(viewer.name.as_str());
+    let lab = match scope.scope.as_str() {
+        "lab" => owns_lab,
+        "site" => false,
+        _ => owns_lab && !viewer.admin,
+    };
+    if lab {
+        filter.tenant = own;
+        return Ok((filter, "lab"));
+    }
+    filter.tenant = Tenant::site();
     if !viewer.admin {
         filter.user = viewer.name.clone();
     }
-    filter
+    Ok((filter, "site"))
 }
 
 #[derive(Template)]
@@ -480,6 +803,8 @@ struct AuditPage<'a> {
     /// The same filter for the export link, already URL-encoded.
     export_query: String,
     events: Vec<audit::AuditEvent>,
+    /// `site` or `lab`: which log this is.
+    scope: &'static str,
 }
 
 async fn audit_page(
@@ -487,9 +812,10 @@ async fn audit_page(
     _session: Session,
     visitor: Visitor,
     SignedIn(viewer): SignedIn,
+    Query(scope): Query<Scope>,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Html<String>, ApiError> {
-    let filter = scoped(&viewer, filter);
+    let (filter, scope) = scoped(&web, &viewer, &scope, filter).await?;
     let events = audit::list(&web.service.pool, &filter).await?;
     let fields = vec![
         ("user", filter.user.clone()),
@@ -502,12 +828,20 @@ async fn audit_page(
             filter.code.map(|c| c.to_string()).unwrap_or_default(),
         ),
     ];
+    let mut export = export_query(&filter);
+    export.push_str(if export.is_empty() {
+        "scope="
+    } else {
+        "&scope="
+    });
+    export.push_str(scope);
     render(&AuditPage {
         visitor: &visitor,
         section: "audit",
         fields,
-        export_query: export_query(&filter),
+        export_query: export,
         events,
+        scope,
     })
 }
 
@@ -533,9 +867,10 @@ fn export_query(filter: &AuditFilter) -> String {
 async fn audit_export(
     State(web): State<Arc<ProxyWeb>>,
     SignedIn(viewer): SignedIn,
+    Query(scope): Query<Scope>,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ApiError> {
-    let mut filter = scoped(&viewer, filter);
+    let (mut filter, _) = scoped(&web, &viewer, &scope, filter).await?;
     filter.limit = Some(filter.limit.unwrap_or(100_000));
     let lines = audit::export_json_lines(&web.service.pool, &filter).await?;
     let mut headers = HeaderMap::new();
@@ -572,10 +907,23 @@ async fn sessions_page(
     visitor: Visitor,
     SignedIn(viewer): SignedIn,
 ) -> Result<Html<String>, ApiError> {
-    let sessions = recording::list_sessions(&web.service.pool)
-        .await?
+    let mut listed: Vec<recording::SessionSummary> =
+        recording::list_sessions(&web.service.pool, &Tenant::site())
+            .await?
+            .into_iter()
+            .filter(|s| viewer.admin || s.user == viewer.name)
+            .collect();
+    let own = Tenant::for_learner(&viewer.name);
+    if !own.is_site()
+        && tenant::owner_name(&web.service.pool, &own)
+            .await?
+            .as_deref()
+            == Some(viewer.name.as_str())
+    {
+        listed.extend(recording::list_sessions(&web.service.pool, &own).await?);
+    }
+    let sessions = listed
         .into_iter()
-        .filter(|s| viewer.admin || s.user == viewer.name)
         .map(|session| SessionRow {
             started: time::OffsetDateTime::from_unix_timestamp(session.started_at / 1000)
                 .map(audit::format_time)
@@ -657,33 +1005,69 @@ pub async fn start(
     }))
 }
 
+/// A learner's lab cluster as the proxy knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabCluster {
+    pub tenant: Tenant,
+    pub cluster: String,
+    pub username: String,
+}
+
 impl ProxyWeb {
-    /// For grading lab 6: puts the learner's cluster behind the proxy as `lab-<user name>` with
-    /// the label `env: dev` (upstream through the kubeconfig hardlab already holds for it) and
-    /// passes the proxy's state for that cluster to the checks as `Params.extra["proxy_state"]`.
+    /// Puts the learner's lab cluster behind the proxy in their tenant (made if need be) as
+    /// `lab-<user name>`, upstream through the kubeconfig hardlab holds for it: with the label
+    /// `env: dev` when it is new, keeping the labels the learner set when it is already there.
+    /// Idempotent; called at Start and again before grading.
+    pub async fn register_lab_cluster(
+        &self,
+        user_id: &str,
+        kubeconfig: &str,
+    ) -> Result<LabCluster, ProxyError> {
+        let pool = &self.service.pool;
+        let (username,): (String,) = sqlx::query_as("SELECT username FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(pool)
+            .await?;
+        let tenant = tenant::ensure_learner_tenant(pool, user_id, &username).await?;
+        let cluster = lab_cluster_name(&username);
+        let sealer = &self.service.sealer;
+        let existing = store::list_clusters(pool, sealer, &tenant)
+            .await?
+            .into_iter()
+            .find(|c| c.spec.name == cluster);
+        let labels = match &existing {
+            Some(known) if known.kubeconfig_yaml == kubeconfig => None,
+            Some(known) => Some(known.spec.labels.clone()),
+            None => Some(std::collections::BTreeMap::from([(
+                "env".to_owned(),
+                "dev".to_owned(),
+            )])),
+        };
+        if let Some(labels) = labels {
+            store::put_cluster(pool, sealer, &tenant, &cluster, &labels, kubeconfig).await?;
+            self.service.reload().await;
+        }
+        Ok(LabCluster {
+            tenant,
+            cluster,
+            username: username.trim().to_ascii_lowercase(),
+        })
+    }
+
+    /// For grading lab 6: the learner's cluster behind the proxy ([`Self::register_lab_cluster`])
+    /// and the proxy's state of their tenant for it, passed to the checks as
+    /// `Params.extra["proxy_state"]`.
     pub async fn add_lab_state(
         &self,
         user_id: &str,
         kubeconfig: &str,
         params: &mut hardlab_grader::context::Params,
     ) -> Result<(), ProxyError> {
-        let pool = &self.service.pool;
-        let (username,): (String,) = sqlx::query_as("SELECT username FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_one(pool)
+        let lab = self.register_lab_cluster(user_id, kubeconfig).await?;
+        let state = self
+            .service
+            .grading_state(&lab.tenant, &lab.cluster)
             .await?;
-        let cluster = lab_cluster_name(&username);
-        let sealer = &self.service.sealer;
-        let known = store::list_clusters(pool, sealer)
-            .await?
-            .into_iter()
-            .any(|c| c.spec.name == cluster && c.kubeconfig_yaml == kubeconfig);
-        if !known {
-            let labels = std::collections::BTreeMap::from([("env".to_owned(), "dev".to_owned())]);
-            store::put_cluster(pool, sealer, &cluster, &labels, kubeconfig).await?;
-            self.service.reload().await;
-        }
-        let state = self.service.grading_state(&cluster).await?;
         params
             .extra
             .insert("proxy_state".to_owned(), state.to_string());
@@ -695,17 +1079,40 @@ impl ProxyWeb {
     }
 }
 
+/// Where the node's `hardlab` client finds its server (see [`node_client_files`]).
+pub const NODE_CLIENT_ENV: &str = "/etc/hardlab/client.env";
+
+/// The `hardlab` client's configuration for a learner's node, written by the server from its
+/// own settings: the server's public URL, the learner's tenant and name, their cluster's name in
+/// the proxy. The server never reads it back; for the client it only names defaults.
+pub fn node_client_files(
+    server_url: &str,
+    lab: &LabCluster,
+) -> Vec<crate::clusters::routes::NodeFile> {
+    let env = format!(
+        "# Written by hardlab when this lab started. hardlab login reads it for its defaults.\n\
+         HARDLAB_SERVER={}\nHARDLAB_TENANT={}\nHARDLAB_USER={}\nLAB_CLUSTER={}\n",
+        server_url.trim_end_matches('/'),
+        lab.tenant.as_str(),
+        lab.username,
+        lab.cluster
+    );
+    let profile = format!(
+        "# hardlab's client settings for login shells.\nset -a\n. {NODE_CLIENT_ENV}\nset +a\n"
+    );
+    vec![
+        crate::clusters::routes::NodeFile {
+            path: NODE_CLIENT_ENV.to_owned(),
+            contents: env.into_bytes(),
+        },
+        crate::clusters::routes::NodeFile {
+            path: "/etc/profile.d/hardlab.sh".to_owned(),
+            contents: profile.into_bytes(),
+        },
+    ]
+}
+
 /// The proxy's name for a learner's lab cluster: `lab-` and the user name, made DNS-safe.
 pub fn lab_cluster_name(username: &str) -> String {
-    let safe: String = username
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("lab-{}", safe.trim_matches('-'))
+    format!("lab-{}", tenant::dns_safe(username))
 }

@@ -148,6 +148,11 @@ pub async fn hash_password(password: &str) -> Result<String> {
 
 /// Checks a password against a stored hash; without one (no such account) it checks against a
 /// hash of a random password, so an unknown name takes as long as a wrong password.
+/// Whether `password` matches the stored argon2 hash; `None` (no such user) costs the same time.
+pub async fn password_matches(password: &str, stored: Option<&str>) -> bool {
+    verify_password(password, stored).await
+}
+
 async fn verify_password(password: &str, stored: Option<&str>) -> bool {
     let password = password.to_owned();
     let stored = stored.map(str::to_owned);

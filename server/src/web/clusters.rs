@@ -11,12 +11,17 @@ use super::AppState;
 use super::session::Visitor;
 use super::users::Role;
 use crate::clusters::lifecycle::LabClusterRequest;
-use crate::clusters::routes::{ClustersState, Site, Viewer};
+use crate::clusters::routes::{ClustersState, NodeFile, Site, Viewer};
 use crate::labs::Labs;
 
-/// The signed-in user and the loaded labs, as the cluster routes ask for them.
+/// The signed-in user and the loaded labs, as the cluster routes ask for them; the access proxy
+/// for the labs that judge it (lab 6).
 pub struct AppSite {
     pub labs: Arc<Labs>,
+    pub proxy: Option<Arc<crate::proxy::web::ProxyWeb>>,
+    /// The server's public URL (the configured one, else its listening address), written into
+    /// lab 6 nodes for `hardlab login`.
+    pub server_url: String,
 }
 
 #[async_trait]
@@ -33,6 +38,42 @@ impl Site for AppSite {
         self.labs
             .get(lab_id)
             .map(|lab| crate::clusters::setup::lab_request(lab))
+    }
+
+    /// For a lab whose steps judge the access proxy: the learner's tenant, their cluster behind
+    /// the proxy (label `env: dev`), and the `hardlab` client's configuration in the node.
+    async fn lab_ready(
+        &self,
+        user_id: &str,
+        lab_id: &str,
+        kubeconfig: &str,
+    ) -> Result<Vec<NodeFile>, String> {
+        let Some(lab) = self.labs.get(lab_id) else {
+            return Ok(Vec::new());
+        };
+        let judges_proxy = lab
+            .steps
+            .iter()
+            .any(|step| step.checks.iter().any(|id| id.starts_with("proxy.")));
+        if !judges_proxy {
+            return Ok(Vec::new());
+        }
+        let Some(proxy) = &self.proxy else {
+            return Err(
+                "this lab needs hardlab's access proxy, which is not running on this server".into(),
+            );
+        };
+        let lab_cluster = proxy
+            .register_lab_cluster(user_id, kubeconfig)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "registering a lab cluster behind the proxy failed");
+                "the lab cluster could not be put behind the access proxy".to_owned()
+            })?;
+        Ok(crate::proxy::web::node_client_files(
+            &self.server_url,
+            &lab_cluster,
+        ))
     }
 }
 

@@ -58,7 +58,9 @@ pub fn fixture_labs() -> PathBuf {
 /// the test's own, so start-up adoption and orphan removal touch no other test's nodes.
 pub fn test_cluster_settings() -> ClusterSettings {
     ClusterSettings {
-        node_image: "hardlab/testnode:latest".to_owned(),
+        // A node image with binaries of one's own (docker/testnode/build.sh under another tag).
+        node_image: std::env::var("HARDLAB_TEST_NODE_IMAGE")
+            .unwrap_or_else(|_| "hardlab/testnode:latest".to_owned()),
         node_unprivileged: true,
         node_memory_mb: 1024,
         docker_instance: Some(format!("test-{}", hardlab_server::clusters::random_name())),
@@ -176,6 +178,34 @@ where
 pub struct TestAppBuilder {
     db: TestDb,
     config: Config,
+    for_nodes: bool,
+}
+
+/// The host's address on Docker's default bridge: where a node reaches its host whatever its
+/// own network (the host never dials a node's address; the node dials this one).
+pub fn docker_host_gateway() -> String {
+    let output = std::process::Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "bridge",
+            "-f",
+            "{{(index .IPAM.Config 0).Gateway}} {{(index .IPAM.Config 0).Subnet}}",
+        ])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    // Older engines leave Gateway empty: the bridge then has the subnet's first address.
+    let (gateway, subnet) = answer.split_once(' ').unwrap_or(("", answer.as_str()));
+    if !gateway.is_empty() {
+        return gateway.to_owned();
+    }
+    let network: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or_else(|| panic!("docker's bridge: no gateway or subnet in {answer:?}"));
+    std::net::Ipv4Addr::from(u32::from(network) + 1).to_string()
 }
 
 impl TestAppBuilder {
@@ -196,13 +226,39 @@ impl TestAppBuilder {
         self
     }
 
+    /// The web app and the access proxy reachable from learners' nodes, as a deployment's are:
+    /// both listen on every address (tests otherwise use loopback only) and the public URLs name
+    /// the host's address on Docker's bridge. Host-side agents still use 127.0.0.1.
+    pub fn reachable_from_nodes(mut self) -> Self {
+        self.for_nodes = true;
+        self
+    }
+
     /// Through the app builder `hardlab serve` uses (`hardlab_server::app`): what `serve` wires,
     /// the test gets, on a free loopback port.
     pub async fn start(self) -> TestApp {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let bind = if self.for_nodes {
+            "0.0.0.0:0"
+        } else {
+            "127.0.0.1:0"
+        };
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut config = self.config;
-        config.listen = addr;
+        config.listen = listener.local_addr().unwrap();
+        if self.for_nodes {
+            let gateway = docker_host_gateway();
+            config.public_url = Some(format!("http://{gateway}:{port}"));
+            // A port picked now, so the proxy's public URL can name it.
+            let proxy_port = std::net::TcpListener::bind("0.0.0.0:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            config.proxy.listen = SocketAddr::from(([0, 0, 0, 0], proxy_port));
+            config.proxy.public_url = Some(format!("https://{gateway}:{proxy_port}"));
+        }
         let state = hardlab_server::app::build(config, self.db.pool.clone())
             .await
             .unwrap();
@@ -253,6 +309,7 @@ impl TestApp {
         ));
         TestAppBuilder {
             db,
+            for_nodes: false,
             config: Config {
                 labs_dir: fixture_labs(),
                 static_dir: static_dir(),

@@ -13,6 +13,7 @@ use hardlab_server::proxy::ca::UserCa;
 use hardlab_server::proxy::roles::Role;
 use hardlab_server::proxy::service::{ProxyService, ProxySettings};
 use hardlab_server::proxy::store;
+use hardlab_server::proxy::tenant::Tenant;
 use sqlx::AnyPool;
 
 /// Whether the real control plane and kubectl can run here; prints why not, and fails under
@@ -177,27 +178,40 @@ impl Harness {
         let (pool, db_dir) = test_db().await;
         store::put_role(
             &pool,
+            &Tenant::site(),
             &role("{name: kubernetes-admins, kubernetes_labels: {'*': '*'}, kubernetes_groups: ['system:masters']}"),
         )
         .await
         .unwrap();
         store::put_role(
             &pool,
+            &Tenant::site(),
             &role("{name: developer-read, kubernetes_labels: {env: dev}, kubernetes_groups: [developer-read]}"),
         )
         .await
         .unwrap();
-        store::set_user_roles(&pool, "alice", &["kubernetes-admins".to_owned()])
-            .await
-            .unwrap();
-        store::set_user_roles(&pool, "bob", &["developer-read".to_owned()])
-            .await
-            .unwrap();
+        store::set_user_roles(
+            &pool,
+            &Tenant::site(),
+            "alice",
+            &["kubernetes-admins".to_owned()],
+        )
+        .await
+        .unwrap();
+        store::set_user_roles(
+            &pool,
+            &Tenant::site(),
+            "bob",
+            &["developer-read".to_owned()],
+        )
+        .await
+        .unwrap();
         let sealer = Arc::new(Sealer::new(db_dir.path().join("secret.key")));
         let labels = BTreeMap::from([("env".to_owned(), "dev".to_owned())]);
         store::put_cluster(
             &pool,
             &sealer,
+            &Tenant::site(),
             "dev",
             &labels,
             &plane.proxy_identity_kubeconfig(),
@@ -235,6 +249,19 @@ impl Harness {
         roles: &[&str],
         lifetime: time::Duration,
     ) -> (hardlab_server::proxy::ca::IssuedCert, String) {
+        self.issue_in(&Tenant::site(), ca, user, roles, lifetime)
+    }
+
+    /// [`Self::issue`] in `tenant` (the certificate's record, and the roles, are that tenant's).
+    pub fn issue_in(
+        &self,
+        tenant: &Tenant,
+        ca: &UserCa,
+        user: &str,
+        roles: &[&str],
+        lifetime: time::Duration,
+    ) -> (hardlab_server::proxy::ca::IssuedCert, String) {
+        let tenant = tenant.clone();
         let (key_pem, csr_pem) = hardlab_server::proxy::ca::new_key_and_csr(user).unwrap();
         let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
         let issued = ca
@@ -252,9 +279,11 @@ impl Harness {
                     .unwrap()
                     .block_on(async {
                         if !roles.is_empty() {
-                            store::set_user_roles(&pool, &user, &roles).await.unwrap();
+                            store::set_user_roles(&pool, &tenant, &user, &roles)
+                                .await
+                                .unwrap();
                         }
-                        store::record_certificate(&pool, &record, &user, &roles)
+                        store::record_certificate(&pool, &tenant, &record, &user, &roles, None)
                             .await
                             .unwrap();
                     });
@@ -275,9 +304,22 @@ impl Harness {
         lifetime: time::Duration,
         cluster: &str,
     ) -> PathBuf {
+        self.user_kubeconfig_in(&Tenant::site(), ca, user, roles, lifetime, cluster)
+    }
+
+    /// [`Self::user_kubeconfig`] with a certificate of `tenant`.
+    pub fn user_kubeconfig_in(
+        &self,
+        tenant: &Tenant,
+        ca: &UserCa,
+        user: &str,
+        roles: &[&str],
+        lifetime: time::Duration,
+        cluster: &str,
+    ) -> PathBuf {
         use base64::Engine;
         let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-        let (issued, key_pem) = self.issue(ca, user, roles, lifetime);
+        let (issued, key_pem) = self.issue_in(tenant, ca, user, roles, lifetime);
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: p\n  cluster:\n    server: https://{}/k8s/{cluster}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: p\n  context:\n    cluster: p\n    user: u\n    namespace: default\ncurrent-context: p\n",
             self.service.listen,
