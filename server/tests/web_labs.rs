@@ -264,7 +264,7 @@ async fn metrics_count_requests_by_route_and_check_runs() {
         );
         assert!(
             metrics.contains(
-                "hardlab_check_runs_total{lab=\"demo-etcd\",step=\"encrypt\",result=\"error\"} 1"
+                "hardlab_check_runs_total{lab=\"demo-etcd\",step=\"encrypt\",result=\"unjudged\"} 1"
             ),
             "{metrics}"
         );

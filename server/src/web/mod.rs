@@ -50,6 +50,8 @@ pub struct AppState {
     pub sealer: Arc<Sealer>,
     /// The access proxy's web side; `None` until `serve` has started the proxy.
     pub proxy: Option<Arc<crate::proxy::web::ProxyWeb>>,
+    /// One grading at a time per learner and step.
+    pub gradings: Arc<check::GradingLocks>,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             clusters: None,
             proxy: None,
+            gradings: Arc::default(),
         }
     }
 }
