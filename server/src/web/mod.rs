@@ -13,6 +13,7 @@ pub mod clusters;
 pub mod error;
 pub mod headers;
 mod health;
+pub mod learner_actions;
 pub mod pages;
 pub mod session;
 pub mod signup;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub proxy: Option<Arc<crate::proxy::web::ProxyWeb>>,
     /// One grading at a time per learner and step.
     pub gradings: Arc<check::GradingLocks>,
+    /// Learners' catch-ups under way (and the last one finished), for their progress.
+    pub catch_ups: Arc<learner_actions::CatchUps>,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
             clusters: None,
             proxy: None,
             gradings: Arc::default(),
+            catch_ups: Arc::default(),
         }
     }
 }

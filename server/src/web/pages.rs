@@ -21,6 +21,8 @@ pub fn routes() -> Router<AppState> {
         .route("/labs/{lab}/steps/{step}", get(step_page))
         .route("/labs/{lab}/steps/{step}/check", post(run_check))
         .route("/labs/{lab}/steps/{step}/auto-check", post(auto_check))
+        .route("/labs/{lab}/catch-up", get(catch_up_progress).post(catch_up))
+        .route("/labs/{lab}/reset", post(reset_lab))
         .route("/attempts/{id}", get(attempt_page))
 }
 
@@ -309,6 +311,10 @@ struct StepPage<'a> {
     auto_check_seconds: u64,
     /// The learner's live cluster for this lab, so a second tab attaches to it.
     cluster_id: Option<String>,
+    /// The learner registered a cluster of their own (always ready as far as the page knows).
+    registered: bool,
+    /// The lab's catch-up, running or last finished.
+    catch_up: Option<super::learner_actions::CatchUpProgress>,
     /// For the terminal's style elements (see `web::headers::RuntimeStyles`).
     style_nonce: String,
 }
@@ -347,7 +353,8 @@ async fn step_page(
             .min(step.hints.len())
     };
     let live = live_cluster(&state, &session.user.id, &lab.id).await;
-    let has_cluster = super::cluster::is_registered(&state, &session.user.id).await?
+    let registered = super::cluster::is_registered(&state, &session.user.id).await?;
+    let has_cluster = registered
         || live
             .as_ref()
             .is_some_and(|r| r.state == crate::clusters::lifecycle::ClusterState::Ready);
@@ -380,6 +387,8 @@ async fn step_page(
         solution,
         auto_check_seconds: state.config.auto_check_interval.as_secs().max(1),
         cluster_id: live.map(|r| r.id),
+        registered,
+        catch_up: state.catch_ups.get(&session.user.id, &lab.id),
         style_nonce: nonce.map(|n| n.0.0).unwrap_or_default(),
     };
     // The step page hosts the terminal, whose renderer creates style elements.
@@ -507,6 +516,68 @@ async fn auto_check(
             passed: graded.verdict.passed(),
         },
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct StepForm {
+    step: String,
+}
+
+/// "Start this lab at step N": the catch-up runs on its own task; the step page shows its
+/// progress.
+async fn catch_up(
+    State(state): State<AppState>,
+    session: Session,
+    Path(lab_id): Path<String>,
+    axum::Form(form): axum::Form<StepForm>,
+) -> Result<Response, WebError> {
+    let lab = find_lab(&state, &lab_id)?;
+    super::learner_actions::start_catch_up(&state, &session.user.id, &lab, &form.step)
+        .await
+        .map_err(action_error)?;
+    Ok(Redirect::to(&format!("/labs/{lab_id}/steps/{}#catch-up", form.step)).into_response())
+}
+
+async fn catch_up_progress(
+    State(state): State<AppState>,
+    session: Session,
+    Path(lab_id): Path<String>,
+) -> Result<Response, WebError> {
+    let lab = find_lab(&state, &lab_id)?;
+    match state.catch_ups.get(&session.user.id, &lab.id) {
+        Some(progress) => Ok(axum::Json(progress).into_response()),
+        None => Err(WebError::NotFound),
+    }
+}
+
+/// "Reset the lab": a fresh cluster in place of the learner's; back to the step they were on.
+async fn reset_lab(
+    State(state): State<AppState>,
+    session: Session,
+    Path(lab_id): Path<String>,
+    axum::Form(form): axum::Form<StepForm>,
+) -> Result<Response, WebError> {
+    let lab = find_lab(&state, &lab_id)?;
+    let step = lab
+        .step(&form.step)
+        .or(lab.steps.first())
+        .ok_or(WebError::NotFound)?;
+    super::learner_actions::reset(&state, &session.user.id, &lab)
+        .await
+        .map_err(action_error)?;
+    Ok(Redirect::to(&format!("/labs/{lab_id}/steps/{}", step.id)).into_response())
+}
+
+/// A learner action that cannot be done is the learner's to read; a server fault is logged.
+fn action_error(error: super::learner_actions::ActionError) -> WebError {
+    use super::learner_actions::ActionError;
+    match error {
+        ActionError::Cluster(_) | ActionError::Server(_) => {
+            tracing::error!(%error, "a learner action failed");
+            WebError::BadRequest(format!("That did not work: {error}"))
+        }
+        other => WebError::BadRequest(other.to_string()),
+    }
 }
 
 #[derive(Template)]
