@@ -109,7 +109,7 @@
   let grading = false;
   const swapFrom = (html) => {
     const fresh = new DOMParser().parseFromString(html, "text/html");
-    for (const selector of ["#result [data-attempt]", "#result .hints", ".steps-drawer nav.steps", "#catch-up"]) {
+    for (const selector of ["#result [data-attempt]", "#result .hints", ".steps-drawer nav.steps", "[data-current-state]", "#catch-up"]) {
       const now = document.querySelector(selector);
       const next = fresh.querySelector(selector);
       if (now && next) now.replaceWith(document.importNode(next, true));
