@@ -251,6 +251,7 @@
     const ready = event.detail.state === "ready";
     if (ready === clusterReady && timer) return;
     clusterReady = ready;
+    if (ready && !passed) say(`on while your cluster is ready (every ${seconds} s, and after you type).`, "on");
     // The first check soon after the cluster is there; then at the interval.
     schedule(3000);
   });

@@ -157,7 +157,7 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
             .contains("encryption settings")
     );
     assert_eq!(browser.text("[data-current-state]").await, "not yet");
-    assert_uncovered(&browser, ".attempt .verdict").await;
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
         .screenshot(&artifacts().join("lab-step-fail-1280.png"))
         .await;
@@ -165,7 +165,7 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     browser.goto(&browser.url().await).await;
     browser.find(".attempt-fail").await;
     // On a phone the page opens on the results (it came back from Check with #result).
-    assert_uncovered(&browser, ".attempt .verdict").await;
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
         .screenshot(&artifacts().join("lab-step-fail-390.png"))
         .await;
@@ -202,14 +202,14 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     browser
         .wait_for(".attempt-warn", Duration::from_secs(90))
         .await;
-    assert_uncovered(&browser, ".attempt .verdict").await;
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
         .screenshot(&artifacts().join("lab-step-warn-1280.png"))
         .await;
     browser.resize(390, 844).await;
     browser.goto(&browser.url().await).await;
     browser.find(".attempt-warn").await;
-    assert_uncovered(&browser, ".attempt .verdict").await;
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
         .screenshot(&artifacts().join("lab-step-warn-390.png"))
         .await;
@@ -235,22 +235,6 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     browser.goto(&format!("{base}/labs/demo-etcd")).await;
     browser.find("form[action='/signin']").await;
     assert!(browser.url().await.contains("/signin?next="));
-}
-
-/// The element is inside the window and nothing covers its middle: what `elementFromPoint` finds
-/// there is the element or inside it.
-pub async fn assert_uncovered(browser: &Browser, css: &str) {
-    let found = browser
-        .script(&format!(
-            "const e = document.querySelector({css:?}); if (!e) return 'missing';
-             const r = e.getBoundingClientRect();
-             const x = r.left + Math.min(r.width / 2, 40), y = r.top + Math.min(r.height / 2, 10);
-             if (r.width === 0 || x < 0 || y < 0 || x > innerWidth || y > innerHeight) return 'outside the window: ' + JSON.stringify(r);
-             const hit = document.elementFromPoint(x, y);
-             return (hit === e || e.contains(hit)) ? 'ok' : 'covered by ' + (hit ? hit.tagName + '.' + hit.className : 'nothing');"
-        ))
-        .await;
-    assert_eq!(found.as_str(), Some("ok"), "{css}: {found}");
 }
 
 #[tokio::test]
@@ -286,7 +270,7 @@ async fn check_without_a_cluster_could_not_be_judged_and_the_results_are_in_view
         browser
             .wait_for(".attempt-unjudged", Duration::from_secs(30))
             .await;
-        assert_uncovered(&browser, ".attempt .verdict").await;
+        browser.assert_uncovered(".attempt .verdict").await;
         let verdict = browser.text(".attempt .verdict").await;
         assert!(verdict.starts_with("Could not be judged here."), "{verdict}");
         assert!(browser.text(".attempt").await.contains("You have no cluster yet"));
