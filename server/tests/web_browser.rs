@@ -180,9 +180,15 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     // plus one grading. aescbc is a weak provider, so it is an honest pass with warnings.
     let started = std::time::Instant::now();
     browser
-        .wait_for("[data-auto-check-status][data-state=passed]", Duration::from_secs(60))
+        .wait_for(
+            "[data-auto-check-status][data-state=passed]",
+            Duration::from_secs(60),
+        )
         .await;
-    eprintln!("the background check passed the step {:?} after the fix", started.elapsed());
+    eprintln!(
+        "the background check passed the step {:?} after the fix",
+        started.elapsed()
+    );
     assert!(browser.try_find(".attempt-warn").await.is_some());
     assert!(
         browser
@@ -272,8 +278,16 @@ async fn check_without_a_cluster_could_not_be_judged_and_the_results_are_in_view
             .await;
         browser.assert_uncovered(".attempt .verdict").await;
         let verdict = browser.text(".attempt .verdict").await;
-        assert!(verdict.starts_with("Could not be judged here."), "{verdict}");
-        assert!(browser.text(".attempt").await.contains("You have no cluster yet"));
+        assert!(
+            verdict.starts_with("Could not be judged here."),
+            "{verdict}"
+        );
+        assert!(
+            browser
+                .text(".attempt")
+                .await
+                .contains("You have no cluster yet")
+        );
         // No hint was used up.
         assert!(browser.try_find(".hint-list").await.is_none());
         // (On a phone the step list is in the Lesson tab, so read it without looking.)

@@ -528,7 +528,9 @@ async fn catch_up_to_lab_1_step_4_then_the_background_check_passes_step_5_after_
     assert_eq!(progress.steps[0].state, "ran");
 
     // Step 2 after catch-up: passed with warnings, with the terminal open.
-    browser.goto(&format!("{}#result", step_url("encrypt-aescbc"))).await;
+    browser
+        .goto(&format!("{}#result", step_url("encrypt-aescbc")))
+        .await;
     screenshots_at_both_sizes(&browser, "terminal-step2-warn", ".attempt-warn").await;
 
     // Step 5 before Check, then Check: not yet. The results are in view at both sizes.
@@ -611,7 +613,9 @@ async fn catch_up_to_lab_1_step_4_then_the_background_check_passes_step_5_after_
     .await
     .unwrap();
     browser.goto("about:blank").await;
-    browser.goto(&format!("{}#result", step_url("lock-down-etcd"))).await;
+    browser
+        .goto(&format!("{}#result", step_url("lock-down-etcd")))
+        .await;
     screenshots_at_both_sizes(&browser, "terminal-step5-unjudged", ".attempt-unjudged").await;
 
     // The solution, run from the lesson at 1280 with one click; then no click: the background
@@ -651,7 +655,12 @@ async fn catch_up_to_lab_1_step_4_then_the_background_check_passes_step_5_after_
         "the background check passed step 5 {:?} after its solution finished",
         solved.elapsed()
     );
-    assert!(browser.try_find(".attempt-pass, .attempt-warn").await.is_some());
+    assert!(
+        browser
+            .try_find(".attempt-pass, .attempt-warn")
+            .await
+            .is_some()
+    );
     let (auto,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM check_attempts WHERE user_id = $1 AND step_id = 'lock-down-etcd' \
          AND origin = 'auto'",
@@ -665,6 +674,45 @@ async fn catch_up_to_lab_1_step_4_then_the_background_check_passes_step_5_after_
         .screenshot(&artifacts().join("terminal-step5-auto-passed-1280.png"))
         .await;
 
-    clusters(&app).delete(&cluster).await.unwrap();
+    // A second tab (its own session storage) attaches to the running cluster without Start.
+    browser.script("sessionStorage.clear(); return true;").await;
+    reload(&browser).await;
+    browser.wait_for("[data-terminal=connected]", COMMAND).await;
+    assert!(browser.try_find("[data-action=start]").await.is_none());
+    assert_eq!(cluster_of_page(&browser, "etcd-secrets").await, cluster);
+
+    // My clusters: the running one with its lab, state, time left, Open / Extend / Remove.
+    browser.goto(&format!("{}/cluster", app.base_url)).await;
+    let row = browser
+        .text(&format!("[data-cluster-row='{cluster}']"))
+        .await;
+    assert!(row.contains("Encrypt Secrets at rest"), "{row}");
+    assert!(row.contains("ready"), "{row}");
+    assert!(row.contains("min"), "{row}");
+    browser
+        .full_page_screenshot(&artifacts().join("my-clusters-1280.png"), 1280)
+        .await;
+    browser.resize(1280, 900).await;
+    browser
+        .click(&format!(
+            "[data-cluster-row='{cluster}'] form[action$='/extend'] button"
+        ))
+        .await;
+    browser
+        .find(&format!("[data-cluster-row='{cluster}']"))
+        .await;
+    // An error page keeps the navigation.
+    browser
+        .goto(&format!("{}/labs/no-such-lab", app.base_url))
+        .await;
+    assert!(browser.text("h1").await.contains("Not found"));
+    assert!(browser.text(".nav").await.contains("My clusters"));
+    browser.goto(&format!("{}/cluster", app.base_url)).await;
+    browser
+        .click(&format!(
+            "[data-cluster-row='{cluster}'] form[action$='/remove'] button"
+        ))
+        .await;
+    browser.find("[data-no-running]").await;
     assert_nothing_left(&provider, &[&cluster]).await;
 }

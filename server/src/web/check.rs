@@ -460,7 +460,7 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
         Ok(Some(ctx)) => ctx,
         Ok(None) => {
             return AttemptRecord::problem(
-                "You have no cluster yet: register one under \"My cluster\" (or ask an admin).",
+                "You have no cluster yet: press Start in the terminal pane, or register one under \"My clusters\" (or ask an admin).",
             );
         }
         Err(error) => {

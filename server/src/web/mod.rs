@@ -93,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes())
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(|| async { WebError::NotFound })
+        .layer(middleware::from_fn(error::in_layout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             session::session_layer,

@@ -21,7 +21,10 @@ pub fn routes() -> Router<AppState> {
         .route("/labs/{lab}/steps/{step}", get(step_page))
         .route("/labs/{lab}/steps/{step}/check", post(run_check))
         .route("/labs/{lab}/steps/{step}/auto-check", post(auto_check))
-        .route("/labs/{lab}/catch-up", get(catch_up_progress).post(catch_up))
+        .route(
+            "/labs/{lab}/catch-up",
+            get(catch_up_progress).post(catch_up),
+        )
         .route("/labs/{lab}/reset", post(reset_lab))
         .route("/attempts/{id}", get(attempt_page))
 }
