@@ -80,8 +80,11 @@ impl Trigger {
 /// one running does not run at all.
 #[derive(Default)]
 pub struct GradingLocks {
-    held: std::sync::Mutex<HashMap<(String, String, String), Arc<tokio::sync::Mutex<()>>>>,
+    held: std::sync::Mutex<HashMap<GradingKey, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// Learner, lab and step.
+type GradingKey = (String, String, String);
 
 impl GradingLocks {
     fn slot(&self, user_id: &str, lab_id: &str, step_id: &str) -> Arc<tokio::sync::Mutex<()>> {

@@ -84,15 +84,12 @@ pub struct StepCounts {
 
 impl StepCounts {
     /// Counts a lab's checked steps from `(step_id, state)` rows of one learner.
-    pub fn of<'s>(lab: &Lab, states: impl Iterator<Item = (&'s str, &'s str)> + Clone) -> Self {
+    pub fn of<'s>(lab: &Lab, states: impl Iterator<Item = (&'s str, &'s str)>) -> Self {
+        let states: HashMap<&str, &str> = states.collect();
         let mut counts = StepCounts::default();
         for step in lab.steps.iter().filter(|s| !s.checks.is_empty()) {
             counts.checked += 1;
-            match states
-                .clone()
-                .find(|(id, _)| *id == step.id)
-                .map(|(_, s)| s)
-            {
+            match states.get(step.id.as_str()).copied() {
                 Some("passed") => counts.passed += 1,
                 Some("warned") => counts.warned += 1,
                 _ => {}
