@@ -17,9 +17,11 @@ pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod target;
+pub mod verdict;
 
 pub use catalog::{CheckDef, CheckMeta, Lab};
 pub use context::Context;
 pub use error::{Error, Result};
 pub use model::{CheckResult, Location, Outcome, Severity, Status, Summary};
 pub use run::{RunOptions, run_checks};
+pub use verdict::Verdict;

@@ -271,6 +271,11 @@ fn text_keeps_terminal_escapes_out_of_evidence_and_colors_only_when_asked() {
         "{plain}"
     );
     assert!(plain.contains("at deploy/my app.yaml:7 (Pod/app/web)"));
+    // The web app's words for the same outcome: a failure is "not yet".
+    assert!(
+        plain.contains("verdict: Not yet. Some checks failed"),
+        "{plain}"
+    );
     let colored = text::render(&report(FailOn::Fail), text::Color::Always);
     assert!(colored.contains("\u{1b}[1;31mFAIL"));
 }

@@ -278,7 +278,25 @@ async fn the_one_time_setup_token_creates_the_first_admin_once() {
                 ],
             )
             .await;
-        assert_eq!(page.status, 404);
+        // The used link says so, in the form's place, when opened and when posted again.
+        assert_eq!(page.status, 410);
+        assert!(
+            page.body.contains("This setup link has been used already"),
+            "{}",
+            page.body
+        );
+        let reopened = again.get(&format!("/setup?token={token}")).await;
+        assert_eq!(reopened.status, 410);
+        assert!(
+            reopened.body.contains("data-setup-used"),
+            "{}",
+            reopened.body
+        );
+        assert!(
+            !reopened.body.contains("name=\"password\""),
+            "{}",
+            reopened.body
+        );
         // With an admin, no new token is issued.
         assert!(
             hardlab_server::web::accounts::issue_setup_token(&app.db.pool)

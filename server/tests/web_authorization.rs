@@ -181,12 +181,16 @@ async fn a_learner_gets_404_for_another_learners_attempts_progress_cluster_and_s
         // The app runs learners' clusters, as `serve` does: Bob is told to start his own.
         assert!(
             step.body
-                .contains("Your cluster is not running. Start it below"),
+                .contains("Your cluster is not running. Start it in the terminal pane"),
             "{}",
             step.body
         );
         let cluster = bob.get("/cluster").await;
-        assert!(cluster.body.contains("No cluster registered."));
+        assert!(
+            cluster
+                .body
+                .contains("No cluster registered by kubeconfig.")
+        );
         assert!(!cluster.body.contains("127.0.0.1:1"));
         // Bob removing "his" cluster leaves Alice's alone.
         assert_eq!(bob.post_form("/cluster/remove", &[]).await.status, 303);

@@ -1,6 +1,7 @@
 //! The learner's path in real headless Chromium against a real API server and etcd
 //! (hardlab_testkit): sign up, sign out, sign in, open the lab, read the step, press Check with
-//! encryption at rest off (fail, evidence, hints) and on (pass), sign out. Screenshots of the lab
+//! encryption at rest off (fail, evidence, hints) and on (the background check passes it, with
+//! aescbc's warning, without a click), sign out; Check without a cluster (could not be judged). Screenshots of the lab
 //! page in both states (1280 and 390 px wide) go to target/test-artifacts/.
 #![allow(clippy::unwrap_used)]
 
@@ -123,9 +124,8 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     // Open the lab and read the step.
     browser.click("a[href='/labs/demo-etcd']").await;
     browser.click("a.button.primary").await;
-    browser
-        .click("a[href='/labs/demo-etcd/steps/encrypt']")
-        .await;
+    // On to step 2 with the pager (the step list is folded away beside the terminal).
+    browser.click(".pager a[rel=next]").await;
     assert_eq!(
         browser.text(".step-text h1").await,
         "Turn on encryption at rest"
@@ -136,7 +136,7 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
             .await
             .contains("Keep the key out")
     );
-    let state = browser.text(".steps a[aria-current='step'] .badge").await;
+    let state = browser.text("[data-current-state]").await;
     assert_eq!(state, "not started");
 
     // Encryption off: Check fails, with the etcd evidence and the first hint.
@@ -156,15 +156,18 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
             .await
             .contains("encryption settings")
     );
-    assert_eq!(
-        browser.text(".steps a[aria-current='step'] .badge").await,
-        "failed"
-    );
+    assert_eq!(browser.text("[data-current-state]").await, "not yet");
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
-        .full_page_screenshot(&artifacts().join("lab-step-fail-1280.png"), 1280)
+        .screenshot(&artifacts().join("lab-step-fail-1280.png"))
         .await;
+    browser.resize(390, 844).await;
+    browser.goto(&browser.url().await).await;
+    browser.find(".attempt-fail").await;
+    // On a phone the page opens on the results (it came back from Check with #result).
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
-        .full_page_screenshot(&artifacts().join("lab-step-fail-390.png"), 390)
+        .screenshot(&artifacts().join("lab-step-fail-390.png"))
         .await;
     browser.resize(1280, 900).await;
 
@@ -173,22 +176,48 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
         .restart_apiserver(["--encryption-provider-config={dir}/enc/config.yaml"])
         .await
         .unwrap();
+    // Without pressing Check: the page's background check sees it within its interval (20 s)
+    // plus one grading. aescbc is a weak provider, so it is an honest pass with warnings.
+    let started = std::time::Instant::now();
+    browser
+        .wait_for(
+            "[data-auto-check-status][data-state=passed]",
+            Duration::from_secs(60),
+        )
+        .await;
+    eprintln!(
+        "the background check passed the step {:?} after the fix",
+        started.elapsed()
+    );
+    assert!(browser.try_find(".attempt-warn").await.is_some());
+    assert!(
+        browser
+            .text(".verdict")
+            .await
+            .contains("Passed with warnings. No check failed, but 1 warning(s)")
+    );
+    assert_eq!(
+        browser.text("[data-current-state]").await,
+        "passed with warnings"
+    );
+    assert!(browser.text(".result-warn").await.contains("aescbc"));
+    // Check by hand says the same.
     browser
         .click("form[data-check-form] button[type=submit]")
         .await;
     browser
-        .wait_for(".attempt-pass", Duration::from_secs(90))
+        .wait_for(".attempt-warn", Duration::from_secs(90))
         .await;
-    assert!(browser.text(".verdict").await.contains("Passed"));
-    assert_eq!(
-        browser.text(".steps a[aria-current='step'] .badge").await,
-        "passed"
-    );
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
-        .full_page_screenshot(&artifacts().join("lab-step-pass-1280.png"), 1280)
+        .screenshot(&artifacts().join("lab-step-warn-1280.png"))
         .await;
+    browser.resize(390, 844).await;
+    browser.goto(&browser.url().await).await;
+    browser.find(".attempt-warn").await;
+    browser.assert_uncovered(".attempt .verdict").await;
     browser
-        .full_page_screenshot(&artifacts().join("lab-step-pass-390.png"), 390)
+        .screenshot(&artifacts().join("lab-step-warn-390.png"))
         .await;
     browser.resize(1280, 900).await;
 
@@ -200,7 +229,8 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     .fetch_one(&app.db.pool)
     .await
     .unwrap();
-    assert_eq!(attempts, 2);
+    // The failure, the background check's pass and the Check after it.
+    assert_eq!(attempts, 3);
     // Nothing on the way was refused by the Content-Security-Policy (scripts, styles, fetches).
     let violations = browser.csp_violations().await;
     assert!(violations.is_empty(), "{violations:?}");
@@ -211,6 +241,66 @@ async fn a_learner_signs_in_reads_the_step_and_checks_encryption_off_then_on_in_
     browser.goto(&format!("{base}/labs/demo-etcd")).await;
     browser.find("form[action='/signin']").await;
     assert!(browser.url().await.contains("/signin?next="));
+}
+
+#[tokio::test]
+async fn check_without_a_cluster_could_not_be_judged_and_the_results_are_in_view_at_both_sizes() {
+    if !require(Component::Chromium) {
+        return;
+    }
+    let app = TestApp::start(TestDb::sqlite().await).await;
+    let learner = app.learner("nocluster").await;
+    let cookie = learner.cookie("hardlab_session").unwrap();
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/healthz", app.base_url)).await;
+    browser
+        .script(&format!(
+            "document.cookie = 'hardlab_session={cookie}; path=/'; return true;"
+        ))
+        .await;
+    for (width, height) in [(1280, 900), (390, 844)] {
+        browser.resize(width, height).await;
+        browser
+            .goto(&format!("{}/labs/demo-etcd/steps/encrypt", app.base_url))
+            .await;
+        browser.find("[data-workspace][data-split]").await;
+        browser
+            .screenshot(&artifacts().join(format!("lab-step-before-{width}.png")))
+            .await;
+        if width < 900 {
+            browser.click("[data-tab=results]").await;
+        }
+        browser
+            .click("form[data-check-form] button[type=submit]")
+            .await;
+        browser
+            .wait_for(".attempt-unjudged", Duration::from_secs(30))
+            .await;
+        browser.assert_uncovered(".attempt .verdict").await;
+        let verdict = browser.text(".attempt .verdict").await;
+        assert!(
+            verdict.starts_with("Could not be judged here."),
+            "{verdict}"
+        );
+        assert!(
+            browser
+                .text(".attempt")
+                .await
+                .contains("You have no cluster yet")
+        );
+        // No hint was used up.
+        assert!(browser.try_find(".hint-list").await.is_none());
+        // (On a phone the step list is in the Lesson tab, so read it without looking.)
+        let state = browser
+            .script("return document.querySelector('[data-current-state]').textContent;")
+            .await;
+        assert_eq!(state.as_str(), Some("not judged yet"));
+        browser
+            .screenshot(&artifacts().join(format!("lab-step-unjudged-{width}.png")))
+            .await;
+    }
+    let violations = browser.csp_violations().await;
+    assert!(violations.is_empty(), "{violations:?}");
 }
 
 #[tokio::test]

@@ -264,11 +264,43 @@ async fn metrics_count_requests_by_route_and_check_runs() {
         );
         assert!(
             metrics.contains(
-                "hardlab_check_runs_total{lab=\"demo-etcd\",step=\"encrypt\",result=\"error\"} 1"
+                "hardlab_check_runs_total{lab=\"demo-etcd\",step=\"encrypt\",result=\"unjudged\"} 1"
             ),
             "{metrics}"
         );
         assert!(metrics.contains("hardlab_check_run_duration_seconds_count 1"), "{metrics}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn error_pages_keep_the_layout_and_my_clusters_lists_the_registered_one() {
+    each_database(|db| async move {
+        let app = TestApp::start(db).await;
+        let alice = app.learner("alice").await;
+        let missing = alice.get("/labs/no-such-lab").await;
+        assert_eq!(missing.status, 404);
+        assert!(missing.body.contains("<h1>Not found</h1>"), "{}", missing.body);
+        assert!(missing.body.contains("href=\"/cluster\">My clusters</a>"), "{}", missing.body);
+        assert!(missing.body.contains("alice"), "the signed-in user: {}", missing.body);
+        // Signed out, the error page still has the bar (with sign-in).
+        let anonymous = app.agent().get("/no/such/page").await;
+        assert_eq!(anonymous.status, 404);
+        assert!(anonymous.body.contains("href=\"/signin\""), "{}", anonymous.body);
+
+        let mine = alice.get("/cluster").await.body;
+        assert!(mine.contains("<h1>My clusters</h1>"), "{mine}");
+        assert!(mine.contains("No cluster registered by kubeconfig."), "{mine}");
+        let kubeconfig = "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n";
+        alice
+            .post_form("/cluster", &[("name", "home lab"), ("kubeconfig", kubeconfig)])
+            .await;
+        let mine = alice.get("/cluster").await.body;
+        assert!(mine.contains("home lab"), "{mine}");
+        assert!(mine.contains("https://127.0.0.1:1"), "{mine}");
+        // Another learner's running cluster cannot be extended or removed by ID guessing.
+        let refused = alice.post_form("/cluster/running/someone-else/extend", &[]).await;
+        assert_eq!(refused.status, 404);
     })
     .await;
 }

@@ -112,11 +112,17 @@ class ClusterPanel {
     }
   }
 
+  /// Tells the rest of the page (lab-page.js: the background check, the tabs) what happened.
+  private announce(name: string, detail: Record<string, unknown> = {}): void {
+    this.root.dispatchEvent(new CustomEvent(`hardlab:${name}`, { bubbles: true, detail }));
+  }
+
   private show(view: ClusterView): void {
     const wasReady = this.cluster?.state === "ready";
     this.cluster = view;
     sessionStorage.setItem(this.storageKey(), view.id);
     this.root.dataset.clusterState = view.state;
+    this.announce("cluster", { state: view.state });
     if (view.state === "ready") {
       // Kept open while ready: a node that dies later arrives here as a `failed` event.
       this.watch(view.id);
@@ -192,22 +198,46 @@ class ClusterPanel {
     });
     this.terminal?.dispose();
     this.terminal = null;
+    this.screen.replaceChildren();
     sessionStorage.removeItem(this.storageKey());
+    this.root.dataset.clusterState = "deleted";
+    this.announce("cluster", { state: "deleted" });
     this.showStart("Your cluster was removed.");
   }
 
   private openTerminal(): void {
     if (!this.terminal) {
-      this.terminal = new Terminal({ cursorBlink: true, convertEol: false, fontSize: 14, scrollback: 5000 });
+      // A smaller font on phones, so a line of `hexdump -C` comes closer to fitting.
+      const fontSize = window.matchMedia("(max-width: 599px)").matches ? 12 : 14;
+      this.terminal = new Terminal({ cursorBlink: true, convertEol: false, fontSize, scrollback: 5000 });
       this.fit = new FitAddon();
       this.terminal.loadAddon(this.fit);
       this.terminal.open(this.screen);
-      this.fit.fit();
-      this.terminal.onData((data) => this.sendBytes(this.encoder.encode(data)));
+      this.refit();
+      this.terminal.onData((data) => {
+        this.sendBytes(this.encoder.encode(data));
+        this.announce("terminal-input");
+      });
       this.terminal.onResize(({ cols, rows }) => this.sendResize(cols, rows));
-      window.addEventListener("resize", () => this.fit?.fit());
+      // The terminal follows its pane: the divider, a tab switch, the window.
+      let pending = false;
+      new ResizeObserver(() => {
+        if (pending) return;
+        pending = true;
+        requestAnimationFrame(() => {
+          pending = false;
+          this.refit();
+        });
+      }).observe(this.screen);
     }
     this.connect();
+  }
+
+  /// Fits the terminal to its box, unless the box is hidden (a phone's other tab): xterm would
+  /// shrink to nothing and the shell with it.
+  refit(): void {
+    if (!this.fit || this.screen.clientWidth === 0 || this.screen.clientHeight === 0) return;
+    this.fit.fit();
   }
 
   private connect(): void {
@@ -268,6 +298,8 @@ class ClusterPanel {
     for (const line of command.replace(/\r\n/g, "\n").split("\n")) {
       if (line.trim() !== "") this.sendBytes(this.encoder.encode(`${line}\r`));
     }
+    this.announce("run");
+    this.announce("terminal-input");
     this.terminal.focus();
   }
 }

@@ -357,6 +357,9 @@ fn write_summary(out: &mut String, report: &Report, color: Color) {
         summary.skip,
         color.paint(status_code(Status::Error), &summary.error.to_string()),
     );
+    // The same words the web app shows for a step.
+    let verdict = crate::Verdict::of((0..report.results.len()).map(|i| report.status_of(i)));
+    let _ = writeln!(out, "verdict: {verdict}");
     let counts = report.finding_counts();
     if counts.suppressed + counts.expired + counts.baselined + counts.fixed > 0 || report.baseline {
         let _ = writeln!(

@@ -38,6 +38,8 @@ pub struct Config {
     /// How long Check retries an API server that refuses connections: the labs restart it on
     /// purpose, and one coming back from a manifest change takes seconds to a minute.
     pub check_patience: std::time::Duration,
+    /// How often an open step page checks its step in the background while the cluster is ready.
+    pub auto_check_interval: std::time::Duration,
     /// Who may create their own account on /signup.
     pub signup: SignupMode,
     /// The join code of `signup: code`.
@@ -71,6 +73,7 @@ impl Default for Config {
             public_url: None,
             static_dir: PathBuf::from("static"),
             check_patience: std::time::Duration::from_secs(45),
+            auto_check_interval: std::time::Duration::from_secs(20),
             signup: SignupMode::Invite,
             signup_code: None,
             frame_ancestors: Vec::new(),

@@ -157,38 +157,7 @@ impl Target {
         env: &[String],
         timeout: Duration,
     ) -> Result<ScriptRun> {
-        let copied = self
-            .exec(
-                &["sh", "-c", &format!("cat > {SCRIPT_PATH}")],
-                Some(script.as_bytes().to_vec()),
-            )
-            .await?;
-        if copied.exit_code != 0 {
-            return Err(Error::Node(format!(
-                "copying the script into the node failed: {}",
-                copied.short_output()
-            )));
-        }
-        let mut command: Vec<String> = vec!["env".to_owned()];
-        command.extend(env.iter().cloned());
-        command.extend(crate::clusters::lab_script_command(SCRIPT_PATH));
-        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
-        let run = self.exec(&argv, None);
-        match tokio::time::timeout(timeout, run).await {
-            Ok(output) => {
-                let output = output?;
-                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-                text.push_str(&String::from_utf8_lossy(&output.stderr));
-                Ok(ScriptRun {
-                    exit_code: output.exit_code,
-                    output: text,
-                })
-            }
-            Err(_) => Ok(ScriptRun {
-                exit_code: -1,
-                output: format!("did not finish within {} s", timeout.as_secs()),
-            }),
-        }
+        run_script_in(&self.provider, &self.cluster, script, env, timeout).await
     }
 
     async fn client(&self) -> Result<(kube::Client, ApiEndpoint)> {
@@ -317,5 +286,46 @@ impl Target {
             capabilities.insert("pods".to_owned());
         }
         Ok(capabilities)
+    }
+}
+
+/// Runs a lab script as root in a cluster's control-plane node, as `bash -euo pipefail` with the
+/// admin kubeconfig (the lab format's promise): the one runner of lab scripts for the harness and
+/// for a learner's catch-up.
+pub async fn run_script_in(
+    provider: &dyn ClusterProvider,
+    cluster: &str,
+    script: &str,
+    env: &[String],
+    timeout: Duration,
+) -> Result<ScriptRun> {
+    let copy = ["sh", "-c", &format!("cat > {SCRIPT_PATH}")].map(str::to_owned);
+    let copied = provider
+        .exec(cluster, &copy, Some(script.as_bytes().to_vec()))
+        .await?;
+    if copied.exit_code != 0 {
+        return Err(Error::Node(format!(
+            "copying the script into the node failed: {}",
+            copied.short_output()
+        )));
+    }
+    let mut command: Vec<String> = vec!["env".to_owned()];
+    command.extend(env.iter().cloned());
+    command.extend(crate::clusters::lab_script_command(SCRIPT_PATH));
+    let run = provider.exec(cluster, &command, None);
+    match tokio::time::timeout(timeout, run).await {
+        Ok(output) => {
+            let output = output?;
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            Ok(ScriptRun {
+                exit_code: output.exit_code,
+                output: text,
+            })
+        }
+        Err(_) => Ok(ScriptRun {
+            exit_code: -1,
+            output: format!("did not finish within {} s", timeout.as_secs()),
+        }),
     }
 }

@@ -109,6 +109,14 @@ struct StepFile {
     solution: Option<String>,
     #[serde(default)]
     needs: Vec<String>,
+    /// `false`: the step page does not check in the background (slow checks, checks that create
+    /// objects); the learner presses Check.
+    #[serde(default = "default_true")]
+    auto_check: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A loaded lab with its markdown rendered to safe HTML.
@@ -142,6 +150,8 @@ pub struct Step {
     /// The solution's text, read once at load for the step page's "Show the solution".
     pub solution_script: Option<String>,
     pub needs: Vec<String>,
+    /// Whether the step page checks this step in the background (`auto_check` in lab.yaml).
+    pub auto_check: bool,
 }
 
 impl Lab {
@@ -347,6 +357,7 @@ fn load_one(
             solution,
             solution_script,
             needs: step.needs.clone(),
+            auto_check: step.auto_check,
         });
     }
     if parsed.steps.is_empty() {

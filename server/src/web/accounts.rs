@@ -404,6 +404,8 @@ struct SetupPage<'a> {
     token: &'a str,
     username: &'a str,
     error: Option<&'a str>,
+    /// The link was used already (or never was one): say so instead of showing the form.
+    used: bool,
 }
 
 #[derive(Deserialize)]
@@ -673,16 +675,35 @@ struct SetupQuery {
 }
 
 async fn setup_page(
+    State(state): State<AppState>,
     visitor: Visitor,
     Query(query): Query<SetupQuery>,
 ) -> Result<Response, WebError> {
+    let token = query.token.as_deref().unwrap_or_default();
+    let known: Option<(String,)> =
+        sqlx::query_as("SELECT token_hash FROM setup_tokens WHERE token_hash = $1")
+            .bind(sha256_hex(token))
+            .fetch_optional(&state.db)
+            .await?;
+    let used = known.is_none() || admin_exists(&state.db).await?;
+    setup_used_or_form(&visitor, token, used)
+}
+
+/// The setup form, or (410) the page that says the link has done its work.
+fn setup_used_or_form(visitor: &Visitor, token: &str, used: bool) -> Result<Response, WebError> {
     let page = SetupPage {
-        visitor: &visitor,
-        token: query.token.as_deref().unwrap_or_default(),
+        visitor,
+        token,
         username: "",
         error: None,
+        used,
     };
-    Ok(Html(page.render()?).into_response())
+    let status = if used {
+        axum::http::StatusCode::GONE
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Html(page.render()?)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -705,7 +726,7 @@ async fn setup(
         .rows_affected()
         == 1;
     if !claimed || admin_exists(&state.db).await? {
-        return Err(WebError::NotFound);
+        return setup_used_or_form(&visitor, "", true);
     }
     match create_user(&state.db, &form.username, &form.password, Role::Admin).await {
         Ok(user) => {
@@ -725,6 +746,7 @@ async fn setup(
                 token: &form.token,
                 username: form.username.trim(),
                 error: Some(&message),
+                used: false,
             };
             Ok((axum::http::StatusCode::BAD_REQUEST, Html(page.render()?)).into_response())
         }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::accounts::Role;
 use super::check::{self};
-use super::pages::{StepNav, step_nav};
+use super::pages::{StepCounts, StepNav, step_nav};
 use super::session::{Session, Visitor};
 use super::{AppState, WebError};
 
@@ -104,8 +104,9 @@ async fn set_role(
 pub struct BoardRow {
     pub id: String,
     pub username: String,
-    /// Passed checked steps per lab, in lab order.
-    pub passed: Vec<usize>,
+    /// Per lab, in lab order: checked steps passed, passed with warnings (counted apart), and
+    /// attempts that said "not yet".
+    pub labs: Vec<(StepCounts, i64)>,
 }
 
 #[derive(Template)]
@@ -126,25 +127,27 @@ async fn progress_board(
         sqlx::query_as("SELECT id, username FROM users WHERE role = 'learner' ORDER BY username")
             .fetch_all(&state.db)
             .await?;
-    let passed: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT user_id, lab_id, step_id FROM step_progress WHERE state = 'passed'")
-            .fetch_all(&state.db)
-            .await?;
+    let progress: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT user_id, lab_id, step_id, state, failed_attempts FROM step_progress",
+    )
+    .fetch_all(&state.db)
+    .await?;
     let labs = state.labs.all();
     let rows = users
         .into_iter()
         .map(|(id, username)| BoardRow {
-            passed: labs
+            labs: labs
                 .iter()
                 .map(|lab| {
-                    passed
+                    let mine = progress
                         .iter()
-                        .filter(|(u, l, s)| {
-                            *u == id
-                                && *l == lab.id
-                                && lab.step(s).is_some_and(|st| !st.checks.is_empty())
-                        })
-                        .count()
+                        .filter(|(u, l, _, _, _)| *u == id && *l == lab.id);
+                    let failed = mine.clone().map(|(_, _, _, _, n)| *n).sum();
+                    let counts = StepCounts::of(
+                        lab,
+                        mine.map(|(_, _, step, st, _)| (step.as_str(), st.as_str())),
+                    );
+                    (counts, failed)
                 })
                 .collect(),
             id,
@@ -176,6 +179,11 @@ pub struct AttemptRow {
 }
 
 impl AttemptRow {
+    /// The attempt's verdict in words (`running` while it runs).
+    pub fn label(&self) -> &'static str {
+        hardlab_grader::Verdict::parse(&self.status).map_or("running", |v| v.label())
+    }
+
     /// `2026-11-26 19:40 UTC`.
     pub fn when(&self) -> String {
         time::OffsetDateTime::from_unix_timestamp(self.started_at / 1000)

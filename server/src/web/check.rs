@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hardlab_grader::{CheckResult, Context, Status};
+use hardlab_grader::{CheckResult, Context, Verdict};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -32,15 +32,18 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
-    /// Every check passed (a warning is advice, not a failure); a skip means the grader could not
-    /// judge, so it does not pass.
+    /// What these results amount to; grading that could not start could not judge anything.
+    pub fn verdict(&self) -> Verdict {
+        if self.problem.is_some() {
+            Verdict::CouldNotJudge
+        } else {
+            Verdict::of(self.results.iter().map(|r| r.status))
+        }
+    }
+
+    /// The step is done: every check passed or warned (or did not apply), at least one passed.
     pub fn passed(&self) -> bool {
-        self.problem.is_none()
-            && !self.results.is_empty()
-            && self
-                .results
-                .iter()
-                .all(|r| matches!(r.status, Status::Pass | Status::Warn))
+        self.verdict().passed()
     }
 
     fn problem(message: impl Into<String>) -> Self {
@@ -49,6 +52,63 @@ impl AttemptRecord {
             results: Vec::new(),
         }
     }
+}
+
+/// What started a grading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The learner pressed Check: every outcome is an attempt.
+    Check,
+    /// The step page checks in the background: only a pass is stored (and is an attempt).
+    Auto,
+    /// Catch-up confirms the earlier steps after running their solutions.
+    CatchUp,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Check => "check",
+            Trigger::Auto => "auto",
+            Trigger::CatchUp => "catch-up",
+        }
+    }
+}
+
+/// One grading at a time per learner and step, whoever asks (Check, the background check,
+/// catch-up, an instructor): a second Check waits for the first; a background check that finds
+/// one running does not run at all.
+#[derive(Default)]
+pub struct GradingLocks {
+    held: std::sync::Mutex<HashMap<GradingKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Learner, lab and step.
+type GradingKey = (String, String, String);
+
+impl GradingLocks {
+    fn slot(&self, user_id: &str, lab_id: &str, step_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Slots nobody holds or waits for are dropped, so the map stays as small as the gradings
+        // under way.
+        held.retain(|_, slot| Arc::strong_count(slot) > 1);
+        Arc::clone(
+            held.entry((user_id.to_owned(), lab_id.to_owned(), step_id.to_owned()))
+                .or_default(),
+        )
+    }
+}
+
+/// How a grading ended.
+#[derive(Debug, Clone)]
+pub struct Graded {
+    /// The stored attempt; `None` for a background check that did not pass (not an attempt).
+    pub attempt_id: Option<String>,
+    pub verdict: Verdict,
+    pub record: AttemptRecord,
 }
 
 /// Why a step could not be graded. Each message is written for the learner: it names what they
@@ -174,36 +234,69 @@ pub async fn run_step(
     lab: &Arc<Lab>,
     step_id: &str,
 ) -> Result<String> {
+    let graded = grade_step(state, user_id, lab, step_id, Trigger::Check).await?;
+    graded
+        .and_then(|graded| graded.attempt_id)
+        .ok_or_else(|| Error::InvalidInput("the grading was not stored".into()))
+}
+
+/// Grades one step for `trigger`, one grading at a time per learner and step. `Ok(None)`: a
+/// background check found another grading of this step under way and did not run.
+pub async fn grade_step(
+    state: &AppState,
+    user_id: &str,
+    lab: &Arc<Lab>,
+    step_id: &str,
+    trigger: Trigger,
+) -> Result<Option<Graded>> {
+    if lab.step(step_id).is_none() {
+        return Err(Error::InvalidInput(format!("no step {step_id:?}")));
+    }
+    let slot = state.gradings.slot(user_id, &lab.id, step_id);
+    let guard = if trigger == Trigger::Auto {
+        match slot.try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => return Ok(None),
+        }
+    } else {
+        slot.lock_owned().await
+    };
+    // A background check does not leave a row unless it passes; the others are visible as
+    // "running" while they run (and as interrupted if the server dies meanwhile).
     let attempt_id = random_id();
-    let started_at = now_ms();
-    sqlx::query(
-        "INSERT INTO check_attempts (id, user_id, lab_id, step_id, status, started_at) \
-         VALUES ($1, $2, $3, $4, 'running', $5)",
-    )
-    .bind(&attempt_id)
-    .bind(user_id)
-    .bind(&lab.id)
-    .bind(step_id)
-    .bind(started_at)
-    .execute(&state.db)
-    .await?;
+    if trigger != Trigger::Auto {
+        sqlx::query(
+            "INSERT INTO check_attempts (id, user_id, lab_id, step_id, status, started_at, origin) \
+             VALUES ($1, $2, $3, $4, 'running', $5, $6)",
+        )
+        .bind(&attempt_id)
+        .bind(user_id)
+        .bind(&lab.id)
+        .bind(step_id)
+        .bind(now_ms())
+        .bind(trigger.as_str())
+        .execute(&state.db)
+        .await?;
+    }
     let task_state = state.clone();
     let task_lab = Arc::clone(lab);
     let task_user = user_id.to_owned();
     let task_step = step_id.to_owned();
-    let task_attempt = attempt_id.clone();
     tokio::spawn(async move {
-        grade_and_store(
+        let graded = grade_and_store(
             &task_state,
             &task_user,
             &task_lab,
             &task_step,
-            &task_attempt,
+            &attempt_id,
+            trigger,
         )
-        .await
+        .await;
+        drop(guard);
+        graded
     })
-    .await??;
-    Ok(attempt_id)
+    .await?
+    .map(Some)
 }
 
 async fn grade_and_store(
@@ -212,55 +305,150 @@ async fn grade_and_store(
     lab: &Lab,
     step_id: &str,
     attempt_id: &str,
-) -> Result<()> {
+    trigger: Trigger,
+) -> Result<Graded> {
     let Some(step) = lab.step(step_id) else {
         return Err(Error::InvalidInput(format!("no step {step_id:?}")));
     };
     let started = Instant::now();
+    let started_at = now_ms();
     let record = grade(state, user_id, lab, step).await;
-    let passed = record.passed();
-    let status = if passed {
-        "pass"
-    } else if record.problem.is_some() {
-        "error"
+    state.metrics.record_check_run(
+        &lab.id,
+        step_id,
+        record.verdict().as_str(),
+        started.elapsed(),
+    );
+    tracing::info!(lab = %lab.id, step = %step_id, result = record.verdict().as_str(), trigger = trigger.as_str(), elapsed_ms = started.elapsed().as_millis() as u64, "step checked");
+    let row = if trigger == Trigger::Auto {
+        AttemptRow::New { started_at }
     } else {
-        "fail"
+        AttemptRow::Running(attempt_id)
     };
+    store(state, user_id, &lab.id, step_id, row, trigger, record).await
+}
+
+/// Where a grading's attempt goes.
+pub enum AttemptRow<'a> {
+    /// The `running` row inserted when the grading began.
+    Running(&'a str),
+    /// A new row (a background check stores only a pass, so it has none until then).
+    New { started_at: i64 },
+}
+
+/// Stores a grading's outcome: the attempt (unless it is a background check that did not pass)
+/// and the step's new state, in one transaction. The one place verdicts become progress: hints
+/// count only "not yet", and "could not be judged" leaves an earlier verdict standing.
+pub async fn store(
+    state: &AppState,
+    user_id: &str,
+    lab_id: &str,
+    step_id: &str,
+    row: AttemptRow<'_>,
+    trigger: Trigger,
+    record: AttemptRecord,
+) -> Result<Graded> {
+    let verdict = record.verdict();
+    let status = verdict.as_str();
+    if trigger == Trigger::Auto && !verdict.passed() {
+        return Ok(Graded {
+            attempt_id: None,
+            verdict,
+            record,
+        });
+    }
     let json = serde_json::to_string(&record)?;
     let now = now_ms();
     let mut tx = state.db.begin().await?;
-    sqlx::query(
-        "UPDATE check_attempts SET status = $1, results_json = $2, finished_at = $3 WHERE id = $4",
-    )
-    .bind(status)
-    .bind(&json)
-    .bind(now)
-    .bind(attempt_id)
-    .execute(&mut *tx)
-    .await?;
-    // A failure that the learner can act on reveals one more hint; "could not grade" does not.
-    let counted_failure: i64 = i64::from(status == "fail");
-    sqlx::query(
-        "INSERT INTO step_progress (user_id, lab_id, step_id, state, failed_attempts, \
-         last_attempt_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (user_id, lab_id, step_id) DO UPDATE SET state = $4, \
-         failed_attempts = step_progress.failed_attempts + $5, last_attempt_id = $6, updated_at = $7",
-    )
-    .bind(user_id)
-    .bind(&lab.id)
-    .bind(step_id)
-    .bind(if passed { "passed" } else { "failed" })
-    .bind(counted_failure)
-    .bind(attempt_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    let attempt_id = match row {
+        AttemptRow::New { started_at } => {
+            let id = random_id();
+            sqlx::query(
+                "INSERT INTO check_attempts (id, user_id, lab_id, step_id, status, results_json, \
+                 started_at, finished_at, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&id)
+            .bind(user_id)
+            .bind(lab_id)
+            .bind(step_id)
+            .bind(status)
+            .bind(&json)
+            .bind(started_at)
+            .bind(now)
+            .bind(trigger.as_str())
+            .execute(&mut *tx)
+            .await?;
+            id
+        }
+        AttemptRow::Running(id) => {
+            sqlx::query(
+                "UPDATE check_attempts SET status = $1, results_json = $2, finished_at = $3 \
+                 WHERE id = $4",
+            )
+            .bind(status)
+            .bind(&json)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            id.to_owned()
+        }
+    };
+    match step_state(verdict) {
+        Some(new_state) => {
+            // A failure that the learner can act on reveals one more hint; nothing else does.
+            let counted_failure = i64::from(verdict == Verdict::NotYet);
+            sqlx::query(
+                "INSERT INTO step_progress (user_id, lab_id, step_id, state, failed_attempts, \
+                 last_attempt_id, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (user_id, lab_id, step_id) DO UPDATE SET state = $4, \
+                 failed_attempts = step_progress.failed_attempts + $5, last_attempt_id = $6, \
+                 updated_at = $7",
+            )
+            .bind(user_id)
+            .bind(lab_id)
+            .bind(step_id)
+            .bind(new_state)
+            .bind(counted_failure)
+            .bind(&attempt_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            // Could not be judged: an earlier verdict of the step stands; the page shows this
+            // attempt and why.
+            sqlx::query(
+                "INSERT INTO step_progress (user_id, lab_id, step_id, state, failed_attempts, \
+                 last_attempt_id, updated_at) VALUES ($1, $2, $3, 'unjudged', 0, $4, $5) \
+                 ON CONFLICT (user_id, lab_id, step_id) DO UPDATE SET last_attempt_id = $4, \
+                 updated_at = $5",
+            )
+            .bind(user_id)
+            .bind(lab_id)
+            .bind(step_id)
+            .bind(&attempt_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
     tx.commit().await?;
-    state
-        .metrics
-        .record_check_run(&lab.id, step_id, status, started.elapsed());
-    tracing::info!(lab = %lab.id, step = %step_id, result = status, elapsed_ms = started.elapsed().as_millis() as u64, "step checked");
-    Ok(())
+    Ok(Graded {
+        attempt_id: Some(attempt_id),
+        verdict,
+        record,
+    })
+}
+
+/// The stored state of a step after a verdict; `None` when the verdict changes nothing.
+fn step_state(verdict: Verdict) -> Option<&'static str> {
+    match verdict {
+        Verdict::Pass => Some("passed"),
+        Verdict::PassWithWarnings => Some("warned"),
+        Verdict::NotYet => Some("failed"),
+        Verdict::CouldNotJudge => None,
+    }
 }
 
 async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> AttemptRecord {
@@ -275,7 +463,7 @@ async fn grade(state: &AppState, user_id: &str, lab: &Lab, step: &Step) -> Attem
         Ok(Some(ctx)) => ctx,
         Ok(None) => {
             return AttemptRecord::problem(
-                "You have no cluster yet: register one under \"My cluster\" (or ask an admin).",
+                "You have no cluster yet: press Start in the terminal pane, or register one under \"My clusters\" (or ask an admin).",
             );
         }
         Err(error) => {

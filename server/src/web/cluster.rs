@@ -34,6 +34,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/cluster", get(own_page).post(register_own))
         .route("/cluster/remove", post(remove_own))
+        .route("/cluster/running/{id}/extend", post(extend_running))
+        .route("/cluster/running/{id}/remove", post(remove_running))
         .route(
             "/admin/users/{user_id}/cluster",
             get(admin_page).post(register_for_user),
@@ -310,6 +312,111 @@ struct ClusterPage<'a> {
     admin_fields: bool,
     error: Option<String>,
     saved: bool,
+    /// The user's clusters that hardlab runs (empty on an admin's page for someone else).
+    running: Vec<RunningCluster>,
+    /// This server starts clusters for learners.
+    starts_clusters: bool,
+}
+
+/// One of the user's running clusters, as "My clusters" lists it.
+pub struct RunningCluster {
+    pub id: String,
+    pub lab_id: String,
+    pub lab_title: String,
+    /// The first step of the lab, where its terminal is.
+    pub open_href: Option<String>,
+    pub state: &'static str,
+    pub time_left: String,
+}
+
+/// `1 h 05 min`, `12 min`, `under a minute`, `expired`.
+fn time_left(expires_at: i64) -> String {
+    let minutes = (expires_at - crate::db::now_ms()) / 60_000;
+    match minutes {
+        m if m < 0 => "expired".into(),
+        0 => "under a minute".into(),
+        m if m < 60 => format!("{m} min"),
+        m => format!("{} h {:02} min", m / 60, m % 60),
+    }
+}
+
+async fn running_of(state: &AppState, user_id: &str) -> Result<Vec<RunningCluster>> {
+    let Some(clusters) = &state.clusters else {
+        return Ok(Vec::new());
+    };
+    let records = clusters.manager.list_live().await?;
+    Ok(records
+        .into_iter()
+        .filter(|record| record.owner_id.as_deref() == Some(user_id))
+        .map(|record| {
+            let lab = state.labs.get(&record.lab_id);
+            RunningCluster {
+                lab_title: lab.map_or_else(|| record.lab_id.clone(), |l| l.title.clone()),
+                open_href: lab
+                    .and_then(|l| l.steps.first())
+                    .map(|step| format!("/labs/{}/steps/{}", record.lab_id, step.id)),
+                lab_id: record.lab_id,
+                state: record.state.as_str(),
+                time_left: time_left(record.expires_at),
+                id: record.id,
+            }
+        })
+        .collect())
+}
+
+/// The signed-in user's own running cluster, else 404 (another's is not revealed).
+async fn own_running(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<crate::clusters::ClusterRecord, WebError> {
+    let clusters = state.clusters.as_ref().ok_or(WebError::NotFound)?;
+    let record = clusters
+        .manager
+        .get(id)
+        .await
+        .map_err(|e| WebError::Internal(e.into()))?
+        .filter(|r| r.owner_id.as_deref() == Some(session.user.id.as_str()) && r.state.is_live())
+        .ok_or(WebError::NotFound)?;
+    Ok(record)
+}
+
+async fn extend_running(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    own_running(&state, &session, &id).await?;
+    if let Some(clusters) = &state.clusters {
+        match clusters.manager.extend(&id).await {
+            Ok(_) => {}
+            Err(crate::clusters::Error::ExtendCeiling(_)) => {
+                return Err(WebError::BadRequest(
+                    "This cluster cannot be extended any further; it has reached its longest life."
+                        .into(),
+                ));
+            }
+            Err(error) => return Err(WebError::Internal(error.into())),
+        }
+    }
+    Ok(Redirect::to("/cluster").into_response())
+}
+
+async fn remove_running(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    own_running(&state, &session, &id).await?;
+    if let Some(clusters) = &state.clusters {
+        clusters.terminals.close_cluster(&id).await;
+        clusters
+            .manager
+            .delete(&id)
+            .await
+            .map_err(|e| WebError::Internal(e.into()))?;
+    }
+    Ok(Redirect::to("/cluster").into_response())
 }
 
 fn render(page: &ClusterPage<'_>, status: axum::http::StatusCode) -> Result<Response, WebError> {
@@ -330,6 +437,8 @@ async fn own_page(
         admin_fields: session.user.role == Role::Admin,
         error: None,
         saved: query.saved.is_some(),
+        running: running_of(&state, &session.user.id).await?,
+        starts_clusters: state.clusters.is_some(),
     };
     render(&page, axum::http::StatusCode::OK)
 }
@@ -360,6 +469,8 @@ async fn register_own(
                 admin_fields: trusted,
                 error: Some(message),
                 saved: false,
+                running: running_of(&state, &session.user.id).await?,
+                starts_clusters: state.clusters.is_some(),
             };
             render(&page, axum::http::StatusCode::BAD_REQUEST)
         }
@@ -402,6 +513,8 @@ async fn admin_page(
         admin_fields: true,
         error: None,
         saved: query.saved.is_some(),
+        running: Vec::new(),
+        starts_clusters: false,
     };
     render(&page, axum::http::StatusCode::OK)
 }
@@ -428,6 +541,8 @@ async fn register_for_user(
                 admin_fields: true,
                 error: Some(message),
                 saved: false,
+                running: Vec::new(),
+                starts_clusters: false,
             };
             render(&page, axum::http::StatusCode::BAD_REQUEST)
         }

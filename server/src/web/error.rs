@@ -42,6 +42,55 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
+/// The same error inside the site's layout (navigation, who is signed in), for requests that
+/// went through the session layer.
+#[derive(Template)]
+#[template(path = "error_page.html")]
+struct ErrorInLayout<'a> {
+    visitor: &'a super::session::Visitor,
+    title: &'a str,
+    message: &'a str,
+}
+
+/// What an error page says, left on the response for [`in_layout`].
+#[derive(Debug, Clone)]
+struct ErrorContent {
+    title: &'static str,
+    message: String,
+}
+
+/// Renders error pages inside the layout: the error itself cannot know the visitor, the
+/// request (after the session layer) does. Sits inside the session layer.
+pub async fn in_layout(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let visitor = request
+        .extensions()
+        .get::<super::session::Visitor>()
+        .cloned();
+    let mut response = next.run(request).await;
+    let Some(content) = response.extensions_mut().remove::<ErrorContent>() else {
+        return response;
+    };
+    let Some(visitor) = visitor else {
+        return response;
+    };
+    let page = ErrorInLayout {
+        visitor: &visitor,
+        title: content.title,
+        message: &content.message,
+    };
+    match page.render() {
+        Ok(body) => {
+            let (mut parts, _) = response.into_parts();
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(body))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the error page could not be rendered in the layout");
+            response
+        }
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let (status, title, message) = match &self {
@@ -89,6 +138,9 @@ impl IntoResponse for WebError {
         .render()
         .unwrap_or_else(|_| message.clone());
         let mut response = (status, Html(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(ErrorContent { title, message });
         if let WebError::TooManyRequests { retry_after_secs } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {

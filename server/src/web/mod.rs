@@ -13,6 +13,7 @@ pub mod clusters;
 pub mod error;
 pub mod headers;
 mod health;
+pub mod learner_actions;
 pub mod pages;
 pub mod session;
 pub mod signup;
@@ -50,6 +51,10 @@ pub struct AppState {
     pub sealer: Arc<Sealer>,
     /// The access proxy's web side; `None` until `serve` has started the proxy.
     pub proxy: Option<Arc<crate::proxy::web::ProxyWeb>>,
+    /// One grading at a time per learner and step.
+    pub gradings: Arc<check::GradingLocks>,
+    /// Learners' catch-ups under way (and the last one finished), for their progress.
+    pub catch_ups: Arc<learner_actions::CatchUps>,
 }
 
 impl AppState {
@@ -62,6 +67,8 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             clusters: None,
             proxy: None,
+            gradings: Arc::default(),
+            catch_ups: Arc::default(),
         }
     }
 }
@@ -86,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes())
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(|| async { WebError::NotFound })
+        .layer(middleware::from_fn(error::in_layout))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             session::session_layer,

@@ -296,6 +296,30 @@ impl Browser {
             .await;
     }
 
+    /// The element is inside the window and nothing covers its middle: what `elementFromPoint`
+    /// finds there is the element or inside it (the page is not scrolled for it).
+    pub async fn assert_uncovered(&self, css: &str) {
+        let found = self
+            .script(&format!(
+                "const e = document.querySelector({css:?}); if (!e) return 'missing';
+                 const r = e.getBoundingClientRect();
+                 const x = r.left + Math.min(r.width / 2, 40), y = r.top + Math.min(r.height / 2, 10);
+                 if (r.width === 0 || x < 0 || y < 0 || x > innerWidth || y > innerHeight) return 'outside the window: ' + JSON.stringify(r);
+                 const hit = document.elementFromPoint(x, y);
+                 return (hit === e || e.contains(hit)) ? 'ok' : 'covered by ' + (hit ? hit.tagName + '.' + hit.className : 'nothing');"
+            ))
+            .await;
+        assert_eq!(found.as_str(), Some("ok"), "{css}: {found}");
+    }
+
+    /// Scrolls the element into the middle of its scrolling box, as a reader would.
+    pub async fn scroll_to(&self, css: &str) {
+        self.script(&format!(
+            "document.querySelector({css:?}).scrollIntoView({{block: 'center'}}); return true;"
+        ))
+        .await;
+    }
+
     /// Saves a PNG of the viewport to `path` (its folder is created).
     pub async fn screenshot(&self, path: &Path) {
         let encoded = self.get("/screenshot").await;
