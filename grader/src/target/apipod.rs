@@ -16,13 +16,26 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct ApiPodNode {
     client: kube::Client,
-    component: String,
+    target: PodTarget,
+}
+
+/// Which pod the commands run in.
+#[derive(Debug, Clone)]
+enum PodTarget {
+    /// The static pod labelled `component=<name>` in kube-system, looked up per command.
+    Component(String),
+    /// One named pod and container (a learner's node pod on a host cluster).
+    Fixed {
+        namespace: String,
+        pod: String,
+        container: String,
+    },
 }
 
 impl std::fmt::Debug for ApiPodNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiPodNode")
-            .field("component", &self.component)
+            .field("target", &self.target)
             .finish()
     }
 }
@@ -36,22 +49,40 @@ impl ApiPodNode {
     pub fn for_component(client: kube::Client, component: &str) -> Self {
         Self {
             client,
-            component: component.to_owned(),
+            target: PodTarget::Component(component.to_owned()),
         }
     }
 
-    async fn pod_name(&self) -> Result<String> {
+    /// Exec into one named pod's container (no lookup).
+    pub fn for_pod(client: kube::Client, namespace: &str, pod: &str, container: &str) -> Self {
+        Self {
+            client,
+            target: PodTarget::Fixed {
+                namespace: namespace.to_owned(),
+                pod: pod.to_owned(),
+                container: container.to_owned(),
+            },
+        }
+    }
+
+    fn name(&self) -> String {
+        match &self.target {
+            PodTarget::Component(component) => component.clone(),
+            PodTarget::Fixed { namespace, pod, .. } => format!("{namespace}/{pod}"),
+        }
+    }
+
+    async fn component_pod(&self, component: &str) -> Result<String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), "kube-system");
         let list = pods
-            .list(&ListParams::default().labels(&format!("component={}", self.component)))
+            .list(&ListParams::default().labels(&format!("component={component}")))
             .await?;
         list.items
             .into_iter()
             .find_map(|pod| pod.metadata.name)
             .ok_or_else(|| {
                 Error::Node(format!(
-                    "no {} pod in kube-system (is this a kubeadm cluster?)",
-                    self.component
+                    "no {component} pod in kube-system (is this a kubeadm cluster?)"
                 ))
             })
     }
@@ -60,11 +91,13 @@ impl ApiPodNode {
 #[async_trait]
 impl NodeAccess for ApiPodNode {
     fn describe(&self) -> String {
-        format!("api:{}", self.component)
+        format!("api:{}", self.name())
     }
 
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let output = self.exec(&["cat".to_owned(), path.to_owned()]).await?;
+        let output = self
+            .exec(&["cat".to_owned(), "--".to_owned(), path.to_owned()])
+            .await?;
         if output.exit_code == 0 {
             return Ok(Some(output.stdout));
         }
@@ -74,7 +107,7 @@ impl NodeAccess for ApiPodNode {
         } else {
             Err(Error::Node(format!(
                 "reading {path} in the {} pod: {}",
-                self.component,
+                self.name(),
                 stderr.trim()
             )))
         }
@@ -82,7 +115,12 @@ impl NodeAccess for ApiPodNode {
 
     async fn list_dir(&self, path: &str) -> Result<Vec<String>> {
         let output = self
-            .exec(&["ls".to_owned(), "-1A".to_owned(), path.to_owned()])
+            .exec(&[
+                "ls".to_owned(),
+                "-1A".to_owned(),
+                "--".to_owned(),
+                path.to_owned(),
+            ])
             .await?;
         // The manifests directory is not mounted into the static pods: "not there" is an empty
         // listing, so the static pod input falls back to the mirror pods.
@@ -97,19 +135,27 @@ impl NodeAccess for ApiPodNode {
     }
 
     async fn exec(&self, argv: &[String]) -> Result<CommandOutput> {
-        let pod = self.pod_name().await?;
-        exec_in_pod(
-            &self.client,
-            &PodRef {
-                namespace: "kube-system",
-                pod: &pod,
-                container: None,
+        let looked_up;
+        let target = match &self.target {
+            PodTarget::Component(component) => {
+                looked_up = self.component_pod(component).await?;
+                PodRef {
+                    namespace: "kube-system",
+                    pod: &looked_up,
+                    container: None,
+                }
+            }
+            PodTarget::Fixed {
+                namespace,
+                pod,
+                container,
+            } => PodRef {
+                namespace,
+                pod,
+                container: Some(container),
             },
-            argv,
-            None,
-            NodeLimits::default(),
-        )
-        .await
+        };
+        exec_in_pod(&self.client, &target, argv, None, NodeLimits::default()).await
     }
 }
 

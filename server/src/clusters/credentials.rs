@@ -119,6 +119,21 @@ impl ClusterCredentials {
         })
     }
 
+    /// Reads the four files through `node` (before hand-over, by either provider) and takes the
+    /// credentials out of them.
+    pub async fn capture(node: &dyn NodeAccess) -> Result<Self> {
+        let mut files = Vec::new();
+        for path in [ADMIN_CONF, ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY] {
+            let bytes = node
+                .read_file(path)
+                .await
+                .map_err(|e| Error::Kubeconfig(e.to_string()))?
+                .ok_or_else(|| Error::Kubeconfig(format!("the node has no {path}")))?;
+            files.push(bytes);
+        }
+        Self::from_node_files(&files[0], &files[1], &files[2], &files[3])
+    }
+
     /// A kubeconfig written by the server from the captured certificates, pointing at the
     /// published API server port (for `hardlab clusters kubeconfig` and the grader).
     pub fn kubeconfig_yaml(&self, cluster: &str, address: &ClusterAddress) -> String {

@@ -26,7 +26,7 @@ use hardlab_grader::target::NodeAccess;
 use hardlab_grader::target::docker::{DockerNode, NodeLimits};
 
 use super::bootstrap;
-use super::credentials::{self, ClusterAddress, ClusterCredentials};
+use super::credentials::{ClusterAddress, ClusterCredentials};
 use super::{
     Bootstrap, ClusterProvider, ClusterSpec, CreatedCluster, Error, ExecOutput, NodeInfo,
     Ownership, Phase, PhaseSink, Result, labels, network_name, node_container_name, volume_name,
@@ -629,21 +629,7 @@ impl DockerProvider {
             node_container_name(cluster),
             self.node_limits,
         );
-        let mut files = Vec::new();
-        for path in [
-            credentials::ADMIN_CONF,
-            credentials::ETCD_CA,
-            credentials::ETCD_CLIENT_CERT,
-            credentials::ETCD_CLIENT_KEY,
-        ] {
-            let bytes = node
-                .read_file(path)
-                .await
-                .map_err(|e| Error::Kubeconfig(e.to_string()))?
-                .ok_or_else(|| Error::Kubeconfig(format!("the node has no {path}")))?;
-            files.push(bytes);
-        }
-        ClusterCredentials::from_node_files(&files[0], &files[1], &files[2], &files[3])
+        ClusterCredentials::capture(&node).await
     }
 
     async fn node_ip(&self, cluster: &str) -> Result<String> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hardlab_grader::target::apipod::{PodRef, exec_in_pod};
+use hardlab_grader::target::apipod::{ApiPodNode, PodRef, exec_in_pod};
 use hardlab_grader::target::docker::NodeLimits;
 use hardlab_grader::target::{CommandOutput, NodeAccess};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::bootstrap::{self, NodeIdentity, NodeRunner};
-use super::credentials::{self, ClusterAddress, ClusterCredentials};
+use super::credentials::{ClusterAddress, ClusterCredentials};
 use super::{
     Bootstrap, ClusterProvider, ClusterSpec, CreatedCluster, Error, ExecOutput, NodeInfo,
     Ownership, Phase, PhaseSink, Result, labels,
@@ -451,21 +451,7 @@ impl KubernetesProvider {
 
     async fn capture_credentials(&self, cluster: &str) -> Result<ClusterCredentials> {
         let node = self.node_files(cluster);
-        let mut files = Vec::new();
-        for path in [
-            credentials::ADMIN_CONF,
-            credentials::ETCD_CA,
-            credentials::ETCD_CLIENT_CERT,
-            credentials::ETCD_CLIENT_KEY,
-        ] {
-            let bytes = node
-                .read_file(path)
-                .await
-                .map_err(|e| Error::Kubeconfig(e.to_string()))?
-                .ok_or_else(|| Error::Kubeconfig(format!("the node has no {path}")))?;
-            files.push(bytes);
-        }
-        ClusterCredentials::from_node_files(&files[0], &files[1], &files[2], &files[3])
+        ClusterCredentials::capture(node.as_ref()).await
     }
 
     async fn create_inner(
@@ -660,71 +646,6 @@ impl NodeRunner for PodRunner {
     }
 }
 
-/// The node's files for the grader and for capturing credentials: `cat` and `ls` run through
-/// `pods/exec`, each bounded in bytes and time. There is no archive endpoint on this runtime, so
-/// after hand-over a learner who replaces `cat` changes what their own grading sees, never
-/// anything on the server: the bytes are judged as data, as on Docker.
-struct PodNode {
-    runner: PodRunner,
-}
-
-#[async_trait]
-impl NodeAccess for PodNode {
-    fn describe(&self) -> String {
-        format!("pod:{}/{NODE_POD}", self.runner.namespace)
-    }
-
-    async fn read_file(&self, path: &str) -> hardlab_grader::Result<Option<Vec<u8>>> {
-        let output = self
-            .exec(&["cat".to_owned(), "--".to_owned(), path.to_owned()])
-            .await?;
-        if output.exit_code == 0 {
-            return Ok(Some(output.stdout));
-        }
-        if String::from_utf8_lossy(&output.stderr).contains("No such file") {
-            return Ok(None);
-        }
-        Err(hardlab_grader::Error::Node(format!(
-            "reading {path} in the node: {}",
-            output.short_output()
-        )))
-    }
-
-    async fn list_dir(&self, path: &str) -> hardlab_grader::Result<Vec<String>> {
-        let output = self
-            .exec(&[
-                "ls".to_owned(),
-                "-1A".to_owned(),
-                "--".to_owned(),
-                path.to_owned(),
-            ])
-            .await?;
-        if output.exit_code != 0 && String::from_utf8_lossy(&output.stderr).contains("No such file")
-        {
-            return Ok(Vec::new());
-        }
-        Ok(String::from_utf8_lossy(&output.success("ls")?)
-            .lines()
-            .map(str::to_owned)
-            .collect())
-    }
-
-    async fn exec(&self, argv: &[String]) -> hardlab_grader::Result<CommandOutput> {
-        exec_in_pod(
-            &self.runner.client,
-            &PodRef {
-                namespace: &self.runner.namespace,
-                pod: NODE_POD,
-                container: Some(NODE_POD),
-            },
-            argv,
-            None,
-            self.runner.limits,
-        )
-        .await
-    }
-}
-
 /// Resizes a `pods/exec` TTY through the exec stream's resize channel.
 struct PodResizer {
     sizes: tokio::sync::Mutex<Option<futures::channel::mpsc::Sender<kube::api::TerminalSize>>>,
@@ -871,9 +792,15 @@ impl ClusterProvider for KubernetesProvider {
     }
 
     fn node_files(&self, cluster: &str) -> Arc<dyn NodeAccess> {
-        Arc::new(PodNode {
-            runner: self.runner(cluster),
-        })
+        // `cat` and `ls` through `pods/exec`, bounded in bytes and time. There is no archive
+        // endpoint on this runtime, so after hand-over a learner who replaces `cat` changes what
+        // their own grading sees, never anything on the server: the bytes are judged as data.
+        Arc::new(ApiPodNode::for_pod(
+            self.client.clone(),
+            &self.namespace(cluster),
+            NODE_POD,
+            NODE_POD,
+        ))
     }
 
     async fn inspect(&self, cluster: &str) -> Result<NodeInfo> {
