@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// How many times a page load or click aborted by ERR_NETWORK_CHANGED is made again.
+const NETWORK_CHANGE_RETRIES: u32 = 3;
+
 /// `chromedriver` and one headless Chromium session with a fresh profile; both end on drop.
 pub struct Browser {
     http: reqwest::Client,
@@ -18,6 +21,9 @@ pub struct Browser {
     session: String,
     driver: Child,
     _profile: tempfile::TempDir,
+    /// The page and the selector of the last click, so that a click whose navigation Chromium
+    /// aborted with ERR_NETWORK_CHANGED can be made again (see `network_changed`).
+    last_click: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Drop for Browser {
@@ -126,6 +132,7 @@ impl Browser {
             session,
             driver,
             _profile: profile,
+            last_click: std::sync::Mutex::new(None),
         }
     }
 
@@ -153,7 +160,54 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.post("/url", json!({ "url": url })).await;
+        *self.last_click.lock().unwrap() = None;
+        for _ in 0..NETWORK_CHANGE_RETRIES {
+            self.post("/url", json!({ "url": url })).await;
+            if !self.network_changed().await {
+                return;
+            }
+            eprintln!("Chromium aborted loading {url} with ERR_NETWORK_CHANGED; loading it again");
+        }
+    }
+
+    /// Whether Chromium shows its error page for ERR_NETWORK_CHANGED. Chromium drops every
+    /// connection when the host's addresses change, and on this test machine they change whenever
+    /// a test creates or removes a cluster's Docker network beside the browser. A learner's browser
+    /// is on another machine, so this is the test bench's event, not the product's: the browser
+    /// helpers load the page (or press the button) again, as a person would, and say so.
+    async fn network_changed(&self) -> bool {
+        self.script(
+            "return document.documentURI.startsWith('chrome-error:') && \
+             (document.body ? document.body.innerText : '').includes('ERR_NETWORK_CHANGED');",
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+    }
+
+    /// After ERR_NETWORK_CHANGED: back to the page of the last click and the same click again, or
+    /// else the same page again.
+    async fn redo_after_network_change(&self) {
+        let last = self.last_click.lock().unwrap().clone();
+        match last {
+            Some((page, css)) => {
+                eprintln!("ERR_NETWORK_CHANGED after clicking {css} on {page}; clicking it again");
+                self.goto(&page).await;
+                *self.last_click.lock().unwrap() = Some((page.clone(), css.clone()));
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Some(element) = self.try_find(&css).await {
+                        self.press(&element).await;
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            None => {
+                eprintln!("ERR_NETWORK_CHANGED; loading the page again");
+                self.post("/refresh", json!({})).await;
+            }
+        }
     }
 
     pub async fn url(&self) -> String {
@@ -174,9 +228,15 @@ impl Browser {
     /// Waits up to `timeout` for an element to appear.
     pub async fn wait_for(&self, css: &str, timeout: Duration) -> Element {
         let deadline = Instant::now() + timeout;
+        let mut redone = 0;
         loop {
             if let Some(element) = self.try_find(css).await {
                 return element;
+            }
+            if redone < NETWORK_CHANGE_RETRIES && self.network_changed().await {
+                redone += 1;
+                self.redo_after_network_change().await;
+                continue;
             }
             assert!(
                 Instant::now() < deadline,
@@ -205,6 +265,13 @@ impl Browser {
     /// docked panel may cover the bottom), and a click that lands on something else fails the test.
     pub async fn click(&self, css: &str) {
         let element = self.find(css).await;
+        let page = self.url().await;
+        *self.last_click.lock().unwrap() = Some((page, css.to_owned()));
+        self.press(&element).await;
+    }
+
+    /// Scrolls an element into view and clicks it.
+    async fn press(&self, element: &Element) {
         self.post(
             "/execute/sync",
             json!({
@@ -218,7 +285,8 @@ impl Browser {
             .await;
         if let Some(error) = answer.get("error") {
             panic!(
-                "clicking {css} failed: {error}: {}",
+                "clicking element {} failed: {error}: {}",
+                element.0,
                 answer["message"].as_str().unwrap_or_default()
             );
         }
