@@ -56,7 +56,7 @@ pub enum Error {
 
     /// The KMS plugin could not start or serve: its key file, its socket, or the gRPC server.
     #[error("kms plugin: {0}")]
-    Kms(String),
+    Kms(#[from] hardlab_kms::Error),
 
     #[error("templates: {0}")]
     Template(#[from] askama::Error),

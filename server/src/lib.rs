@@ -6,7 +6,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod harness;
-pub mod kms;
 pub mod labs;
 pub mod metrics;
 pub mod proxy;

@@ -253,9 +253,9 @@ fn main() -> ExitCode {
                     code => std::process::exit(code),
                 }
             }
-            Command::KmsPlugin { socket, key_file } => {
-                hardlab_server::kms::serve(&socket, &key_file).await
-            }
+            Command::KmsPlugin { socket, key_file } => hardlab_kms::serve(&socket, &key_file)
+                .await
+                .map_err(Into::into),
         }
     });
     match result {

@@ -7,11 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hardlab_server::kms::api::{
+use hardlab_kms::api::{
     DECRYPT_PATH, DecryptRequest, DecryptResponse, ENCRYPT_PATH, EncryptRequest, EncryptResponse,
     STATUS_PATH, StatusRequest, StatusResponse,
 };
-use hardlab_server::kms::serve_until;
+use hardlab_kms::serve_until;
 use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,7 +22,7 @@ use tonic_prost::ProstCodec;
 struct Plugin {
     socket: PathBuf,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<hardlab_server::Result<()>>,
+    task: JoinHandle<hardlab_kms::Result<()>>,
     channel: Channel,
 }
 
@@ -291,50 +291,4 @@ async fn a_stale_socket_is_replaced_but_a_live_one_or_a_regular_file_is_not() {
         "{error}"
     );
     plugin.stop().await;
-}
-
-#[tokio::test]
-async fn the_hardlab_kms_plugin_command_serves_and_stops_cleanly_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("kms.sock");
-    let key_file = dir.path().join("kek.key");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hardlab"))
-        .arg("kms-plugin")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--key-file")
-        .arg(&key_file)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let channel = connect(&socket).await;
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let status: StatusResponse = grpc
-        .unary(
-            Request::new(StatusRequest {}),
-            http::uri::PathAndQuery::from_static(STATUS_PATH),
-            ProstCodec::<StatusRequest, StatusResponse>::default(),
-        )
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (status.version.as_str(), status.healthz.as_str()),
-        ("v2", "ok")
-    );
-    assert!(key_file.exists());
-
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("the plugin stops within 10 s of SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
-    assert!(!socket.exists(), "the socket is removed on SIGTERM");
 }

@@ -46,29 +46,27 @@ impl LocalKey {
         match std::fs::symlink_metadata(path) {
             Ok(_) => Self::load(path),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Self::create(path),
-            Err(error) => Err(key_error(path, &format!("cannot read: {error}"))),
+            Err(error) => Err(io_error(path, "read", error)),
         }
     }
 
     fn load(path: &Path) -> Result<Self> {
-        let metadata =
-            std::fs::metadata(path).map_err(|e| key_error(path, &format!("cannot read: {e}")))?;
+        let metadata = std::fs::metadata(path).map_err(|e| io_error(path, "read", e))?;
         let mode = metadata.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(key_error(
                 path,
-                &format!("is accessible to others (mode {mode:04o}); run `chmod 600` on it"),
+                format!("is accessible to others (mode {mode:04o}); run `chmod 600` on it"),
             ));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| key_error(path, &format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| io_error(path, "read", e))?;
         let key = BASE64
             .decode(text.trim())
-            .map_err(|_| key_error(path, "line 1: not base64"))?;
+            .map_err(|_| key_error(path, "line 1: not base64".to_owned()))?;
         if key.len() != KEY_LEN {
             return Err(key_error(
                 path,
-                &format!("line 1: the key is {} bytes, expected {KEY_LEN}", key.len()),
+                format!("line 1: the key is {} bytes, expected {KEY_LEN}", key.len()),
             ));
         }
         Ok(Self::from_bytes(&key, path))
@@ -103,7 +101,7 @@ impl LocalKey {
             Ok(()) => Ok(Self::from_bytes(key.as_slice(), path)),
             // Another plugin created it first: use theirs.
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
-            Err(error) => Err(key_error(path, &format!("cannot create: {error}"))),
+            Err(error) => Err(io_error(path, "create", error)),
         }
     }
 
@@ -170,6 +168,17 @@ impl LocalKey {
     }
 }
 
-fn key_error(path: &Path, message: &str) -> Error {
-    Error::Kms(format!("key file {}: {message}", path.display()))
+fn key_error(path: &Path, problem: String) -> Error {
+    Error::KeyFile {
+        path: path.to_path_buf(),
+        problem,
+    }
+}
+
+fn io_error(path: &Path, action: &'static str, source: std::io::Error) -> Error {
+    Error::KeyFileIo {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
 }

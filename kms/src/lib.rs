@@ -47,12 +47,47 @@ pub mod service;
 
 use std::future::Future;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
-use crate::{Error, Result};
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the plugin could not start or serve. Each names the file it is about, so the API server's
+/// operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key file holds no usable key: readable by others, or not 32 bytes of base64.
+    #[error("key file {}: {problem}", path.display())]
+    KeyFile { path: PathBuf, problem: String },
+
+    #[error("key file {}: cannot {action}: {source}", path.display())]
+    KeyFileIo {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The socket's path is taken: by another kind of file, or by a plugin that still answers.
+    #[error("socket {}: {problem}", path.display())]
+    SocketTaken {
+        path: PathBuf,
+        problem: &'static str,
+    },
+
+    #[error("socket {}: cannot {action}: {source}", path.display())]
+    SocketIo {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
 
 pub use key::LocalKey;
 pub use service::KmsService;
@@ -76,27 +111,36 @@ pub async fn serve_until(
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(socket);
-    served.map_err(|error| Error::Kms(format!("gRPC server: {error}")))
+    Ok(served?)
 }
 
 /// Binds the socket, replacing a stale one left by a plugin that died, but never another file
 /// or a socket a live plugin still answers on. Only the owner may connect (the API server runs
 /// as root): whoever reaches the socket can decrypt.
 fn bind(socket: &Path) -> Result<UnixListener> {
-    let error = |message: String| Error::Kms(format!("socket {}: {message}", socket.display()));
+    let taken = |problem| Error::SocketTaken {
+        path: socket.to_path_buf(),
+        problem,
+    };
+    let failed = |action| {
+        move |source| Error::SocketIo {
+            path: socket.to_path_buf(),
+            action,
+            source,
+        }
+    };
     if let Ok(metadata) = std::fs::symlink_metadata(socket) {
         if !metadata.file_type().is_socket() {
-            return Err(error("exists and is not a socket; not replacing it".into()));
+            return Err(taken("exists and is not a socket; not replacing it"));
         }
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(error("another process is serving on it".into()));
+            return Err(taken("another process is serving on it"));
         }
-        std::fs::remove_file(socket)
-            .map_err(|e| error(format!("cannot remove the stale socket: {e}")))?;
+        std::fs::remove_file(socket).map_err(failed("remove the stale socket"))?;
     }
-    let listener = UnixListener::bind(socket).map_err(|e| error(format!("cannot bind: {e}")))?;
+    let listener = UnixListener::bind(socket).map_err(failed("bind"))?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| error(format!("cannot restrict permissions: {e}")))?;
+        .map_err(failed("restrict permissions"))?;
     Ok(listener)
 }
 
