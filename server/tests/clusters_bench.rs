@@ -84,7 +84,7 @@ async fn bench(pool_size: usize) -> Option<Bench> {
     };
     let manager = ClusterManager::new(db, Arc::new(provider.clone()), config);
     let terminals = TerminalHub::new(
-        hardlab_server::terminal::DockerShells::new(provider.docker().clone()),
+        hardlab_server::clusters::docker::DockerShells::new(provider.docker().clone()),
         TerminalConfig::default(),
     );
     let state = ClustersState {

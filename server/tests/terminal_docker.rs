@@ -71,7 +71,7 @@ async fn harness(terminal: TerminalConfig) -> Option<Harness> {
         record.failure_reason
     );
     let terminals = TerminalHub::new(
-        hardlab_server::terminal::DockerShells::new(provider.docker().clone()),
+        hardlab_server::clusters::docker::DockerShells::new(provider.docker().clone()),
         terminal,
     );
     terminals.spawn_sweeper();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::exec::StartExecResults;
+use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ExecConfig, HostConfig, HostConfigCgroupnsModeEnum, NetworkCreateRequest,
     PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
@@ -17,7 +17,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
     ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, ResizeExecOptions,
 };
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -31,6 +31,7 @@ use super::{
     Bootstrap, ClusterProvider, ClusterSpec, CreatedCluster, Error, ExecOutput, NodeInfo,
     Ownership, Phase, PhaseSink, Result, labels, network_name, node_container_name, volume_name,
 };
+use crate::terminal::{self, SpawnedShell, TerminalError};
 
 pub const API_SERVER_PORT: &str = "6443/tcp";
 /// etcd's client port, published so the grader reads etcd with the certificates captured at
@@ -964,6 +965,118 @@ impl ClusterProvider for DockerProvider {
             .await
             .map(|_| ())
             .map_err(|e| Error::DockerUnreachable(e.to_string()))
+    }
+}
+
+/// Shells through the Docker engine: `docker exec -it` in the node container.
+pub struct DockerShells {
+    docker: Docker,
+}
+
+impl DockerShells {
+    pub fn new(docker: Docker) -> Arc<Self> {
+        Arc::new(DockerShells { docker })
+    }
+}
+
+impl DockerShells {
+    /// `docker exec` with a TTY in the cluster's node container, attached.
+    async fn start(&self, cluster: &str, argv: Vec<String>) -> Result<SpawnedShell> {
+        let container = node_container_name(cluster);
+
+        let created = self
+            .docker
+            .create_exec(
+                &container,
+                ExecConfig {
+                    attach_stdin: Some(true),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    tty: Some(true),
+                    env: Some(vec!["TERM=xterm-256color".to_owned()]),
+                    cmd: Some(argv),
+                    working_dir: Some("/root".to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(docker_error("opening a terminal"))?;
+        let started = self
+            .docker
+            .start_exec(
+                &created.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: true,
+                    output_capacity: None,
+                }),
+            )
+            .await
+            .map_err(docker_error("opening a terminal"))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(Error::Invalid(
+                "Docker started the shell detached".to_owned(),
+            ));
+        };
+        let output = output
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .filter_map(|chunk| std::future::ready(chunk.ok().map(|chunk| chunk.into_bytes())))
+            .boxed();
+        Ok(SpawnedShell {
+            input,
+            output,
+            resizer: Box::new(DockerResizer {
+                docker: self.docker.clone(),
+                exec_id: created.id,
+            }),
+        })
+    }
+}
+
+struct DockerResizer {
+    docker: Docker,
+    exec_id: String,
+}
+
+#[async_trait]
+impl terminal::Resizer for DockerResizer {
+    async fn resize(&self, cols: u16, rows: u16) {
+        let options = ResizeExecOptions {
+            h: i32::from(rows),
+            w: i32::from(cols),
+        };
+        if let Err(error) = self.docker.resize_exec(&self.exec_id, options).await {
+            tracing::debug!(%error, "resizing a terminal failed");
+        }
+    }
+}
+
+#[async_trait]
+impl terminal::ShellBackend for DockerShells {
+    async fn spawn(&self, cluster: &str, argv: Vec<String>) -> terminal::Result<SpawnedShell> {
+        self.start(cluster, argv)
+            .await
+            .map_err(|error| TerminalError::Start(Box::new(error)))
+    }
+
+    async fn run_quietly(&self, cluster: &str, argv: Vec<String>) {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv),
+            ..Default::default()
+        };
+        let container = node_container_name(cluster);
+        let Ok(created) = self.docker.create_exec(&container, config).await else {
+            return;
+        };
+        if let Ok(StartExecResults::Attached { mut output, .. }) = self
+            .docker
+            .start_exec(&created.id, None::<StartExecOptions>)
+            .await
+        {
+            while let Some(Ok(_)) = output.next().await {}
+        }
     }
 }
 

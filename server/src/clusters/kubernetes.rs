@@ -13,7 +13,7 @@
 //! namespaces it creates it holds the `hardlab-node-manager` ClusterRole through a RoleBinding it
 //! creates there (Kubernetes lets it bind that one role and no other).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,66 +39,14 @@ pub const NODE_POD: &str = "node";
 pub const NODE_SERVICE: &str = "api";
 /// The ClusterRole the provider binds to itself in each cluster namespace (deploy/rbac.yaml).
 pub const NODE_MANAGER_ROLE: &str = "hardlab-node-manager";
+
+pub use crate::config::KubernetesSettings;
 /// Annotations on the namespace: who and what the cluster is for (label values are too narrow
 /// for user names).
 const OWNER_ANNOTATION: &str = "hardlab.io/owner";
 const LAB_ANNOTATION: &str = "hardlab.io/lab";
 const SESSION_ANNOTATION: &str = "hardlab.io/session";
 const EXPIRY_ANNOTATION: &str = "hardlab.io/expiry";
-
-/// Where and how clusters are placed on the host cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KubernetesSettings {
-    /// A kubeconfig for the host cluster; `None`: the in-cluster ServiceAccount (the server runs
-    /// as the Deployment in `deploy/`).
-    pub kubeconfig: Option<std::path::PathBuf>,
-    /// Cluster namespaces are `<prefix><cluster>`.
-    pub namespace_prefix: String,
-    /// The namespace hardlab's servers run in, and the labels of their pods: the only peers the
-    /// NetworkPolicy lets reach a node.
-    pub server_namespace: String,
-    pub server_pod_labels: BTreeMap<String, String>,
-    /// The ServiceAccount the provider runs as (`system:serviceaccount:<ns>:<name>`), bound to
-    /// [`NODE_MANAGER_ROLE`] in each cluster namespace.
-    pub service_account: String,
-    /// Node placement: a dedicated node pool for privileged learner nodes.
-    pub node_selector: BTreeMap<String, String>,
-    /// `key=value:Effect`, `key:Effect` or `key=value` (any effect).
-    pub tolerations: Vec<String>,
-    /// Address ranges a node may reach besides the host cluster's DNS (its image registry mirror,
-    /// say); empty: nothing else.
-    pub egress_cidrs: Vec<String>,
-    /// The host cluster's DNS domain, for the Service's names in the node's certificates.
-    pub cluster_domain: String,
-    /// A registry the nodes' containerd asks first for Docker Hub images.
-    pub registry_mirror: Option<String>,
-    /// How long the node pod may take to be scheduled and started.
-    pub schedule_timeout: Duration,
-    /// How long the API server in the node may take to answer after `kubeadm init`.
-    pub ready_timeout: Duration,
-}
-
-impl Default for KubernetesSettings {
-    fn default() -> Self {
-        KubernetesSettings {
-            kubeconfig: None,
-            namespace_prefix: "hardlab-".to_owned(),
-            server_namespace: "hardlab".to_owned(),
-            server_pod_labels: BTreeMap::from([(
-                "app.kubernetes.io/name".to_owned(),
-                "hardlab".to_owned(),
-            )]),
-            service_account: "hardlab".to_owned(),
-            node_selector: BTreeMap::new(),
-            tolerations: Vec::new(),
-            egress_cidrs: Vec::new(),
-            cluster_domain: "cluster.local".to_owned(),
-            registry_mirror: None,
-            schedule_timeout: Duration::from_secs(300),
-            ready_timeout: Duration::from_secs(240),
-        }
-    }
-}
 
 /// Clusters as pods on a host cluster.
 pub struct KubernetesProvider {
@@ -675,6 +623,23 @@ impl crate::terminal::ShellBackend for KubernetesProvider {
         &self,
         cluster: &str,
         argv: Vec<String>,
+    ) -> crate::terminal::Result<crate::terminal::SpawnedShell> {
+        self.start_shell(cluster, argv)
+            .await
+            .map_err(|error| crate::terminal::TerminalError::Start(Box::new(error)))
+    }
+
+    async fn run_quietly(&self, cluster: &str, argv: Vec<String>) {
+        let _ = self.runner(cluster).run(&argv, None).await;
+    }
+}
+
+impl KubernetesProvider {
+    /// A login shell through `pods/exec` with a TTY in the cluster's node pod.
+    async fn start_shell(
+        &self,
+        cluster: &str,
+        argv: Vec<String>,
     ) -> Result<crate::terminal::SpawnedShell> {
         use futures::StreamExt;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(cluster));
@@ -701,10 +666,6 @@ impl crate::terminal::ShellBackend for KubernetesProvider {
                 _process: process,
             }),
         })
-    }
-
-    async fn run_quietly(&self, cluster: &str, argv: Vec<String>) {
-        let _ = self.runner(cluster).run(&argv, None).await;
     }
 }
 

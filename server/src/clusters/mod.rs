@@ -99,6 +99,8 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Terminal(#[from] crate::terminal::TerminalError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -113,7 +113,11 @@ fn error_response(error: &Error) -> Response {
     let status = match error {
         Error::DockerUnreachable(_) | Error::AtCapacity(_) => StatusCode::SERVICE_UNAVAILABLE,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::InvalidName(_) | Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::InvalidName(_)
+        | Error::Invalid(_)
+        | Error::Terminal(crate::terminal::TerminalError::TooMany { .. }) => {
+            StatusCode::BAD_REQUEST
+        }
         Error::AlreadyExists(_) | Error::UserAtCapacity(_) | Error::ExtendCeiling(_) => {
             StatusCode::CONFLICT
         }
@@ -322,7 +326,7 @@ async fn terminal(
     }
     let shell = match state.terminals.open(&viewer.user_id, &id).await {
         Ok(shell) => shell,
-        Err(error) => return error_response(&error),
+        Err(error) => return error_response(&error.into()),
     };
     let manager = Arc::clone(&state.manager);
     let hub = Arc::clone(&state.terminals);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 
+use super::docker::DockerShells;
 use super::kubernetes::KubernetesProvider;
 use super::lifecycle::LabClusterRequest;
 use super::routes::{ClustersState, Site};
@@ -15,7 +16,7 @@ use crate::config::ClusterSettings;
 use crate::config::ProviderKind;
 use crate::db::seal::Sealer;
 use crate::labs::Labs;
-use crate::terminal::{DockerShells, TerminalConfig, TerminalHub};
+use crate::terminal::{TerminalConfig, TerminalHub};
 
 /// The manager's limits and warm pool from the settings.
 pub fn manager_config(

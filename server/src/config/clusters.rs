@@ -3,8 +3,10 @@
 //! (`clusters:` and `proxy:` sections), the `HARDLAB_*` variables and the flags fill in, in that
 //! order, like every other setting.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -46,7 +48,7 @@ pub struct ClusterSettings {
     /// Where nodes run: the Docker engine (default) or a Kubernetes host cluster.
     pub provider: ProviderKind,
     /// The host cluster's placement settings, used when `provider` is `kubernetes`.
-    pub host: crate::clusters::kubernetes::KubernetesSettings,
+    pub host: KubernetesSettings,
 }
 
 /// The runtime learners' nodes run on.
@@ -87,7 +89,7 @@ impl Default for ClusterSettings {
             node_image_source: None,
             cluster_lease_seconds: 30,
             provider: ProviderKind::Docker,
-            host: crate::clusters::kubernetes::KubernetesSettings::default(),
+            host: KubernetesSettings::default(),
         }
     }
 }
@@ -446,5 +448,59 @@ mod tests {
         assert!(!settings.node_egress);
         assert_eq!(settings.docker_instance.as_deref(), Some("shared"));
         assert_eq!(settings.node_memory_mb, 2048);
+    }
+}
+
+/// Where and how clusters are placed on the host cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubernetesSettings {
+    /// A kubeconfig for the host cluster; `None`: the in-cluster ServiceAccount (the server runs
+    /// as the Deployment in `deploy/`).
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Cluster namespaces are `<prefix><cluster>`.
+    pub namespace_prefix: String,
+    /// The namespace hardlab's servers run in, and the labels of their pods: the only peers the
+    /// NetworkPolicy lets reach a node.
+    pub server_namespace: String,
+    pub server_pod_labels: BTreeMap<String, String>,
+    /// The ServiceAccount the provider runs as (`system:serviceaccount:<ns>:<name>`), bound to
+    /// the ClusterRole `hardlab-node-manager` in each cluster namespace.
+    pub service_account: String,
+    /// Node placement: a dedicated node pool for privileged learner nodes.
+    pub node_selector: BTreeMap<String, String>,
+    /// `key=value:Effect`, `key:Effect` or `key=value` (any effect).
+    pub tolerations: Vec<String>,
+    /// Address ranges a node may reach besides the host cluster's DNS (its image registry mirror,
+    /// say); empty: nothing else.
+    pub egress_cidrs: Vec<String>,
+    /// The host cluster's DNS domain, for the Service's names in the node's certificates.
+    pub cluster_domain: String,
+    /// A registry the nodes' containerd asks first for Docker Hub images.
+    pub registry_mirror: Option<String>,
+    /// How long the node pod may take to be scheduled and started.
+    pub schedule_timeout: Duration,
+    /// How long the API server in the node may take to answer after `kubeadm init`.
+    pub ready_timeout: Duration,
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        KubernetesSettings {
+            kubeconfig: None,
+            namespace_prefix: "hardlab-".to_owned(),
+            server_namespace: "hardlab".to_owned(),
+            server_pod_labels: BTreeMap::from([(
+                "app.kubernetes.io/name".to_owned(),
+                "hardlab".to_owned(),
+            )]),
+            service_account: "hardlab".to_owned(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            egress_cidrs: Vec::new(),
+            cluster_domain: "cluster.local".to_owned(),
+            registry_mirror: None,
+            schedule_timeout: Duration::from_secs(300),
+            ready_timeout: Duration::from_secs(240),
+        }
     }
 }

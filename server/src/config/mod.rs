@@ -6,7 +6,9 @@
 mod clusters;
 mod web;
 
-pub use clusters::{ClusterFlags, ClusterSettings, ProviderKind, ProxyConfig, ProxyFlags};
+pub use clusters::{
+    ClusterFlags, ClusterSettings, KubernetesSettings, ProviderKind, ProxyConfig, ProxyFlags,
+};
 pub use web::{
     AddressRange, AddressRangeError, JoinCode, SignupMode, canonical_address, parse_frame_ancestors,
 };

@@ -16,10 +16,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::ws::{Message, WebSocket};
-use bollard::Docker;
-use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::ExecConfig;
-use bollard::query_parameters::ResizeExecOptions;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
@@ -27,7 +23,20 @@ use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Mutex, Notify, broadcast};
 
-use crate::clusters::{Error, Result, node_container_name};
+pub type Result<T, E = TerminalError> = std::result::Result<T, E>;
+
+/// Why a terminal could not be opened or written to.
+#[derive(Debug, thiserror::Error)]
+pub enum TerminalError {
+    /// One user's shells are capped ([`TerminalConfig::max_per_user`]).
+    #[error("you already have {open} terminals open, the limit; close one first")]
+    TooMany { open: usize },
+    #[error("the shell is gone: {0}")]
+    Gone(#[source] std::io::Error),
+    /// The runtime that holds the node (a [`ShellBackend`]) could not start the shell.
+    #[error("{0}")]
+    Start(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// How much recent output a reconnecting browser gets back.
 const SCROLLBACK_BYTES: usize = 64 * 1024;
@@ -139,14 +148,8 @@ impl Shell {
             *last = Instant::now();
         }
         let mut input = self.input.lock().await;
-        input
-            .write_all(bytes)
-            .await
-            .map_err(|e| Error::Invalid(format!("the shell is gone: {e}")))?;
-        input
-            .flush()
-            .await
-            .map_err(|e| Error::Invalid(format!("the shell is gone: {e}")))
+        input.write_all(bytes).await.map_err(TerminalError::Gone)?;
+        input.flush().await.map_err(TerminalError::Gone)
     }
 }
 
@@ -189,9 +192,9 @@ impl TerminalHub {
         }
         let open_for_user = shells.keys().filter(|(owner, _)| owner == user).count();
         if open_for_user >= self.config.max_per_user {
-            return Err(Error::Invalid(format!(
-                "you already have {open_for_user} terminals open, the limit; close one first"
-            )));
+            return Err(TerminalError::TooMany {
+                open: open_for_user,
+            });
         }
         let shell = self.spawn_shell(user, cluster).await?;
         shells.insert(key, Arc::clone(&shell));
@@ -431,107 +434,4 @@ fn hang_up_command(pid_file: &str) -> Vec<String> {
          pkill -KILL -s \"$p\" 2>/dev/null || kill -KILL \"$p\" 2>/dev/null; exit 0"
     );
     vec!["sh".to_owned(), "-c".to_owned(), script]
-}
-
-/// Shells through the Docker engine: `docker exec -it` in the node container.
-pub struct DockerShells {
-    docker: Docker,
-}
-
-impl DockerShells {
-    pub fn new(docker: Docker) -> Arc<Self> {
-        Arc::new(DockerShells { docker })
-    }
-}
-
-struct DockerResizer {
-    docker: Docker,
-    exec_id: String,
-}
-
-#[async_trait]
-impl Resizer for DockerResizer {
-    async fn resize(&self, cols: u16, rows: u16) {
-        let options = ResizeExecOptions {
-            h: i32::from(rows),
-            w: i32::from(cols),
-        };
-        if let Err(error) = self.docker.resize_exec(&self.exec_id, options).await {
-            tracing::debug!(%error, "resizing a terminal failed");
-        }
-    }
-}
-
-#[async_trait]
-impl ShellBackend for DockerShells {
-    async fn spawn(&self, cluster: &str, argv: Vec<String>) -> Result<SpawnedShell> {
-        let container = node_container_name(cluster);
-        let docker_error = crate::clusters::docker::docker_error;
-        let created = self
-            .docker
-            .create_exec(
-                &container,
-                ExecConfig {
-                    attach_stdin: Some(true),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    tty: Some(true),
-                    env: Some(vec!["TERM=xterm-256color".to_owned()]),
-                    cmd: Some(argv),
-                    working_dir: Some("/root".to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(docker_error("opening a terminal"))?;
-        let started = self
-            .docker
-            .start_exec(
-                &created.id,
-                Some(StartExecOptions {
-                    detach: false,
-                    tty: true,
-                    output_capacity: None,
-                }),
-            )
-            .await
-            .map_err(docker_error("opening a terminal"))?;
-        let StartExecResults::Attached { output, input } = started else {
-            return Err(Error::Invalid(
-                "Docker started the shell detached".to_owned(),
-            ));
-        };
-        let output = output
-            .take_while(|chunk| std::future::ready(chunk.is_ok()))
-            .filter_map(|chunk| std::future::ready(chunk.ok().map(|chunk| chunk.into_bytes())))
-            .boxed();
-        Ok(SpawnedShell {
-            input,
-            output,
-            resizer: Box::new(DockerResizer {
-                docker: self.docker.clone(),
-                exec_id: created.id,
-            }),
-        })
-    }
-
-    async fn run_quietly(&self, cluster: &str, argv: Vec<String>) {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(argv),
-            ..Default::default()
-        };
-        let container = node_container_name(cluster);
-        let Ok(created) = self.docker.create_exec(&container, config).await else {
-            return;
-        };
-        if let Ok(StartExecResults::Attached { mut output, .. }) = self
-            .docker
-            .start_exec(&created.id, None::<StartExecOptions>)
-            .await
-        {
-            while let Some(Ok(_)) = output.next().await {}
-        }
-    }
 }
