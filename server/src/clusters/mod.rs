@@ -18,6 +18,7 @@ pub mod setup;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hardlab_grader::target::NodeAccess;
@@ -186,6 +187,58 @@ pub struct NodeInfo {
 pub struct CreatedCluster {
     pub node: NodeInfo,
     pub credentials: ClusterCredentials,
+}
+
+/// Where [`run_script_in`] puts a script in the node before running it.
+const SCRIPT_PATH: &str = "/tmp/hardlab-harness-script.sh";
+
+/// How a script run ended.
+#[derive(Debug, Clone)]
+pub struct ScriptRun {
+    pub exit_code: i64,
+    pub output: String,
+}
+
+/// Runs a lab script as root in a cluster's control-plane node, as `bash -euo pipefail` with the
+/// admin kubeconfig (the lab format's promise): the one runner of lab scripts for the harness and
+/// for a learner's catch-up.
+pub async fn run_script_in(
+    provider: &dyn ClusterProvider,
+    cluster: &str,
+    script: &str,
+    env: &[String],
+    timeout: Duration,
+) -> Result<ScriptRun> {
+    let copy = ["sh", "-c", &format!("cat > {SCRIPT_PATH}")].map(str::to_owned);
+    let copied = provider
+        .exec(cluster, &copy, Some(script.as_bytes().to_vec()))
+        .await?;
+    if copied.exit_code != 0 {
+        return Err(Error::CommandFailed {
+            command: "copying the lab script into the node".to_owned(),
+            code: copied.exit_code,
+            output: copied.short_output(),
+        });
+    }
+    let mut command: Vec<String> = vec!["env".to_owned()];
+    command.extend(env.iter().cloned());
+    command.extend(lab_script_command(SCRIPT_PATH));
+    let run = provider.exec(cluster, &command, None);
+    match tokio::time::timeout(timeout, run).await {
+        Ok(output) => {
+            let output = output?;
+            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&output.stderr));
+            Ok(ScriptRun {
+                exit_code: output.exit_code,
+                output: text,
+            })
+        }
+        Err(_) => Ok(ScriptRun {
+            exit_code: -1,
+            output: format!("did not finish within {} s", timeout.as_secs()),
+        }),
+    }
 }
 
 /// How a lab script runs in a node, for the lab harness and for learners' new clusters alike: as

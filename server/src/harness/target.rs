@@ -18,16 +18,10 @@ use crate::clusters::{
 };
 
 /// Where scripts are copied in the node before they run.
-const SCRIPT_PATH: &str = "/tmp/hardlab-harness-script.sh";
 /// Capabilities hardlab knows how to detect; anything else must be declared with `--capability`.
 pub const DETECTED: &[&str] = &["pods", "kms-v2", "psa", "insecure-port"];
 
-/// How a script run ended.
-#[derive(Debug, Clone)]
-pub struct ScriptRun {
-    pub exit_code: i64,
-    pub output: String,
-}
+pub use crate::clusters::{ScriptRun, run_script_in};
 
 pub struct Target {
     provider: DockerProvider,
@@ -157,7 +151,7 @@ impl Target {
         env: &[String],
         timeout: Duration,
     ) -> Result<ScriptRun> {
-        run_script_in(&self.provider, &self.cluster, script, env, timeout).await
+        Ok(run_script_in(&self.provider, &self.cluster, script, env, timeout).await?)
     }
 
     async fn client(&self) -> Result<(kube::Client, ApiEndpoint)> {
@@ -286,46 +280,5 @@ impl Target {
             capabilities.insert("pods".to_owned());
         }
         Ok(capabilities)
-    }
-}
-
-/// Runs a lab script as root in a cluster's control-plane node, as `bash -euo pipefail` with the
-/// admin kubeconfig (the lab format's promise): the one runner of lab scripts for the harness and
-/// for a learner's catch-up.
-pub async fn run_script_in(
-    provider: &dyn ClusterProvider,
-    cluster: &str,
-    script: &str,
-    env: &[String],
-    timeout: Duration,
-) -> Result<ScriptRun> {
-    let copy = ["sh", "-c", &format!("cat > {SCRIPT_PATH}")].map(str::to_owned);
-    let copied = provider
-        .exec(cluster, &copy, Some(script.as_bytes().to_vec()))
-        .await?;
-    if copied.exit_code != 0 {
-        return Err(Error::Node(format!(
-            "copying the script into the node failed: {}",
-            copied.short_output()
-        )));
-    }
-    let mut command: Vec<String> = vec!["env".to_owned()];
-    command.extend(env.iter().cloned());
-    command.extend(crate::clusters::lab_script_command(SCRIPT_PATH));
-    let run = provider.exec(cluster, &command, None);
-    match tokio::time::timeout(timeout, run).await {
-        Ok(output) => {
-            let output = output?;
-            let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&output.stderr));
-            Ok(ScriptRun {
-                exit_code: output.exit_code,
-                output: text,
-            })
-        }
-        Err(_) => Ok(ScriptRun {
-            exit_code: -1,
-            output: format!("did not finish within {} s", timeout.as_secs()),
-        }),
     }
 }

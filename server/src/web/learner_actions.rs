@@ -3,7 +3,7 @@
 //! (a fresh cluster in place of the current one). The learner's own buttons call these, and so do
 //! an instructor's actions for a learner; both show the same progress.
 //!
-//! Solutions run with the lab harness's runner (`harness::target::run_script_in`), grading goes
+//! Solutions run with the lab harness's runner (`clusters::run_script_in`), grading goes
 //! through `check::grade_step`, so catch-up's passes are attempts like any other (origin
 //! `catch-up`), never two gradings of one step at once.
 
@@ -257,7 +257,7 @@ async fn run_steps(
         };
         if let Some(script) = &step.solution_script {
             set("running", None);
-            let run = crate::harness::target::run_script_in(
+            let run = crate::clusters::run_script_in(
                 provider.as_ref(),
                 &cluster.id,
                 script,
