@@ -171,6 +171,25 @@ async fn a_security_key_enrolled_in_chromium_is_required_at_sign_in_and_guards_t
                 .unwrap();
         assert_eq!(keys, 1);
 
+        // Another learner, signed in with the CSRF token, cannot remove ada's key.
+        let mallory = app.learner("mallory").await;
+        mallory.get("/access").await;
+        let removal = reqwest::Client::new()
+            .post(format!("{}/api/proxy/webauthn/remove", app.base_url))
+            .header("cookie", mallory.cookie_header())
+            .header("x-csrf-token", mallory.csrf().unwrap())
+            .json(&json!({"credential_id": credential_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(removal.status(), 404);
+        let (keys,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM proxy_webauthn_keys WHERE user_name = 'ada'")
+                .fetch_one(&app.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(keys, 1, "still there");
+
         // Sign out; the password alone now leads to the key step, not into the site.
         browser.click("form[action='/signout'] button").await;
         browser.wait_for("a[href^='/signin']", WAIT).await;
@@ -241,6 +260,34 @@ async fn a_security_key_enrolled_in_chromium_is_required_at_sign_in_and_guards_t
         browser.goto(&format!("{base}/access")).await;
         assert!(browser.url().await.contains("/signin"), "no session without the key");
         browser.remove_virtual_authenticator(&stranger).await;
+
+        // An admin's reset removes the keys (ada lost them) and is audited; the password alone
+        // signs in again.
+        let admin = app
+            .user_with_role("root", hardlab_server::web::accounts::Role::Admin)
+            .await;
+        admin.get("/access").await;
+        let reset = reqwest::Client::new()
+            .post(format!("{}/api/proxy/second-factor/reset", app.base_url))
+            .header("cookie", admin.cookie_header())
+            .header("x-csrf-token", admin.csrf().unwrap())
+            .json(&json!({"user": "ada"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reset.status(), 200);
+        let page = app
+            .agent()
+            .post_form("/signin", &[("username", "ada"), ("password", PASSWORD)])
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+        let reset_event = audit_events(&app, "root").await;
+        assert!(
+            reset_event
+                .iter()
+                .any(|e| e.contains("auth.second_factor_reset") && e.contains("\"ada\"")),
+            "{reset_event:#?}"
+        );
 
         let events = audit_events(&app, "ada").await;
         assert!(
