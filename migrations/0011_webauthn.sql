@@ -28,8 +28,6 @@ CREATE TABLE proxy_webauthn_ceremonies (
     -- The credential's name, for a registration.
     name TEXT NOT NULL,
     state_json TEXT NOT NULL,
-    -- The options the browser gets, for a sign-in page that asks for them again.
-    options_json TEXT NOT NULL,
     expires_at BIGINT NOT NULL,
     PRIMARY KEY (binding, purpose)
 );

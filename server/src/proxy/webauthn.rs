@@ -214,7 +214,6 @@ async fn store_ceremony(
     user: &str,
     name: &str,
     state_json: &str,
-    options_json: &str,
 ) -> Result<(), ProxyError> {
     let now = now_ms();
     let mut tx = pool.begin().await?;
@@ -227,15 +226,14 @@ async fn store_ceremony(
         .await?;
     sqlx::query(
         "INSERT INTO proxy_webauthn_ceremonies \
-         (binding, purpose, user_name, name, state_json, options_json, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         (binding, purpose, user_name, name, state_json, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(binding)
     .bind(purpose.as_str())
     .bind(user)
     .bind(name)
     .bind(state_json)
-    .bind(options_json)
     .bind(now + CEREMONY_LIFETIME_MS)
     .execute(&mut *tx)
     .await?;
@@ -282,24 +280,6 @@ async fn take_ceremony(
     })
 }
 
-/// The options of a sign-in ceremony still waiting for this browser (its page reloaded).
-pub async fn waiting_sign_in(
-    pool: &AnyPool,
-    binding: &str,
-) -> Result<Option<(String, String)>, ProxyError> {
-    let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT user_name, options_json, expires_at FROM proxy_webauthn_ceremonies \
-         WHERE binding = $1 AND purpose = $2",
-    )
-    .bind(binding)
-    .bind(Purpose::SignIn.as_str())
-    .fetch_optional(pool)
-    .await?;
-    Ok(row
-        .filter(|(_, _, expires_at)| *expires_at >= now_ms())
-        .map(|(user, options, _)| (user, options)))
-}
-
 /// Starts proving that `user` holds one of their keys (sign-in or step-up): the options for the
 /// browser's `navigator.credentials.get`.
 pub async fn start_authentication(
@@ -320,8 +300,7 @@ pub async fn start_authentication(
         .start_passkey_authentication(&credentials)
         .map_err(|error| ProxyError::Internal(format!("WebAuthn challenge: {error}")))?;
     let state_json = serde_json::to_string(&state).map_err(|e| json_error("ceremony", &e))?;
-    let options_json = serde_json::to_string(&options).map_err(|e| json_error("options", &e))?;
-    store_ceremony(pool, binding, purpose, user, "", &state_json, &options_json).await?;
+    store_ceremony(pool, binding, purpose, user, "", &state_json).await?;
     Ok(options)
 }
 
@@ -442,17 +421,7 @@ pub async fn start_registration(
         .start_passkey_registration(handle, user, user, Some(existing))
         .map_err(|error| ProxyError::Internal(format!("WebAuthn registration: {error}")))?;
     let state_json = serde_json::to_string(&state).map_err(|e| json_error("ceremony", &e))?;
-    let options_json = serde_json::to_string(&options).map_err(|e| json_error("options", &e))?;
-    store_ceremony(
-        pool,
-        binding,
-        Purpose::Register,
-        user,
-        &name,
-        &state_json,
-        &options_json,
-    )
-    .await?;
+    store_ceremony(pool, binding, Purpose::Register, user, &name, &state_json).await?;
     Ok(options)
 }
 
