@@ -1,4 +1,5 @@
-// The access proxy's pages: TOTP enrolment (QR code, replace and remove with the current code),
+// The access proxy's pages: second factors (TOTP with its QR code, security keys and passkeys through
+// webauthn.js; adding or removing one proves the current one first),
 // the admin's roles editor, the learner's own lab proxy (roles, invited users) and session replay.
 // Handlers are bound by data-action (no inline script), and every change sends the page's CSRF token.
 "use strict";
@@ -19,11 +20,23 @@
     return json;
   }
   function byId(id) { return document.getElementById(id); }
+  // Proof that the viewer still holds their second factor, before one is added or removed: the
+  // app's current code when typed, else one of their security keys (a step-up challenge), else
+  // nothing (their first factor). The server decides whether it is enough.
+  async function proof() {
+    var current = byId("current-code");
+    if (current && current.value.trim()) return { code: current.value };
+    var keys = byId("security-keys");
+    if (keys && Number(keys.dataset.count) > 0) {
+      var options = await postJson("/api/proxy/webauthn/step-up", {});
+      return { assertion: await window.hardlabWebauthn.get(options) };
+    }
+    return {};
+  }
   var actions = {
     enroll: async function () {
-      var current = byId("current-code");
       try {
-        var answer = await postJson("/api/proxy/totp/enroll", current ? { code: current.value } : {});
+        var answer = await postJson("/api/proxy/totp/enroll", await proof());
       } catch (error) {
         byId("totp-status").textContent = "Not replaced: " + error.message;
         return;
@@ -49,10 +62,39 @@
     },
     "remove-totp": async function () {
       try {
-        await postJson("/api/proxy/totp/remove", { code: byId("current-code").value });
+        await postJson("/api/proxy/totp/remove", await proof());
         byId("totp-status").textContent = "Removed. You sign in with the password alone until you enrol again.";
       } catch (error) {
         byId("totp-status").textContent = "Not removed: " + error.message;
+      }
+    },
+    "add-key": async function () {
+      var status = byId("key-status");
+      if (!window.hardlabWebauthn.supported()) {
+        status.textContent = "This browser cannot use security keys.";
+        return;
+      }
+      try {
+        var body = Object.assign({ name: byId("key-name").value }, await proof());
+        var options = await postJson("/api/proxy/webauthn/register/start", body);
+        status.textContent = "Touch the new key (or confirm on your device)…";
+        var credential = await window.hardlabWebauthn.create(options);
+        var key = await postJson("/api/proxy/webauthn/register/finish", { credential: credential });
+        status.textContent = "Added " + key.name + ". Signing in asks for a key from now on. Reloading…";
+        window.location.reload();
+      } catch (error) {
+        status.textContent = "Not added: " + window.hardlabWebauthn.explain(error);
+      }
+    },
+    "remove-key": async function (button) {
+      var status = byId("key-status");
+      try {
+        var body = Object.assign({ credential_id: button.dataset.credential }, await proof());
+        var answer = await postJson("/api/proxy/webauthn/remove", body);
+        status.textContent = "Removed " + answer.name + ". Reloading…";
+        window.location.reload();
+      } catch (error) {
+        status.textContent = "Not removed: " + window.hardlabWebauthn.explain(error);
       }
     },
     // The site's editor (admins) or the learner's own lab proxy's, as the button says.

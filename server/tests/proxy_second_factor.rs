@@ -112,10 +112,13 @@ async fn web_sign_in_needs_the_code_once_an_authenticator_is_enrolled() {
             "{}",
             wrong.body
         );
-        let right = sign_in(&app, "sana", &code(&secret, 0)).await;
+        // One code for both attempts: computed twice, a time step passing between them (a loaded
+        // machine) would make the second a new, valid code.
+        let current = code(&secret, 0);
+        let right = sign_in(&app, "sana", &current).await;
         assert_eq!(right.status, 303, "{}", right.body);
         // The same code a second time: burnt.
-        let again = sign_in(&app, "sana", &code(&secret, 0)).await;
+        let again = sign_in(&app, "sana", &current).await;
         assert_eq!(again.status, 401);
     })
     .await;
@@ -350,6 +353,13 @@ const PROXY_ACTIONS: &[(&str, &str)] = &[
     ("/api/proxy/totp/enroll", "{}"),
     ("/api/proxy/totp/confirm", r#"{"code":"123456"}"#),
     ("/api/proxy/totp/remove", r#"{"code":"123456"}"#),
+    ("/api/proxy/webauthn/step-up", "{}"),
+    ("/api/proxy/webauthn/register/start", r#"{"name":"key"}"#),
+    (
+        "/api/proxy/webauthn/register/finish",
+        r#"{"credential":{}}"#,
+    ),
+    ("/api/proxy/webauthn/remove", r#"{"credential_id":"x"}"#),
     ("/api/proxy/second-factor/reset", r#"{"user":"victim"}"#),
     ("/api/proxy/certificates/revoke", r#"{"user":"victim"}"#),
     ("/api/proxy/config", r#"{"yaml":"roles: []"}"#),

@@ -17,6 +17,7 @@ pub mod store;
 pub mod tenant;
 pub mod totp;
 pub mod web;
+pub mod webauthn;
 
 /// Why a proxy operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ use super::recording::Recorder;
 use super::roles::{DEFAULT_TTL, parse_duration};
 use super::store;
 use super::tenant::Tenant;
+use super::webauthn::SecurityKeys;
 use crate::db::seal::Sealer;
 
 /// How often each server re-reads roles and clusters, so an edit made through another instance
@@ -92,6 +93,8 @@ pub struct ProxyService {
     pub kube: Arc<KubeProxy>,
     pub public_url: String,
     pub listen: SocketAddr,
+    /// The WebAuthn relying party (security keys and passkeys), for the server's public URL.
+    pub security_keys: SecurityKeys,
 }
 
 impl std::fmt::Debug for ProxyService {
@@ -164,6 +167,7 @@ impl ProxyService {
             kube,
             public_url,
             listen,
+            security_keys: SecurityKeys::for_server_url(settings.server_url.as_deref()),
         });
         tokio::spawn({
             let service = Arc::downgrade(&service);
@@ -223,6 +227,18 @@ impl ProxyService {
                 })
             })
             .transpose()?;
+        // A command line cannot hold a security key up to a browser: an account whose only second
+        // factor is a key is told to add an authenticator app, never let in on the password.
+        if factor_tenant.is_site()
+            && !store::totp_enrolled(&self.pool, factor_tenant, &user).await?
+            && super::webauthn::has_keys(&self.pool, &user).await?
+        {
+            return Err(ProxyError::Unauthorized(
+                "this account's second factor is a security key, which hardlab login cannot use: \
+                 add an authenticator app on the Access page and log in with its code"
+                    .into(),
+            ));
+        }
         match store::check_totp(
             &self.pool,
             &self.sealer,

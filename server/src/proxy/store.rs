@@ -712,6 +712,17 @@ pub async fn enroll_totp(
             })?;
         check_totp(pool, sealer, &site, user, code, false).await?;
     }
+    enroll_totp_proven(pool, sealer, user).await
+}
+
+/// [`enroll_totp`] for a caller that has checked the user's current second factor itself (a
+/// code, or a security key: [`super::webauthn::require_current_factor`]).
+pub async fn enroll_totp_proven(
+    pool: &AnyPool,
+    sealer: &Sealer,
+    user: &str,
+) -> Result<String, ProxyError> {
+    let site = Tenant::site();
     let secret = totp::new_secret();
     let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM proxy_totp WHERE tenant = $1 AND user_name = $2")
@@ -731,19 +742,19 @@ pub async fn enroll_totp(
     Ok(secret)
 }
 
-/// Removes a site account's authenticator after checking its current code.
-pub async fn remove_totp(
-    pool: &AnyPool,
-    sealer: &Sealer,
-    user: &str,
-    code: &str,
-) -> Result<(), ProxyError> {
-    check_totp(pool, sealer, &Tenant::site(), user, code, false).await?;
-    reset_second_factor(pool, user).await
+/// Removes a site account's authenticator app (the caller has checked the user's current second
+/// factor); their security keys stay.
+pub async fn remove_totp(pool: &AnyPool, user: &str) -> Result<(), ProxyError> {
+    sqlx::query("DELETE FROM proxy_totp WHERE tenant = $1 AND user_name = $2")
+        .bind(Tenant::site().as_str())
+        .bind(user)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
-/// Removes a site account's second factor without a code: only for an admin's reset, which the
-/// caller audits. The user signs in with the password alone until they enrol again.
+/// Removes a site account's second factors (authenticator app and security keys) without a
+/// code: only for an admin's reset, which the caller audits. The user signs in with the password alone until they enrol again.
 pub async fn reset_second_factor(pool: &AnyPool, user: &str) -> Result<(), ProxyError> {
     let site = Tenant::site();
     sqlx::query("DELETE FROM proxy_totp WHERE tenant = $1 AND user_name = $2")
@@ -756,7 +767,7 @@ pub async fn reset_second_factor(pool: &AnyPool, user: &str) -> Result<(), Proxy
         .bind(user)
         .execute(pool)
         .await?;
-    Ok(())
+    super::webauthn::remove_all(pool, user).await
 }
 
 pub async fn totp_enrolled(
@@ -772,22 +783,31 @@ pub async fn totp_enrolled(
     Ok(row.is_some_and(|row| row.try_get::<i64, _>(0).unwrap_or(0) == 1))
 }
 
-/// Whether signing in to the site needs a second factor: the account has a confirmed one.
+/// Whether signing in to the site needs a second factor: the account has a confirmed
+/// authenticator app or a security key.
 pub async fn has_second_factor(pool: &AnyPool, user: &str) -> Result<bool, ProxyError> {
-    totp_enrolled(pool, &Tenant::site(), user).await
+    Ok(totp_enrolled(pool, &Tenant::site(), user).await?
+        || super::webauthn::has_keys(pool, user).await?)
 }
 
 /// The second step of a web sign-in whose password was right: nothing for a user without a
-/// second factor; otherwise `code` must be a current, unused code. Errors say what to do, and
-/// wrong codes count towards the same throttle as `hardlab login`'s.
+/// second factor (`false`); otherwise `code` must be a current, unused code (`true`). Errors say
+/// what to do, and wrong codes count towards the same throttle as `hardlab login`'s.
 pub async fn check_sign_in_second_factor(
     pool: &AnyPool,
     sealer: &Sealer,
     user: &str,
     code: &str,
-) -> Result<(), ProxyError> {
+) -> Result<bool, ProxyError> {
     if !has_second_factor(pool, user).await? {
-        return Ok(());
+        return Ok(false);
+    }
+    if !totp_enrolled(pool, &Tenant::site(), user).await? {
+        // Security keys only: the sign-in page asks for one when no code is typed.
+        return Err(ProxyError::Unauthorized(
+            "This account signs in with a security key: leave the code empty and use the key."
+                .into(),
+        ));
     }
     if code.trim().is_empty() {
         return Err(ProxyError::Unauthorized(
@@ -795,10 +815,11 @@ pub async fn check_sign_in_second_factor(
         ));
     }
     match check_totp(pool, sealer, &Tenant::site(), user, code, false).await {
+        Ok(()) => Ok(true),
         Err(ProxyError::Unauthorized(_)) => Err(ProxyError::Unauthorized(
             "Wrong username, password or code.".into(),
         )),
-        other => other,
+        Err(other) => Err(other),
     }
 }
 
@@ -864,6 +885,15 @@ pub async fn check_totp(
         record_code_failure(pool, tenant, user, now).await?;
         return Err(refused());
     }
+    clear_code_failures(pool, tenant, user).await
+}
+
+/// Forgets `user`'s wrong codes (and failed security keys) after a right one.
+pub(crate) async fn clear_code_failures(
+    pool: &AnyPool,
+    tenant: &Tenant,
+    user: &str,
+) -> Result<(), ProxyError> {
     sqlx::query("DELETE FROM proxy_code_failures WHERE tenant = $1 AND user_name = $2")
         .bind(tenant.as_str())
         .bind(user)
@@ -872,7 +902,7 @@ pub async fn check_totp(
     Ok(())
 }
 
-async fn code_blocked_for(
+pub(crate) async fn code_blocked_for(
     pool: &AnyPool,
     tenant: &Tenant,
     user: &str,
@@ -891,7 +921,7 @@ async fn code_blocked_for(
     })
 }
 
-async fn record_code_failure(
+pub(crate) async fn record_code_failure(
     pool: &AnyPool,
     tenant: &Tenant,
     user: &str,

@@ -24,6 +24,7 @@ use super::recording;
 use super::roles::{ProxyConfig, Role};
 use super::service::ProxyService;
 use super::tenant::{self, Tenant};
+use super::webauthn::{self, FactorProof};
 use super::{store, totp};
 use crate::web::session::{Session, Visitor};
 
@@ -34,6 +35,8 @@ pub struct Viewer {
     pub admin: bool,
     /// The session's CSRF token, sent back by the page's scripts as `X-CSRF-Token`.
     pub csrf: String,
+    /// What binds a security key ceremony to this session (the SHA-256 of its token).
+    pub session_binding: String,
 }
 
 /// What the proxy needs from hardlab's accounts; the web app implements it.
@@ -69,6 +72,16 @@ where
         .route("/api/proxy/totp/enroll", post(totp_enroll))
         .route("/api/proxy/totp/confirm", post(totp_confirm))
         .route("/api/proxy/totp/remove", post(totp_remove))
+        .route("/api/proxy/webauthn/step-up", post(webauthn_step_up))
+        .route(
+            "/api/proxy/webauthn/register/start",
+            post(webauthn_register_start),
+        )
+        .route(
+            "/api/proxy/webauthn/register/finish",
+            post(webauthn_register_finish),
+        )
+        .route("/api/proxy/webauthn/remove", post(webauthn_remove))
         .route("/api/proxy/second-factor/reset", post(second_factor_reset))
         .route("/api/proxy/certificates/revoke", post(revoke))
         .route("/api/proxy/config", post(apply_config))
@@ -350,26 +363,15 @@ async fn tenant_audit_verify(
     Ok(Json(serde_json::json!({ "intact": intact, "report": report })).into_response())
 }
 
-#[derive(Deserialize, Default)]
-struct EnrollBody {
-    /// The current code of the authenticator being replaced, when there is one.
-    #[serde(default)]
-    code: Option<String>,
-}
-
 async fn totp_enroll(
     State(web): State<Arc<ProxyWeb>>,
     SignedIn(viewer): SignedIn,
-    Json(body): Json<EnrollBody>,
+    Json(proof): Json<FactorProof>,
 ) -> Result<Response, ApiError> {
     let service = &web.service;
-    let secret = store::enroll_totp(
-        &service.pool,
-        &service.sealer,
-        &viewer.name,
-        body.code.as_deref(),
-    )
-    .await?;
+    let proven = current_factor(&web, &viewer, &proof).await?;
+    let secret = store::enroll_totp_proven(&service.pool, &service.sealer, &viewer.name).await?;
+    record_account_event(&web, "auth.totp_enrol", &viewer.name, &proven).await?;
     let uri = totp::otpauth_uri(&viewer.name, &secret);
     let qr_svg = totp::qr_svg(&uri)?;
     Ok(Json(serde_json::json!({
@@ -378,6 +380,39 @@ async fn totp_enroll(
         "qr_svg": qr_svg,
     }))
     .into_response())
+}
+
+/// Checks that the viewer still holds their second factor, if they have one
+/// ([`webauthn::require_current_factor`]); says how, for the audit event.
+async fn current_factor(
+    web: &ProxyWeb,
+    viewer: &Viewer,
+    proof: &FactorProof,
+) -> Result<String, ApiError> {
+    let service = &web.service;
+    Ok(webauthn::require_current_factor(
+        &service.pool,
+        &service.sealer,
+        &service.security_keys,
+        &viewer.name,
+        &viewer.session_binding,
+        proof,
+    )
+    .await?)
+}
+
+/// Records a change to an account's second factors (or a sign-in with one) in the site's audit
+/// log: `user` did it to themselves, `how` says with what.
+async fn record_account_event(
+    web: &ProxyWeb,
+    event: &str,
+    user: &str,
+    how: &str,
+) -> Result<(), ProxyError> {
+    let mut entry = audit::AuditEvent::admin_action(event, user, user);
+    entry.reason = how.to_owned();
+    web.service.kube.audit().record(entry).await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -403,16 +438,118 @@ async fn totp_confirm(
     Ok(Json(serde_json::json!({ "confirmed": true })).into_response())
 }
 
-/// Removes the viewer's authenticator; its current code proves the viewer still holds it.
+/// Removes the viewer's authenticator app; its current code (or one of their security keys)
+/// proves the viewer still holds their second factor.
 async fn totp_remove(
     State(web): State<Arc<ProxyWeb>>,
     SignedIn(viewer): SignedIn,
-    Json(body): Json<CodeBody>,
+    Json(proof): Json<FactorProof>,
+) -> Result<Response, ApiError> {
+    let proven = current_factor(&web, &viewer, &proof).await?;
+    store::remove_totp(&web.service.pool, &viewer.name).await?;
+    record_account_event(&web, "auth.totp_remove", &viewer.name, &proven).await?;
+    tracing::info!(user = %viewer.name, "authenticator app removed by its owner");
+    Ok(Json(serde_json::json!({ "removed": true })).into_response())
+}
+
+/// A challenge for the viewer's security keys, answered to prove they still hold one before
+/// adding or removing a second factor.
+async fn webauthn_step_up(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
 ) -> Result<Response, ApiError> {
     let service = &web.service;
-    store::remove_totp(&service.pool, &service.sealer, &viewer.name, &body.code).await?;
-    tracing::info!(user = %viewer.name, "second factor removed by its owner");
-    Ok(Json(serde_json::json!({ "removed": true })).into_response())
+    let options = webauthn::start_authentication(
+        &service.pool,
+        &service.security_keys,
+        &viewer.name,
+        &viewer.session_binding,
+        webauthn::Purpose::StepUp,
+    )
+    .await?;
+    Ok(Json(options).into_response())
+}
+
+#[derive(Deserialize)]
+struct RegisterStartBody {
+    name: String,
+    #[serde(flatten)]
+    proof: FactorProof,
+}
+
+/// Starts adding a security key or passkey: the current second factor first, if there is one.
+async fn webauthn_register_start(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
+    Json(body): Json<RegisterStartBody>,
+) -> Result<Response, ApiError> {
+    let service = &web.service;
+    // A bad name is refused before a code is spent on it.
+    webauthn::key_name(&body.name)?;
+    current_factor(&web, &viewer, &body.proof).await?;
+    let options = webauthn::start_registration(
+        &service.pool,
+        &service.security_keys,
+        &viewer.name,
+        &body.name,
+        &viewer.session_binding,
+    )
+    .await?;
+    Ok(Json(options).into_response())
+}
+
+#[derive(Deserialize)]
+struct RegisterFinishBody {
+    credential: Box<webauthn_rs::prelude::RegisterPublicKeyCredential>,
+}
+
+async fn webauthn_register_finish(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
+    Json(body): Json<RegisterFinishBody>,
+) -> Result<Response, ApiError> {
+    let service = &web.service;
+    let key = webauthn::finish_registration(
+        &service.pool,
+        &service.security_keys,
+        &viewer.name,
+        &viewer.session_binding,
+        &body.credential,
+    )
+    .await?;
+    record_account_event(
+        &web,
+        "auth.webauthn_enrol",
+        &viewer.name,
+        &format!("security key {}", key.name),
+    )
+    .await?;
+    tracing::info!(user = %viewer.name, key = %key.name, "security key registered");
+    Ok(Json(key).into_response())
+}
+
+#[derive(Deserialize)]
+struct RemoveKeyBody {
+    credential_id: String,
+    #[serde(flatten)]
+    proof: FactorProof,
+}
+
+async fn webauthn_remove(
+    State(web): State<Arc<ProxyWeb>>,
+    SignedIn(viewer): SignedIn,
+    Json(body): Json<RemoveKeyBody>,
+) -> Result<Response, ApiError> {
+    let proven = current_factor(&web, &viewer, &body.proof).await?;
+    let name = webauthn::remove_key(&web.service.pool, &viewer.name, &body.credential_id).await?;
+    record_account_event(
+        &web,
+        "auth.webauthn_remove",
+        &viewer.name,
+        &format!("security key {name} (proved with {proven})"),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({ "removed": true, "name": name })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -603,6 +740,10 @@ struct AccessPage<'a> {
     visitor: &'a Visitor,
     section: &'static str,
     enrolled: bool,
+    /// The viewer's security keys and passkeys.
+    keys: Vec<webauthn::KeySummary>,
+    /// Whether this server can use security keys (its public URL names a host).
+    keys_available: bool,
     my_roles: Vec<String>,
     server_hint: String,
     viewer_name: &'a str,
@@ -728,6 +869,8 @@ async fn access_page(
         visitor: &visitor,
         section: "access",
         enrolled,
+        keys: webauthn::list_keys(pool, &viewer.name).await?,
+        keys_available: web.service.security_keys.available(),
         my_roles,
         server_hint: server_url(&web.service, &headers),
         viewer_name: &viewer.name,
@@ -983,11 +1126,13 @@ impl Accounts for AppAccounts {
 
     async fn viewer(&self, parts: &Parts) -> Option<Viewer> {
         let visitor = parts.extensions.get::<crate::web::session::Visitor>()?;
-        let user = visitor.user()?;
+        let session = visitor.session.as_deref()?;
+        let user = &session.user;
         Some(Viewer {
             name: user.username.clone(),
             admin: user.role >= crate::web::accounts::Role::Admin,
             csrf: visitor.csrf.clone(),
+            session_binding: session.token_hash().to_owned(),
         })
     }
 }
@@ -1014,6 +1159,11 @@ pub struct LabCluster {
 }
 
 impl ProxyWeb {
+    /// Records a web sign-in that used a second factor (`how`: which) in the site's audit log.
+    pub async fn record_sign_in(&self, user: &str, how: &str) -> Result<(), ProxyError> {
+        record_account_event(self, "auth.signin", user, how).await
+    }
+
     /// Puts the learner's lab cluster behind the proxy in their tenant (made if need be) as
     /// `lab-<user name>`, upstream through the kubeconfig hardlab holds for it: with the label
     /// `env: dev` when it is new, keeping the labels the learner set when it is already there.

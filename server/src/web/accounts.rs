@@ -98,6 +98,7 @@ pub fn startup_warnings(config: &Config, privileged_nodes: bool) -> Vec<String> 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/signin", get(signin_page).post(signin))
+        .route("/signin/key", post(signin_with_key))
         .route("/signup", get(signup_page).post(signup))
         .route("/signout", post(signout))
         .route("/setup", get(setup_page).post(setup))
@@ -469,6 +470,17 @@ async fn signin(
     let next = safe_next(&form.next);
     match row {
         Some((user_id, _)) if valid => {
+            // An account with a security key and no code typed: the key is the second step.
+            if form.code.trim().is_empty()
+                && let Some(proxy) = &state.proxy
+                && proxy.service.security_keys.available()
+                && crate::proxy::webauthn::has_keys(&state.db, &username)
+                    .await
+                    .map_err(|error| WebError::Internal(crate::Error::Proxy(error)))?
+            {
+                keys.succeeded(&state.db).await?;
+                return key_step(&state, &visitor, proxy, &username, next).await;
+            }
             // A password alone is not enough for an account with a second factor.
             match crate::proxy::store::check_sign_in_second_factor(
                 &state.db,
@@ -478,7 +490,14 @@ async fn signin(
             )
             .await
             {
-                Ok(()) => {}
+                Ok(used_factor) => {
+                    if used_factor && let Some(proxy) = &state.proxy {
+                        proxy
+                            .record_sign_in(&username, "authenticator code")
+                            .await
+                            .map_err(|error| WebError::Internal(crate::Error::Proxy(error)))?;
+                    }
+                }
                 Err(crate::proxy::ProxyError::Throttled { retry_after_secs }) => {
                     return Err(WebError::TooManyRequests { retry_after_secs });
                 }
@@ -514,6 +533,122 @@ async fn signin(
             Ok((axum::http::StatusCode::UNAUTHORIZED, Html(page.render()?)).into_response())
         }
     }
+}
+
+#[derive(Template)]
+#[template(path = "signin_key.html")]
+struct SigninKeyPage<'a> {
+    visitor: &'a Visitor,
+    next: &'a str,
+    username: &'a str,
+    /// The challenge for the browser (webauthn-rs's JSON), put into a data attribute.
+    options_json: &'a str,
+}
+
+/// The password was right and the account has a security key: a challenge for its keys, kept
+/// server-side under a random cookie that only this browser holds, and the page that asks the
+/// key to answer it.
+async fn key_step(
+    state: &AppState,
+    visitor: &Visitor,
+    proxy: &crate::proxy::web::ProxyWeb,
+    username: &str,
+    next: &str,
+) -> Result<Response, WebError> {
+    let token = random_id() + &random_id();
+    let binding = crate::proxy::webauthn::binding_of(&token);
+    let options = crate::proxy::webauthn::start_authentication(
+        &state.db,
+        &proxy.service.security_keys,
+        username,
+        &binding,
+        crate::proxy::webauthn::Purpose::SignIn,
+    )
+    .await
+    .map_err(|error| WebError::Internal(crate::Error::Proxy(error)))?;
+    let options_json = serde_json::to_string(&options)
+        .map_err(|error| WebError::Internal(crate::Error::Config(format!("options: {error}"))))?;
+    let page = SigninKeyPage {
+        visitor,
+        next,
+        username,
+        options_json: &options_json,
+    };
+    let cookie = session::signin_cookie(
+        state,
+        &token,
+        crate::proxy::webauthn::CEREMONY_LIFETIME_MS / 1000,
+    )?;
+    tracing::info!(user = %username, "password right; waiting for the security key");
+    Ok(([(header::SET_COOKIE, cookie)], Html(page.render()?)).into_response())
+}
+
+#[derive(Deserialize)]
+struct SigninKeyBody {
+    credential: Box<webauthn_rs::prelude::PublicKeyCredential>,
+    #[serde(default)]
+    next: String,
+}
+
+/// The security key's answer to the sign-in challenge of this browser (its `hardlab_signin`
+/// cookie): the session starts if it verifies. The challenge is used up either way.
+async fn signin_with_key(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<SigninKeyBody>,
+) -> Result<Response, WebError> {
+    let refuse = |status: StatusCode, message: &str| {
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    };
+    let Some(proxy) = &state.proxy else {
+        return Ok(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "security keys are not available on this server now",
+        ));
+    };
+    let Some(token) = session::cookie(&headers, session::SIGNIN_COOKIE) else {
+        return Ok(refuse(
+            StatusCode::UNAUTHORIZED,
+            "sign in with your password first (the security key step lasts 5 minutes)",
+        ));
+    };
+    let binding = crate::proxy::webauthn::binding_of(token);
+    let finished = crate::proxy::webauthn::finish_authentication(
+        &state.db,
+        &proxy.service.security_keys,
+        &binding,
+        crate::proxy::webauthn::Purpose::SignIn,
+        None,
+        &body.credential,
+    )
+    .await;
+    let (username, key) = match finished {
+        Ok(done) => done,
+        Err(crate::proxy::ProxyError::Throttled { retry_after_secs }) => {
+            return Err(WebError::TooManyRequests { retry_after_secs });
+        }
+        Err(crate::proxy::ProxyError::Unauthorized(message)) => {
+            tracing::info!("sign-in refused: security key step failed");
+            return Ok(refuse(StatusCode::UNAUTHORIZED, &message));
+        }
+        Err(error) => return Err(WebError::Internal(crate::Error::Proxy(error))),
+    };
+    let (user_id,): (String,) = sqlx::query_as("SELECT id FROM users WHERE username = $1")
+        .bind(&username)
+        .fetch_one(&state.db)
+        .await?;
+    proxy
+        .record_sign_in(&username, &format!("security key {key}"))
+        .await
+        .map_err(|error| WebError::Internal(crate::Error::Proxy(error)))?;
+    let cookie = session::start(&state, &user_id).await?;
+    let clear = session::signin_cookie(&state, "", 0)?;
+    tracing::info!(user = %username, "signed in with a security key");
+    let mut response =
+        axum::Json(serde_json::json!({ "next": safe_next(&body.next) })).into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    response.headers_mut().append(header::SET_COOKIE, clear);
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -81,6 +81,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 }
 
 impl Session {
+    /// The SHA-256 of the session's token, as the database keeps it: what binds a security key
+    /// ceremony to this browser's session.
+    pub fn token_hash(&self) -> &str {
+        &self.token_hash
+    }
+
     pub fn is_staff(&self) -> bool {
         self.user.role >= Role::Instructor
     }
@@ -99,7 +105,8 @@ fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The value of cookie `name` in these request headers.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -165,6 +172,25 @@ pub async fn end(state: &AppState, session: &Session) -> Result<HeaderValue, Web
         .execute(&state.db)
         .await?;
     set_cookie(state, SESSION_COOKIE, "", Some(0))
+}
+
+/// The cookie that carries a sign-in between its password and its security key: random, HttpOnly,
+/// sent only to `/signin` paths, only by this site, and only for as long as the challenge lives.
+pub const SIGNIN_COOKIE: &str = "hardlab_signin";
+
+pub fn signin_cookie(
+    state: &AppState,
+    token: &str,
+    max_age_secs: i64,
+) -> Result<HeaderValue, WebError> {
+    let mut cookie = format!(
+        "{SIGNIN_COOKIE}={token}; Path=/signin; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}"
+    );
+    if state.config.cookies_secure() {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::from_str(&cookie)
+        .map_err(|_| WebError::Internal(crate::Error::InvalidInput("cookie value".into())))
 }
 
 fn set_cookie(

@@ -314,6 +314,37 @@ impl Browser {
             .await
     }
 
+    /// Adds a virtual authenticator (WebDriver's WebAuthn extension) to the browser: from now on
+    /// `navigator.credentials` talks to it, with no person to touch anything. `options` is the
+    /// extension's JSON (`protocol`, `transport`, `hasResidentKey`, `hasUserVerification`,
+    /// `isUserVerified`, ...). Returns the authenticator's id.
+    pub async fn add_virtual_authenticator(&self, options: Value) -> String {
+        let answer = self.post("/webauthn/authenticator", options).await;
+        answer
+            .as_str()
+            .unwrap_or_else(|| panic!("no virtual authenticator: {answer}"))
+            .to_owned()
+    }
+
+    /// Removes a virtual authenticator and the credentials it holds.
+    pub async fn remove_virtual_authenticator(&self, id: &str) {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/webauthn/authenticator/{id}"),
+            None,
+        )
+        .await;
+    }
+
+    /// The credentials a virtual authenticator holds (`credentialId`, `rpId`, `signCount`, ...).
+    pub async fn virtual_credentials(&self, id: &str) -> Vec<Value> {
+        self.get(&format!("/webauthn/authenticator/{id}/credentials"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Console messages since the last call (chromedriver's log endpoint), as `LEVEL message`.
     pub async fn console_messages(&self) -> Vec<String> {
         let entries = self.post("/se/log", json!({"type": "browser"})).await;
