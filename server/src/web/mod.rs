@@ -19,6 +19,7 @@ pub mod session;
 pub mod signup;
 mod targets;
 pub mod users;
+pub mod workshops;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .merge(clusters::routes(state.clusters.as_ref()))
         .merge(cluster::routes())
         .merge(admin::routes())
+        .merge(workshops::routes())
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(|| async { WebError::NotFound })
         .layer(middleware::from_fn(error::in_layout))
