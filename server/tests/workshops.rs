@@ -255,8 +255,9 @@ async fn the_admin_cli_creates_lists_shows_exports_and_ends_workshops() {
             assert!(header.contains(&wanted), "{wanted} missing: {header:?}");
         }
         let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
-        // Two learners, three steps (demo-etcd: look, encrypt; reading: read).
-        assert_eq!(rows.len(), 6, "{csv}");
+        // Two learners, one checked step (demo-etcd's encrypt; its "look" and the reading lab
+        // have no checks, so no verdict).
+        assert_eq!(rows.len(), 2, "{csv}");
         let alice_encrypt = rows
             .iter()
             .find(|row| row[0] == "alice" && row[2] == "encrypt")
@@ -484,6 +485,219 @@ async fn a_name_alone_joins_only_where_the_signup_mode_allows_it() {
                 .await
                 .unwrap();
         assert_eq!(count, 0);
+    })
+    .await;
+}
+
+/// Reads the event stream until an event's data satisfies `wanted`; returns that data.
+async fn next_board(response: &mut reqwest::Response, wanted: impl Fn(&str) -> bool) -> String {
+    let mut buffer = String::new();
+    let mut last = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|line| line.strip_prefix(' ').unwrap_or(line))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if event.contains("event: board") && wanted(&data) {
+                return data;
+            }
+            last = data;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such board event; the last one was:\n{last}"
+        );
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), response.chunk())
+            .await
+            .expect("the board stream went quiet")
+            .unwrap()
+            .expect("the board stream ended");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_board_is_live_for_its_instructors_only() {
+    use hardlab_server::web::accounts::Role;
+    each_database(|db| async move {
+        let app = start_app(db).await;
+        let teacher = app.user_with_role("teacher", Role::Instructor).await;
+        let other_teacher = app.user_with_role("other-teacher", Role::Instructor).await;
+        let admin = app.user_with_role("root", Role::Admin).await;
+
+        // An instructor creates a workshop on the page; they run it.
+        teacher.get("/workshops").await;
+        let created = teacher
+            .post_form(
+                "/workshops",
+                &[
+                    ("title", "Etcd morning"),
+                    ("labs", "demo-etcd"),
+                    ("labs", "reading"),
+                    ("capacity", "10"),
+                    ("minutes", "120"),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, 303, "{}", created.body);
+        let board_url = created.location().unwrap().to_owned();
+        let id = board_url.strip_prefix("/workshops/").unwrap().to_owned();
+        let workshop = hardlab_server::workshops::get(&app.db.pool, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(workshop.labs, ["demo-etcd", "reading"]);
+        let bad = teacher
+            .post_form(
+                "/workshops",
+                &[("title", "x"), ("labs", "nope"), ("capacity", "3")],
+            )
+            .await;
+        assert_eq!(bad.status, 400);
+        assert!(bad.body.contains("there is no lab &#34;nope&#34;"), "{}", bad.body);
+
+        let page = teacher.get(&board_url).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains(&workshop.join_code));
+        assert!(page.body.contains("Nobody has joined yet"));
+        // Another instructor's workshop is not there for them; an admin sees every one.
+        let others = other_teacher.get("/workshops").await;
+        assert!(!others.body.contains(&workshop.join_code), "{}", others.body);
+        assert_eq!(other_teacher.get(&board_url).await.status, 404);
+        assert_eq!(
+            other_teacher.get(&format!("{board_url}/events")).await.status,
+            404
+        );
+        assert_eq!(
+            other_teacher
+                .post_form(&format!("{board_url}/end"), &[])
+                .await
+                .status,
+            404
+        );
+        assert_eq!(admin.get(&board_url).await.status, 200);
+
+        // The board's event stream, as the page's script opens it.
+        let mut stream = reqwest::Client::new()
+            .get(format!("{}{board_url}/events", app.base_url))
+            .header(reqwest::header::COOKIE, teacher.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        next_board(&mut stream, |data| data.contains("Nobody has joined yet")).await;
+
+        let join = format!("/join/{}", workshop.join_code);
+        let mut learners = Vec::new();
+        for name in ["ann", "ben", "cid"] {
+            let learner = app.learner(name).await;
+            learner.get(&join).await;
+            assert_eq!(learner.post_form(&join, &[]).await.status, 303);
+            learners.push(learner);
+        }
+        next_board(&mut stream, |data| data.contains("3 learner(s)")).await;
+
+        // A learner sees no board: not of their workshop, not of another.
+        let other_workshop = workshop_for(&app, 5).await;
+        for learner in &learners {
+            assert_eq!(learner.get(&board_url).await.status, 404);
+            assert_eq!(learner.get(&format!("{board_url}/events")).await.status, 404);
+            assert_eq!(learner.get(&format!("{board_url}/board")).await.status, 404);
+            assert_eq!(
+                learner
+                    .get(&format!("/workshops/{}", other_workshop.id))
+                    .await
+                    .status,
+                404
+            );
+            assert_eq!(learner.get("/workshops").await.status, 404);
+        }
+        // The join page lists no other learner.
+        let page = learners[0].get(&join).await;
+        assert!(!page.body.contains("ben") && !page.body.contains("cid"));
+
+        // Attempts show without a reload; three failures in a row flag a learner.
+        let stored = std::time::Instant::now();
+        attempt(&app, "ann", "encrypt", Status::Pass, "aescbc first").await;
+        let data = next_board(&mut stream, |data| data.contains("1 passed / 1 attempted of 1")).await;
+        eprintln!(
+            "the board showed ann's pass {} ms after it was stored",
+            stored.elapsed().as_millis()
+        );
+        assert!(data.contains("ann"), "{data}");
+        for _ in 0..3 {
+            attempt(&app, "ben", "encrypt", Status::Fail, "identity comes first").await;
+        }
+        attempt(&app, "cid", "encrypt", Status::Fail, "identity comes first").await;
+        let data = next_board(&mut stream, |data| {
+            data.contains("3 failed checks in a row") && data.contains("<strong>2</strong> learner(s)")
+        })
+        .await;
+        assert!(data.contains("1 stuck"), "{data}");
+        assert!(
+            data.contains("fail <code>etcd.encryption-configured</code> on step “Turn on encryption at rest”: identity comes first"),
+            "{data}"
+        );
+        // Stuck learners come first.
+        let ben = data.find("data-learner=\"ben\"").unwrap();
+        let ann = data.find("data-learner=\"ann\"").unwrap();
+        assert!(ben < ann, "{data}");
+
+        // Actions: broadcast, extend, end; each in the log.
+        let sent = teacher
+            .post_form(&format!("{board_url}/broadcast"), &[("message", "Break until 11:00 <b>!</b>")])
+            .await;
+        assert_eq!(sent.status, 303);
+        let page = learners[1].get(&join).await;
+        assert!(page.body.contains("Break until 11:00 &#60;b&#62;!&#60;/b&#62;"), "{}", page.body);
+        assert_eq!(
+            teacher
+                .post_form(&format!("{board_url}/broadcast"), &[("message", "  ")])
+                .await
+                .status,
+            400
+        );
+        let before = workshop.ends_at;
+        assert_eq!(
+            teacher
+                .post_form(&format!("{board_url}/extend"), &[("minutes", "15")])
+                .await
+                .status,
+            303
+        );
+        let extended = hardlab_server::workshops::get(&app.db.pool, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(extended.ends_at, before + 15 * 60_000);
+        assert_eq!(
+            teacher
+                .post_form(&format!("{board_url}/end"), &[])
+                .await
+                .status,
+            303
+        );
+        let page = teacher.get(&board_url).await;
+        assert!(page.body.contains("Workshop · ended"), "{}", page.body);
+        let actions: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT action, actor_id FROM workshop_audit WHERE workshop_id = $1 ORDER BY at, id",
+        )
+        .bind(&id)
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+        let teacher_id = app.user_id("teacher").await;
+        let names: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names, ["create", "broadcast", "extend", "end", "teardown"]);
+        assert!(actions.iter().all(|(_, actor)| actor.as_deref() == Some(teacher_id.as_str())));
+        let late = app.learner("late").await;
+        late.get(&join).await;
+        assert_eq!(late.post_form(&join, &[]).await.status, 410);
     })
     .await;
 }

@@ -56,6 +56,9 @@ pub struct AppState {
     pub gradings: Arc<check::GradingLocks>,
     /// Learners' catch-ups under way (and the last one finished), for their progress.
     pub catch_ups: Arc<learner_actions::CatchUps>,
+    /// The user ID of every learner whose progress changed (an attempt stored, a workshop
+    /// joined), in this process: what live workshop boards redraw on.
+    pub progress_events: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
             proxy: None,
             gradings: Arc::default(),
             catch_ups: Arc::default(),
+            progress_events: tokio::sync::broadcast::channel(1024).0,
         }
     }
 }

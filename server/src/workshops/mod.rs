@@ -4,6 +4,7 @@
 //! workshops. [`progress`] is the one place attempts become a learner's standing in a workshop;
 //! the export ([`export`]) and the live board read it.
 
+pub mod board;
 pub mod cli;
 pub mod export;
 pub mod progress;
@@ -501,6 +502,66 @@ pub async fn end(db: &AnyPool, workshop: &Workshop, actor: Option<&str>) -> Resu
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Moves the workshop's end `minutes` later (from its planned end, or from now when that has
+/// passed); an ended workshop is not reopened.
+pub async fn extend(
+    db: &AnyPool,
+    workshop: &Workshop,
+    minutes: i64,
+    actor: Option<&str>,
+) -> Result<i64> {
+    if !(1..=24 * 60).contains(&minutes) {
+        return Err(Error::InvalidInput("minutes: from 1 to 1440".into()));
+    }
+    if workshop.ended_at.is_some() {
+        return Err(Error::InvalidInput(
+            "workshop: it has been ended; create a new one".into(),
+        ));
+    }
+    let ends_at = workshop.ends_at.max(now_ms()) + minutes * 60_000;
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE workshops SET ends_at = $1 WHERE id = $2")
+        .bind(ends_at)
+        .bind(&workshop.id)
+        .execute(&mut *tx)
+        .await?;
+    let detail = format!("extended by {minutes} min to {}", format_time(ends_at));
+    record(&mut *tx, &workshop.id, actor, "extend", None, &detail).await?;
+    tx.commit().await?;
+    Ok(ends_at)
+}
+
+/// The longest broadcast message.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+/// A message to every learner of the workshop, kept in its audit log (the latest one is shown
+/// on the workshop's page for its learners).
+pub async fn broadcast(
+    db: &AnyPool,
+    workshop: &Workshop,
+    message: &str,
+    actor: Option<&str>,
+) -> Result<()> {
+    let message = message.trim();
+    if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "message: 1 to {MAX_MESSAGE_CHARS} characters"
+        )));
+    }
+    record(db, &workshop.id, actor, "broadcast", None, message).await
+}
+
+/// The latest broadcast message and when it was sent.
+pub async fn latest_broadcast(db: &AnyPool, workshop_id: &str) -> Result<Option<(i64, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT at, detail FROM workshop_audit WHERE workshop_id = $1 AND action = 'broadcast' \
+         ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(workshop_id)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// One line of a workshop's audit log: who (`None`: the admin CLI) did what, to whom.

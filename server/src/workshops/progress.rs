@@ -120,7 +120,7 @@ pub struct StepStanding {
 #[derive(Debug, Clone)]
 pub struct LearnerStanding {
     pub member: Member,
-    /// Every step of every lab of the workshop, in its order.
+    /// Every checked step of every lab of the workshop, in its order.
     pub steps: Vec<StepStanding>,
     /// The first step not passed yet (`None`: all done).
     pub current: Option<usize>,
@@ -161,7 +161,8 @@ pub fn standing(
     let mut begin = member.joined_at.max(workshop.starts_at);
     let mut steps = Vec::new();
     for lab in workshop.labs.iter().filter_map(|id| labs.get(id)) {
-        for step in &lab.steps {
+        // A step without checks (reading, looking around) has no verdict to wait for.
+        for step in lab.steps.iter().filter(|step| !step.checks.is_empty()) {
             let of_step = mine
                 .iter()
                 .filter(|a| a.lab_id == lab.id && a.step_id == step.id && a.verdict().is_some());
