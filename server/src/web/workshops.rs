@@ -763,26 +763,16 @@ pub async fn remove_clusters(state: &AppState, workshop: &Workshop) -> Result<us
     let Some(clusters) = &state.clusters else {
         return Ok(0);
     };
-    let mut removed = 0;
-    for member in workshops::learners(&state.db, &workshop.id).await? {
-        for lab in &workshop.labs {
-            if let Some(record) = clusters
-                .manager
-                .find_for(&member.user_id, lab)
-                .await
-                .map_err(|e| WebError::Internal(e.into()))?
-            {
-                clusters.terminals.close_cluster(&record.id).await;
-                clusters
-                    .manager
-                    .delete(&record.id)
-                    .await
-                    .map_err(|e| WebError::Internal(e.into()))?;
-                removed += 1;
-            }
-        }
+    let found = workshops::live_clusters(&state.db, &clusters.manager, workshop).await?;
+    for record in &found {
+        clusters.terminals.close_cluster(&record.id).await;
+        clusters
+            .manager
+            .delete(&record.id)
+            .await
+            .map_err(|e| WebError::Internal(e.into()))?;
     }
-    Ok(removed)
+    Ok(found.len())
 }
 
 /// A fresh cluster for the learner's current lab (their current step's, else the first).

@@ -253,6 +253,17 @@ pub async fn run(command: WorkshopCommand) -> Result<()> {
                 workshop.id,
                 if ended { "ended" } else { "had ended already" }
             );
+            // Its learners' clusters go too, where this installation runs clusters.
+            if config.clusters.is_some() {
+                let manager = crate::clusters::setup::cli_manager(&config).await?;
+                let found = super::live_clusters(&db, &manager, &workshop).await?;
+                for record in &found {
+                    manager.delete(&record.id).await?;
+                }
+                let detail = format!("removed {} cluster(s)", found.len());
+                super::record(&db, &workshop.id, None, "teardown", None, &detail).await?;
+                let _ = writeln!(out, "{detail}");
+            }
         }
     }
     Ok(())

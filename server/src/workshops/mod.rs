@@ -564,6 +564,23 @@ pub async fn latest_broadcast(db: &AnyPool, workshop_id: &str) -> Result<Option<
     .await?)
 }
 
+/// Every live cluster of the workshop's learners on its labs: what ending it removes.
+pub async fn live_clusters(
+    db: &AnyPool,
+    manager: &crate::clusters::ClusterManager,
+    workshop: &Workshop,
+) -> Result<Vec<crate::clusters::lifecycle::ClusterRecord>> {
+    let mut found = Vec::new();
+    for member in learners(db, &workshop.id).await? {
+        for lab in &workshop.labs {
+            if let Some(record) = manager.find_for(&member.user_id, lab).await? {
+                found.push(record);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// One line of a workshop's audit log: who (`None`: the admin CLI) did what, to whom.
 pub async fn record<'e>(
     executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
