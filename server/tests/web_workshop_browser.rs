@@ -199,7 +199,10 @@ async fn an_instructor_runs_a_workshop_of_three_learners_in_chromium() {
         Duration::from_secs(20),
     )
     .await;
-    assert!(row.contains("stuck"), "{row}");
+    assert!(
+        row.contains("stuck") && row.contains("0 passed / 3 attempted"),
+        "{row}"
+    );
     assert!(
         teacher
             .text(".failure-groups")

@@ -448,13 +448,16 @@ struct BoardView {
     learners: usize,
     id: String,
     csrf: String,
+    /// Ended: the board is a record; nothing is offered to change.
+    ended: bool,
 }
 
 struct RowView {
     user_id: String,
     username: String,
     place: String,
-    progress: String,
+    steps: String,
+    checks: String,
     time_on_step: String,
     cluster: String,
     last_activity: String,
@@ -485,6 +488,7 @@ async fn board_view(
         failures: board.failures,
         id: workshop.id.clone(),
         csrf: csrf.to_owned(),
+        ended: workshop.state(now) == WorkshopState::Ended,
         rows: board
             .rows
             .into_iter()
@@ -493,9 +497,10 @@ async fn board_view(
                     (Some(lab), Some(step)) => format!("{lab} · {step}"),
                     _ => "all steps passed".to_owned(),
                 },
-                progress: format!(
-                    "{} passed / {} attempted of {}",
-                    row.passed_steps, row.attempted_steps, row.total_steps
+                steps: format!("{} of {} passed", row.passed_steps, row.total_steps),
+                checks: format!(
+                    "{} passed / {} attempted",
+                    row.checks_passed, row.checks_attempted
                 ),
                 time_on_step: row.time_on_step_ms.map(duration).unwrap_or_default(),
                 last_activity: format!("{} ago", duration(until - row.last_activity_ms)),
@@ -522,6 +527,7 @@ struct BoardPage<'a> {
     code: &'a str,
     join_url: String,
     state: &'static str,
+    /// "ends 2026-12-02 17:00 UTC" or "ended 2026-12-02 16:27 UTC".
     ends: String,
     board: &'a BoardView,
     audit: Vec<(String, String, String)>,
@@ -570,7 +576,11 @@ async fn board_page(
         code: &workshop.join_code,
         join_url: workshop.join_url(&state.config.link_base()),
         state: workshop.state(now_ms()).as_str(),
-        ends: when(workshop.closes_at()),
+        ends: format!(
+            "{} {}",
+            if board.ended { "ended" } else { "ends" },
+            when(workshop.closes_at())
+        ),
         board: &board,
         audit,
         notice: notice.map(str::to_owned),
@@ -730,6 +740,7 @@ async fn broadcast(
     Form(form): Form<BroadcastForm>,
 ) -> Result<Response, WebError> {
     let workshop = run_by(&state, &session, &id).await?;
+    refuse_if_ended(&workshop)?;
     workshops::broadcast(&state.db, &workshop, &form.message, Some(&session.user.id))
         .await
         .map_err(bad_input)?;
@@ -782,6 +793,7 @@ async fn reset_learner(
     Path((id, user)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     let workshop = run_by(&state, &session, &id).await?;
+    refuse_if_ended(&workshop)?;
     let Some(member) = workshops::learners(&state.db, &workshop.id)
         .await?
         .into_iter()
@@ -810,6 +822,15 @@ async fn reset_learner(
     )
     .await?;
     Ok(Redirect::to(&format!("/workshops/{}?notice=reset", workshop.id)).into_response())
+}
+
+fn refuse_if_ended(workshop: &Workshop) -> Result<(), WebError> {
+    if workshop.state(now_ms()) == WorkshopState::Ended {
+        return Err(WebError::BadRequest(
+            "workshop: it has ended; nothing more can be done in it".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn bad_input(error: crate::Error) -> WebError {

@@ -30,8 +30,10 @@ pub struct BoardRow {
     pub lab_title: Option<String>,
     pub step_title: Option<String>,
     pub passed_steps: usize,
-    pub attempted_steps: usize,
     pub total_steps: usize,
+    /// Checks that passed, of `checks_attempted`.
+    pub checks_passed: u32,
+    pub checks_attempted: u32,
     pub failed_in_a_row: u32,
     pub time_on_step_ms: Option<i64>,
     /// `ready · 42 min left`, `creating`, or `none`.
@@ -159,8 +161,9 @@ pub async fn board(db: &AnyPool, labs: &Labs, workshop: &Workshop, now: i64) -> 
             lab_title: current.and_then(|step| labs.get(&step.lab_id).map(|l| l.title.clone())),
             step_title: current.map(|step| step.step_title.clone()),
             passed_steps: standing.passed_steps(),
-            attempted_steps: standing.attempted_steps(),
             total_steps: standing.steps.len(),
+            checks_passed: standing.checks().0,
+            checks_attempted: standing.checks().1,
             failed_in_a_row,
             time_on_step_ms,
             cluster,

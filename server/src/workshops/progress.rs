@@ -102,6 +102,8 @@ pub struct StepStanding {
     pub step_title: String,
     /// Finished attempts (a running one is not counted yet).
     pub attempts: u32,
+    /// Of those, the ones that passed (with or without warnings).
+    pub passed_attempts: u32,
     pub passed: bool,
     pub first_passed_at: Option<i64>,
     pub last_attempt_at: Option<i64>,
@@ -133,8 +135,11 @@ impl LearnerStanding {
         self.steps.iter().filter(|step| step.passed).count()
     }
 
-    pub fn attempted_steps(&self) -> usize {
-        self.steps.iter().filter(|step| step.attempts > 0).count()
+    /// Checks pressed in the workshop (finished attempts) and how many of them passed.
+    pub fn checks(&self) -> (u32, u32) {
+        self.steps.iter().fold((0, 0), |(passed, all), step| {
+            (passed + step.passed_attempts, all + step.attempts)
+        })
     }
 
     pub fn current_step(&self) -> Option<&StepStanding> {
@@ -171,6 +176,7 @@ pub fn standing(
                 step_id: step.id.clone(),
                 step_title: step.title.clone(),
                 attempts: 0,
+                passed_attempts: 0,
                 passed: false,
                 first_passed_at: None,
                 last_attempt_at: None,
@@ -186,6 +192,7 @@ pub fn standing(
                 match attempt.verdict() {
                     Some(verdict) if verdict.passed() => {
                         standing.passed = true;
+                        standing.passed_attempts += 1;
                         standing.failed_in_a_row = 0;
                         standing.first_passed_at.get_or_insert(attempt.at());
                     }
