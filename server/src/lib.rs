@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod terminal;
 pub mod web;
+pub mod workshops;
 
 pub use error::{Error, Result};

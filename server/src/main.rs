@@ -57,6 +57,9 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Instructor-led workshops: create (join code and link), list, show, export, end.
+    #[command(subcommand)]
+    Workshop(hardlab_server::workshops::cli::WorkshopCommand),
     /// How many hosts (or how much of a host cluster) a workshop of N learners needs, from the
     /// per-node limits the settings give each cluster.
     Capacity {
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
             Command::Clusters { command, config } => {
                 hardlab_server::clusters::setup::cli(command, &config.resolve()?).await
             }
+            Command::Workshop(command) => hardlab_server::workshops::cli::run(command).await,
             Command::Labs(LabsCommand::Validate { dir }) => {
                 hardlab_server::labs::validate_command(&dir)
             }

@@ -187,6 +187,18 @@ pub async fn cli(
     command: super::cli::ClustersCommand,
     config: &crate::config::Config,
 ) -> crate::Result<()> {
+    let manager = cli_manager(config).await?;
+    match super::cli::run(command, &manager).await {
+        Ok(0) => Ok(()),
+        // `exec` passes the command's exit code on, like `docker exec`.
+        Ok(code) => std::process::exit(code),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// A manager of this installation's clusters for an admin command (no background work): the
+/// settings' provider, the server's key, the database.
+pub async fn cli_manager(config: &crate::config::Config) -> crate::Result<Arc<ClusterManager>> {
     let args = config.clusters.clone().unwrap_or_default();
     let args = &args;
     let db = crate::db::connect(&config.database_url).await?;
@@ -201,15 +213,9 @@ pub async fn cli(
     };
     // The same key as the server's, so both open the same stored credentials.
     let sealer = Arc::new(Sealer::new(config.secret_key_file.clone()));
-    let manager = ClusterManager::new(
+    Ok(ClusterManager::new(
         db,
         provider,
         manager_config(args, &Labs::from_labs(Vec::new()), sealer),
-    );
-    match super::cli::run(command, &manager).await {
-        Ok(0) => Ok(()),
-        // `exec` passes the command's exit code on, like `docker exec`.
-        Ok(code) => std::process::exit(code),
-        Err(error) => Err(error.into()),
-    }
+    ))
 }

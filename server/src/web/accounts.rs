@@ -668,6 +668,7 @@ async fn signup_page(
     let proof = SignupProof {
         invite: Some(invite),
         code: None,
+        workshop_code: false,
     };
     let mode = state.config.signup;
     let allowed = signup::signup_allowed(&state.db, &state.config, proof, Claim::Peek).await?;
@@ -736,6 +737,7 @@ async fn signup(
     let proof = SignupProof {
         invite: Some(invite),
         code: Some(&form.code),
+        workshop_code: false,
     };
     // Join codes are short enough to guess: wrong ones are throttled per client address.
     let code_key = format!("signup-code:{}", throttle_identity(address));

@@ -434,6 +434,8 @@ pub async fn store(
         }
     }
     tx.commit().await?;
+    // Workshop boards showing this learner redraw (no receiver: nobody is watching).
+    let _ = state.progress_events.send(user_id.to_owned());
     Ok(Graded {
         attempt_id: Some(attempt_id),
         verdict,

@@ -19,6 +19,7 @@ pub mod session;
 pub mod signup;
 mod targets;
 pub mod users;
+pub mod workshops;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +56,9 @@ pub struct AppState {
     pub gradings: Arc<check::GradingLocks>,
     /// Learners' catch-ups under way (and the last one finished), for their progress.
     pub catch_ups: Arc<learner_actions::CatchUps>,
+    /// The user ID of every learner whose progress changed (an attempt stored, a workshop
+    /// joined), in this process: what live workshop boards redraw on.
+    pub progress_events: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {
@@ -69,6 +73,7 @@ impl AppState {
             proxy: None,
             gradings: Arc::default(),
             catch_ups: Arc::default(),
+            progress_events: tokio::sync::broadcast::channel(1024).0,
         }
     }
 }
@@ -91,6 +96,7 @@ pub fn app(state: AppState) -> Router {
         .merge(clusters::routes(state.clusters.as_ref()))
         .merge(cluster::routes())
         .merge(admin::routes())
+        .merge(workshops::routes())
         .nest_service("/static", ServeDir::new(static_dir))
         .fallback(|| async { WebError::NotFound })
         .layer(middleware::from_fn(error::in_layout))

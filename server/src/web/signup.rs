@@ -32,6 +32,9 @@ use crate::{Error, Result};
 pub struct SignupProof<'a> {
     pub invite: Option<&'a str>,
     pub code: Option<&'a str>,
+    /// The visitor came through the join page of a workshop that takes learners now (the
+    /// workshop's own join code, checked by the join page).
+    pub workshop_code: bool,
 }
 
 /// Whether [`signup_allowed`] only looks (to show the form) or takes one use of an invitation.
@@ -47,7 +50,11 @@ pub enum Claim {
 pub enum SignupGrant {
     Open,
     JoinCode,
-    Invite { invite_id: String },
+    /// A workshop's join code (`signup: code`), for an account with a display name only.
+    WorkshopCode,
+    Invite {
+        invite_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +119,9 @@ pub async fn signup_allowed(
         SignupMode::Code => {
             if let Some(token) = invite {
                 return use_invite(db, token, claim).await;
+            }
+            if proof.workshop_code {
+                return Ok(Ok(SignupGrant::WorkshopCode));
             }
             let typed = proof.code.map(str::trim).filter(|c| !c.is_empty());
             match (typed, &config.signup_code) {
