@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::inputs::InputDocument;
+use crate::inputs::objects::{KubeObject, objects_in_documents};
 use crate::target::podexec::{KubePodExec, PodExec};
 use crate::target::{EtcdAccess, NodeAccess};
 
@@ -61,8 +62,9 @@ pub struct Context {
     pub etcd: Option<Arc<dyn EtcdAccess>>,
     /// How probes run commands in pods; live mode without one uses the API's exec subresource.
     pub pod_exec: Option<Arc<dyn PodExec>>,
-    /// Static mode: every document from the given files, with file and line.
-    pub documents: Vec<InputDocument>,
+    /// Static mode: every object from the given files (`List` kinds expanded), with file and
+    /// line. The documents are moved in, not copied: a large scan holds each object once.
+    pub objects: Arc<Vec<KubeObject>>,
     pub params: Params,
     cache: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
@@ -74,7 +76,7 @@ impl std::fmt::Debug for Context {
             .field("kube", &self.kube.is_some())
             .field("node", &self.node.as_ref().map(|node| node.describe()))
             .field("etcd", &self.etcd.as_ref().map(|etcd| etcd.describe()))
-            .field("documents", &self.documents.len())
+            .field("objects", &self.objects.len())
             .finish()
     }
 }
@@ -90,13 +92,13 @@ impl Context {
 
     fn new(mode: Mode, kube: Option<kube::Client>, documents: Vec<InputDocument>) -> Self {
         Self {
+            objects: Arc::new(objects_in_documents(documents)),
             mode,
             kube,
             endpoint: None,
             node: None,
             etcd: None,
             pod_exec: None,
-            documents,
             params: Params::default(),
             cache: Mutex::new(HashMap::new()),
         }

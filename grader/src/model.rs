@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// The check's subject does not exist here (a flag the cluster's release removed): nothing to
+    /// judge, so neither a pass nor a failure. Reports show it as "not applicable", with why. It
+    /// orders before `Pass` so that a summary of a pass and a check that did not apply is a pass.
+    #[serde(rename = "not-applicable")]
+    NotApplicable,
     Pass,
     Skip,
     Warn,
@@ -15,6 +20,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pass => "pass",
+            Status::NotApplicable => "not-applicable",
             Status::Skip => "skip",
             Status::Warn => "warn",
             Status::Fail => "fail",
@@ -97,6 +103,10 @@ impl Outcome {
     pub fn skip(message: impl Into<String>) -> Self {
         Self::new(Status::Skip, message)
     }
+    /// The check has nothing to judge here; `message` says why.
+    pub fn not_applicable(message: impl Into<String>) -> Self {
+        Self::new(Status::NotApplicable, message)
+    }
     pub fn error(message: impl Into<String>) -> Self {
         Self::new(Status::Error, message)
     }
@@ -144,6 +154,9 @@ pub struct Summary {
     pub fail: usize,
     pub skip: usize,
     pub error: usize,
+    /// Checks that had nothing to judge (`not-applicable`); absent from summaries written before.
+    #[serde(default)]
+    pub not_applicable: usize,
 }
 
 impl Summary {
@@ -156,6 +169,7 @@ impl Summary {
                 Status::Fail => summary.fail += 1,
                 Status::Skip => summary.skip += 1,
                 Status::Error => summary.error += 1,
+                Status::NotApplicable => summary.not_applicable += 1,
             }
         }
         summary

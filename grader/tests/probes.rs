@@ -84,7 +84,7 @@ impl PodExec for RecordedExec {
 }
 
 fn cluster() -> hardlab_grader::checks::netpol::engine::Cluster {
-    let objects = objects_in_documents(&parse_text("app.yaml", RUNNING_APP).unwrap());
+    let objects = objects_in_documents(parse_text("app.yaml", RUNNING_APP).unwrap());
     cluster_from(&objects, Mode::Live, "probe").unwrap()
 }
 
@@ -185,7 +185,7 @@ async fn nothing_probed_is_not_run_never_a_pass() {
 #[tokio::test]
 async fn pods_that_do_not_run_are_not_probed() {
     let pending = RUNNING_APP.replace("phase: Running, podIP: 10.0.0.2", "phase: Pending");
-    let objects = objects_in_documents(&parse_text("app.yaml", &pending).unwrap());
+    let objects = objects_in_documents(parse_text("app.yaml", &pending).unwrap());
     let cluster = cluster_from(&objects, Mode::Live, "probe").unwrap();
     let exec = exec(enforcing_answers(), "open\n");
     let outcome = probe_cluster(&cluster, "probe", &exec).await;

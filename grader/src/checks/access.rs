@@ -221,7 +221,8 @@ async fn insecure_port_disabled(ctx: &Context) -> Result<Outcome> {
     if let Some(((major, minor), source)) = &version
         && (*major, *minor) >= (1, 24)
     {
-        return Ok(Outcome::pass(format!(
+        // Nothing to judge, so not a pass: a pass would claim a setting was checked.
+        return Ok(Outcome::not_applicable(format!(
             "the API server is v{major}.{minor} ({source}): Kubernetes 1.24 removed the insecure port and \
              its --insecure-port flag, so there is none to disable"
         )));

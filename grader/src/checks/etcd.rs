@@ -179,11 +179,16 @@ async fn collect_encryption(ctx: &Context) -> Result<Encryption> {
     };
     match ctx.mode {
         Mode::Static => {
-            let documents: Vec<_> = ctx
-                .documents
+            // (file, line, JSON) of each EncryptionConfiguration among the files.
+            let documents: Vec<(&str, usize, &serde_json::Value)> = ctx
+                .objects
                 .iter()
-                .filter(|document| {
-                    EncryptionConfiguration::is_encryption_configuration(&document.value)
+                .filter(|object| {
+                    EncryptionConfiguration::is_encryption_configuration(&object.value)
+                })
+                .filter_map(|object| {
+                    let location = object.location.as_ref()?;
+                    Some((location.file.as_str(), location.line, &object.value))
                 })
                 .collect();
             // With several, prefer the one the API server names.
@@ -191,18 +196,12 @@ async fn collect_encryption(ctx: &Context) -> Result<Encryption> {
                 .as_deref()
                 .and_then(|path| {
                     let name = path.rsplit('/').next().unwrap_or(path);
-                    documents
-                        .iter()
-                        .find(|document| document.file.ends_with(name))
+                    documents.iter().find(|(file, _, _)| file.ends_with(name))
                 })
                 .or_else(|| documents.first());
-            if let Some(document) = chosen {
-                let config = EncryptionConfiguration::from_value(
-                    &document.file,
-                    document.line,
-                    &document.value,
-                )?;
-                found.config = Some((format!("{}:{}", document.file, document.line), config));
+            if let Some((file, line, value)) = chosen {
+                let config = EncryptionConfiguration::from_value(file, *line, value)?;
+                found.config = Some((format!("{file}:{line}"), config));
             } else if flag.is_some() {
                 found.unreadable = Some("the file it names is not among the inputs".into());
             }

@@ -154,7 +154,7 @@ struct ObjectsInput(std::result::Result<Arc<Vec<KubeObject>>, String>);
 /// live (kinds whose API is not installed, such as Istio's, are left out). Collected once per run.
 pub async fn objects(ctx: &Context) -> Result<Arc<Vec<KubeObject>>> {
     let input = ctx
-        .input(|| async { ObjectsInput(collect(ctx).await.map(Arc::new)) })
+        .input(|| async { ObjectsInput(collect(ctx).await) })
         .await;
     match &input.0 {
         Ok(objects) => Ok(Arc::clone(objects)),
@@ -165,52 +165,38 @@ pub async fn objects(ctx: &Context) -> Result<Arc<Vec<KubeObject>>> {
     }
 }
 
-/// Objects of one kind, e.g. `objects_of(ctx, "NetworkPolicy")`.
-pub async fn objects_of(ctx: &Context, kind: &str) -> Result<Vec<KubeObject>> {
-    Ok(objects(ctx)
-        .await?
-        .iter()
-        .filter(|object| object.kind == kind)
-        .cloned()
-        .collect())
-}
-
-async fn collect(ctx: &Context) -> std::result::Result<Vec<KubeObject>, String> {
+async fn collect(ctx: &Context) -> std::result::Result<Arc<Vec<KubeObject>>, String> {
     match (ctx.mode, &ctx.kube) {
-        (Mode::Static, _) => Ok(from_documents(ctx)),
+        (Mode::Static, _) => Ok(Arc::clone(&ctx.objects)),
         (Mode::Live, None) => Err("no kubeconfig was given".into()),
-        (Mode::Live, Some(client)) => list_live(client).await,
+        (Mode::Live, Some(client)) => list_live(client).await.map(Arc::new),
     }
 }
 
-fn from_documents(ctx: &Context) -> Vec<KubeObject> {
-    objects_in_documents(&ctx.documents)
-}
-
 /// The objects in documents read from files, `List` kinds expanded, each with its file and line.
-pub fn objects_in_documents(documents: &[InputDocument]) -> Vec<KubeObject> {
-    let mut objects = Vec::new();
+/// The documents are consumed: each object's JSON is moved, never copied.
+pub fn objects_in_documents(documents: Vec<InputDocument>) -> Vec<KubeObject> {
+    let mut objects = Vec::with_capacity(documents.len());
     for document in documents {
         let location = Location {
-            file: document.file.clone(),
+            file: document.file,
             line: document.line,
             object: None,
         };
-        let is_list = document
-            .value
+        let mut value = document.value;
+        let is_list = value
             .get("kind")
             .and_then(Value::as_str)
             .is_some_and(|kind| kind == "List" || kind.ends_with("List"));
-        match document.value.get("items").and_then(Value::as_array) {
-            Some(items) if is_list => {
-                objects.extend(items.iter().filter_map(|item| {
-                    KubeObject::from_value(item.clone(), Some(location.clone()))
-                }));
+        match value.get_mut("items") {
+            Some(Value::Array(items)) if is_list => {
+                objects.extend(
+                    std::mem::take(items)
+                        .into_iter()
+                        .filter_map(|item| KubeObject::from_value(item, Some(location.clone()))),
+                );
             }
-            _ => objects.extend(KubeObject::from_value(
-                document.value.clone(),
-                Some(location),
-            )),
+            _ => objects.extend(KubeObject::from_value(value, Some(location))),
         }
     }
     objects

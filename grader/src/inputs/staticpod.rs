@@ -12,6 +12,7 @@ use kube::api::{Api, ListParams};
 use serde_json::Value;
 
 use crate::inputs::flags::{Component, FlagProblem, Flags};
+use crate::inputs::objects::KubeObject;
 use crate::inputs::{InputDocument, documents};
 use crate::model::Location;
 use crate::target::NodeAccess;
@@ -137,25 +138,45 @@ struct StaticPods {
 
 impl StaticPods {
     fn add_documents(&mut self, documents: &[InputDocument], source_prefix: &str) {
-        for document in documents.iter().filter(|document| is_pod(&document.value)) {
+        self.add_pods(
+            documents
+                .iter()
+                .map(|document| (document.file.as_str(), document.line, &document.value)),
+            source_prefix,
+        );
+    }
+
+    /// Static mode: the Pods among the objects read from files.
+    fn add_objects(&mut self, objects: &[KubeObject]) {
+        self.add_pods(
+            objects.iter().filter_map(|object| {
+                let location = object.location.as_ref()?;
+                Some((location.file.as_str(), location.line, &object.value))
+            }),
+            "",
+        );
+    }
+
+    /// Each Pod's (file, line, JSON) that runs the API server or etcd fills its slot, first found first.
+    fn add_pods<'a>(
+        &mut self,
+        pods: impl Iterator<Item = (&'a str, usize, &'a Value)>,
+        source_prefix: &str,
+    ) {
+        for (file, line, value) in pods.filter(|(_, _, value)| is_pod(value)) {
             let location = Location {
-                file: document.file.clone(),
-                line: document.line,
+                file: file.to_owned(),
+                line,
                 object: None,
             };
-            let source = format!("{source_prefix}{}", document.file);
+            let source = format!("{source_prefix}{file}");
             for (component, slot) in [
                 (Component::ApiServer, &mut self.apiserver),
                 (Component::Etcd, &mut self.etcd),
             ] {
                 if slot.is_none() {
-                    *slot = StaticPod::from_pod(
-                        component,
-                        &document.value,
-                        source.clone(),
-                        location.clone(),
-                    )
-                    .map(Arc::new);
+                    *slot = StaticPod::from_pod(component, value, source.clone(), location.clone())
+                        .map(Arc::new);
                 }
             }
         }
@@ -222,7 +243,7 @@ pub async fn etcd(ctx: &Context) -> Result<Option<Arc<StaticPod>>> {
 async fn collect(ctx: &Context) -> Result<StaticPods> {
     let mut pods = StaticPods::default();
     match ctx.mode {
-        Mode::Static => pods.add_documents(&ctx.documents, ""),
+        Mode::Static => pods.add_objects(&ctx.objects),
         Mode::Live => {
             if let Some(node) = &ctx.node {
                 pods = from_node(node.as_ref()).await?;

@@ -13,15 +13,31 @@ pub enum Step {
     Index(usize),
 }
 
+/// A file's lines with each line's indent worked out once: every finding in the file walks them.
+pub struct Source<'a> {
+    lines: Vec<&'a str>,
+    /// [`indent_of`] of each line.
+    indents: Vec<Option<usize>>,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let lines: Vec<&str> = text.lines().collect();
+        let indents = lines.iter().map(|line| indent_of(line)).collect();
+        Self { lines, indents }
+    }
+}
+
 /// The 1-based line a finding should point at: the deepest line of the first field path named in
 /// `problems` inside the object at `doc_line` (item `item` of a `List` document), or the object's
 /// own line.
 pub fn field_line(
-    lines: &[String],
+    source: &Source<'_>,
     doc_line: usize,
     item: Option<usize>,
     problems: &[String],
 ) -> usize {
+    let lines = &source.lines;
     let mut path = Vec::new();
     if let Some(item) = item {
         path.push(Step::Key("items".into()));
@@ -41,7 +57,7 @@ pub fn field_line(
     if path.is_empty() {
         return doc_line;
     }
-    match deepest(lines, start, end, &path) {
+    match deepest(source, start, end, &path) {
         Some(index) => index + 1,
         None => doc_line,
     }
@@ -108,13 +124,12 @@ fn indent_of(line: &str) -> Option<usize> {
 
 /// Whether `text` (a line's content at the mapping's indent) is the key `key`.
 fn is_key(text: &str, key: &str) -> bool {
-    let unquoted = [
-        format!("{key}:"),
-        format!("\"{key}\":"),
-        format!("'{key}':"),
-    ];
-    unquoted.iter().any(|prefix| {
-        text.strip_prefix(prefix.as_str())
+    // Called for every line a path walk passes: compared in place, nothing allocated.
+    ["", "\"", "'"].iter().any(|quote| {
+        text.strip_prefix(quote)
+            .and_then(|rest| rest.strip_prefix(key))
+            .and_then(|rest| rest.strip_prefix(quote))
+            .and_then(|rest| rest.strip_prefix(':'))
             .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
     })
 }
@@ -141,20 +156,29 @@ fn content_at(line: &str, column: usize) -> Option<&str> {
 
 /// The index of the deepest line of `path` found in the mapping spanning lines `from..to` whose
 /// keys sit at column `column`.
-fn deepest(lines: &[String], from: usize, to: usize, path: &[Step]) -> Option<usize> {
-    let column = (from..to).find_map(|index| indent_of(&lines[index]))?;
-    walk(lines, from, to, column, path)
+fn deepest(source: &Source<'_>, from: usize, to: usize, path: &[Step]) -> Option<usize> {
+    let column = source.indents[from..to].iter().find_map(|indent| *indent)?;
+    walk(source, from, to, column, path)
 }
 
-fn walk(lines: &[String], from: usize, to: usize, column: usize, path: &[Step]) -> Option<usize> {
+fn walk(
+    source: &Source<'_>,
+    from: usize,
+    to: usize,
+    column: usize,
+    path: &[Step],
+) -> Option<usize> {
+    let (lines, indents) = (&source.lines, &source.indents);
     let (step, rest) = path.split_first()?;
     match step {
         Step::Key(key) => {
+            // A line indented deeper than the mapping cannot hold one of its keys.
             let found = (from..to).find(|&index| {
-                content_at(&lines[index], column).is_some_and(|text| is_key(text, key))
+                indents[index].is_some_and(|indent| indent <= column)
+                    && content_at(lines[index], column).is_some_and(|text| is_key(text, key))
             })?;
             let child_end = (found + 1..to)
-                .find(|&index| match indent_of(&lines[index]) {
+                .find(|&index| match indents[index] {
                     Some(indent) if indent < column => true,
                     Some(indent) if indent == column => !lines[index][indent..].starts_with('-'),
                     _ => false,
@@ -163,25 +187,24 @@ fn walk(lines: &[String], from: usize, to: usize, column: usize, path: &[Step]) 
             if rest.is_empty() {
                 return Some(found);
             }
-            let child_column = (found + 1..child_end).find_map(|index| indent_of(&lines[index]));
+            let child_column = indents[found + 1..child_end]
+                .iter()
+                .find_map(|indent| *indent);
             let deeper = child_column
-                .and_then(|child_column| walk(lines, found + 1, child_end, child_column, rest));
+                .and_then(|child_column| walk(source, found + 1, child_end, child_column, rest));
             Some(deeper.unwrap_or(found))
         }
         Step::Index(wanted) => {
             // Items start with `-` at the sequence's column.
-            let starts: Vec<usize> = (from..to)
-                .filter(|&index| {
-                    indent_of(&lines[index]) == Some(column)
-                        && lines[index][column..].starts_with('-')
-                })
-                .collect();
-            let start = *starts.get(*wanted)?;
-            let end = starts.get(wanted + 1).copied().unwrap_or(to);
+            let mut starts = (from..to).filter(|&index| {
+                indents[index] == Some(column) && lines[index][column..].starts_with('-')
+            });
+            let start = starts.nth(*wanted)?;
+            let end = starts.next().unwrap_or(to);
             if rest.is_empty() {
                 return Some(start);
             }
-            let deeper = walk(lines, start, end, column + 2, rest);
+            let deeper = walk(source, start, end, column + 2, rest);
             Some(deeper.unwrap_or(start))
         }
     }
@@ -214,8 +237,7 @@ spec:
 ";
 
     fn field_line(text: &str, doc_line: usize, item: Option<usize>, problems: &[String]) -> usize {
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        super::field_line(&lines, doc_line, item, problems)
+        super::field_line(&Source::new(text), doc_line, item, problems)
     }
 
     fn problem(text: &str) -> Vec<String> {

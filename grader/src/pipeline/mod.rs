@@ -111,43 +111,36 @@ pub fn fingerprint(check: &str, object: Option<&str>, file: &str) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
-/// The lines of input files, read once per file, so findings can point at the offending field.
+/// Whether findings get the line of their offending field from the input files.
 #[derive(Debug, Default)]
 pub struct Sources {
     /// `false`: never read, every finding points at its object's line.
     read: bool,
-    lines: HashMap<String, Option<Vec<String>>>,
 }
 
 impl Sources {
-    /// Sources read from disk on first use.
+    /// Sources read from disk, each file once, while findings are made.
     pub fn from_disk() -> Self {
-        Self {
-            read: true,
-            lines: HashMap::new(),
-        }
+        Self { read: true }
     }
 
-    /// A file's lines; `None` for stdin, live objects, unreadable files and when not reading
-    /// (the finding then points at the object's first line).
-    fn lines(&mut self, file: &str) -> Option<&[String]> {
-        if !self.read || file.is_empty() || file == crate::inputs::documents::STDIN_NAME {
-            return None;
-        }
-        self.lines
-            .entry(file.to_owned())
-            .or_insert_with(|| {
-                std::fs::read_to_string(file)
-                    .ok()
-                    .map(|text| text.lines().map(str::to_owned).collect())
-            })
-            .as_deref()
+    /// Whether a finding in `file` can get its field's line: not for stdin, live objects, or
+    /// when not reading (the finding then points at the object's first line).
+    fn readable(&self, file: &str) -> bool {
+        self.read && !file.is_empty() && file != crate::inputs::documents::STDIN_NAME
     }
 }
 
+/// A finding waiting for its field line: the finding's index, its `List` item and its problems.
+struct PendingLine {
+    finding: usize,
+    item: Option<usize>,
+    problems: Vec<String>,
+}
+
 /// Splits every `fail`, `warn` and `error` result into findings, one per check and object.
-/// `objects` are the run's objects (for the index of `List` items); `sources` supplies file text
-/// for field lines.
+/// `objects` are the run's objects (for the index of `List` items); `sources` says whether file
+/// text is read for field lines.
 pub fn findings(
     results: &[CheckResult],
     objects: &[KubeObject],
@@ -155,6 +148,7 @@ pub fn findings(
 ) -> Vec<Finding> {
     let list_items = list_item_indexes(objects);
     let mut findings = Vec::new();
+    let mut pending: Vec<PendingLine> = Vec::new();
     for (index, result) in results.iter().enumerate() {
         if !matches!(result.status, Status::Fail | Status::Warn | Status::Error) {
             continue;
@@ -189,17 +183,18 @@ pub fn findings(
             } else {
                 problems.join("; ")
             };
-            let item = location.object.as_ref().and_then(|object| {
-                list_items
-                    .get(&(location.file.clone(), location.line, object.clone()))
-                    .copied()
-            });
-            let field_line = match sources.lines(&location.file) {
-                Some(lines) if location.line > 0 => {
-                    locate::field_line(lines, location.line, item, &problems)
-                }
-                _ => location.line,
-            };
+            if sources.readable(&location.file) && location.line > 0 {
+                let item = location.object.as_ref().and_then(|object| {
+                    list_items
+                        .get(&(location.file.as_str(), location.line, object.as_str()))
+                        .copied()
+                });
+                pending.push(PendingLine {
+                    finding: findings.len(),
+                    item,
+                    problems,
+                });
+            }
             findings.push(Finding {
                 check: result.check.clone(),
                 result: index,
@@ -207,7 +202,7 @@ pub fn findings(
                 object: location.object.clone(),
                 file: location.file.clone(),
                 line: location.line,
-                field_line,
+                field_line: location.line,
                 message,
                 fingerprint: fingerprint(&result.check, location.object.as_deref(), &location.file),
                 disposition: Disposition::Open,
@@ -228,19 +223,48 @@ pub fn findings(
             });
         }
     }
+    resolve_field_lines(&mut findings, pending);
     findings
+}
+
+/// Gives each pending finding its field's line, reading each file once and holding one file's
+/// text at a time (a large scan's findings span thousands of files). A file that cannot be read
+/// leaves its findings at their object's line.
+fn resolve_field_lines(findings: &mut [Finding], mut pending: Vec<PendingLine>) {
+    pending.sort_by(|a, b| findings[a.finding].file.cmp(&findings[b.finding].file));
+    let mut rest = pending.as_slice();
+    while let Some(first) = rest.first() {
+        let file = findings[first.finding].file.clone();
+        let count = rest
+            .iter()
+            .position(|entry| findings[entry.finding].file != file)
+            .unwrap_or(rest.len());
+        let (group, after) = rest.split_at(count);
+        rest = after;
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let source = locate::Source::new(&text);
+        for entry in group {
+            let finding = &mut findings[entry.finding];
+            finding.field_line =
+                locate::field_line(&source, finding.line, entry.item, &entry.problems);
+        }
+    }
 }
 
 /// For objects that are items of a `kind: List` document (they share the document's line), their
 /// index among the list's items, keyed by file, line and object ID.
-fn list_item_indexes(objects: &[KubeObject]) -> HashMap<(String, usize, String), usize> {
-    let mut per_document: HashMap<(String, usize), Vec<String>> = HashMap::new();
+fn list_item_indexes(objects: &[KubeObject]) -> HashMap<(&str, usize, &str), usize> {
+    let mut per_document: HashMap<(&str, usize), Vec<&str>> = HashMap::new();
     for object in objects {
         if let Some(location) = &object.location {
+            // A located object's ID is set when it is read from a file.
+            let id = location.object.as_deref().unwrap_or_default();
             per_document
-                .entry((location.file.clone(), location.line))
+                .entry((location.file.as_str(), location.line))
                 .or_default()
-                .push(object.id());
+                .push(id);
         }
     }
     let mut indexes = HashMap::new();
@@ -249,7 +273,7 @@ fn list_item_indexes(objects: &[KubeObject]) -> HashMap<(String, usize, String),
             continue;
         }
         for (item, id) in ids.into_iter().enumerate() {
-            indexes.entry((file.clone(), line, id)).or_insert(item);
+            indexes.entry((file, line, id)).or_insert(item);
         }
     }
     indexes

@@ -234,21 +234,29 @@ impl Settings {
     /// then the configuration file, then `--skip-check`; then the baseline. With
     /// `--create-baseline`, the findings that still count are written to it and accepted.
     pub async fn triage(&self, graded: Graded, ctx: &Context) -> Result<Report> {
-        let mut report = Report::new(graded.target, graded.mode, graded.results, self.fail_on);
-        report.skipped = graded.skipped;
-        report.framework = self.framework;
-        let judged_objects = report
-            .findings
-            .iter()
-            .any(|finding| finding.object.is_some());
+        let judged_objects = graded.results.iter().any(|result| {
+            result
+                .locations
+                .iter()
+                .any(|location| location.object.is_some())
+        });
         // The objects were listed or read once for the checks already; this is the cached list.
         let objects = match judged_objects {
             true => objects(ctx).await.ok(),
             false => None,
         };
         let objects: &[_] = objects.as_deref().map_or(&[], Vec::as_slice);
-        let mut sources = Sources::from_disk();
-        report.findings = findings(&report.results, objects, &mut sources);
+        // Findings are made once, with field lines; the report takes them as they are.
+        let findings = findings(&graded.results, objects, &mut Sources::from_disk());
+        let mut report = Report::with_findings(
+            graded.target,
+            graded.mode,
+            graded.results,
+            self.fail_on,
+            findings,
+        );
+        report.skipped = graded.skipped;
+        report.framework = self.framework;
 
         let mut suppressions = suppress::from_annotations(objects)?;
         suppress::validate(&suppressions)?;
@@ -284,14 +292,13 @@ impl Settings {
 
     /// Writes the main report and every `FORMAT=FILE` one; the exit code (0 or 1).
     pub fn write_reports(&self, report: &Report) -> Result<i32> {
-        let main = self.render(self.format, report, self.main_output.is_none());
         match &self.main_output {
-            Some(path) => write_file(path, &main)?,
+            Some(path) => self.write_to_file(self.format, report, path)?,
             None => {
-                let mut stdout = std::io::stdout().lock();
-                stdout
-                    .write_all(main.as_bytes())
-                    .and_then(|()| stdout.flush())
+                let stdout = std::io::stdout().lock();
+                let mut out = std::io::BufWriter::new(stdout);
+                self.write(self.format, report, true, &mut out)
+                    .and_then(|()| out.flush())
                     .map_err(|source| Error::Io {
                         path: PathBuf::from("<stdout>"),
                         source,
@@ -299,9 +306,35 @@ impl Settings {
             }
         }
         for (format, path) in &self.outputs {
-            write_file(path, &self.render(*format, report, false))?;
+            self.write_to_file(*format, report, path)?;
         }
         Ok(if report.failed() { 1 } else { 0 })
+    }
+
+    fn write_to_file(&self, format: Format, report: &Report, path: &Path) -> Result<()> {
+        let io_error = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io_error)?;
+        let mut out = std::io::BufWriter::new(file);
+        self.write(format, report, false, &mut out)
+            .and_then(|()| out.flush())
+            .map_err(io_error)
+    }
+
+    /// One report into `out`; JSON is streamed (it is the largest), the others rendered first.
+    fn write(
+        &self,
+        format: Format,
+        report: &Report,
+        to_stdout: bool,
+        out: &mut impl Write,
+    ) -> std::io::Result<()> {
+        match format {
+            Format::Json => report::json::write(report, out),
+            other => out.write_all(self.render(other, report, to_stdout).as_bytes()),
+        }
     }
 
     fn render(&self, format: Format, report: &Report, to_stdout: bool) -> String {

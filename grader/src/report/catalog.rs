@@ -74,7 +74,9 @@ pub fn markdown(checks: &[CheckDef]) -> String {
     out.push_str(
         "Statuses: `pass`; `warn` (passes, but weaker than it should be; fails the run only with \
          `--fail-on warn`); `fail`; `skip` (its inputs are not among those given, with the reason); \
-         `error` (its inputs could not be read, e.g. `forbidden`). Exit codes: 0 when nothing \
+         `error` (its inputs could not be read, e.g. `forbidden`); `not-applicable` (what it judges \
+         does not exist here, e.g. a flag the cluster's release removed: not a pass, with the \
+         reason; JUnit shows it as a skipped case, SARIF as a `notApplicable` result). Exit codes: 0 when nothing \
          failed, 1 when a check reports `fail` or `error` (or `warn` with `--fail-on warn`), 2 when \
          the grader could not grade at all (bad input, unreachable cluster, unknown check or lab ID).\n",
     );

@@ -79,6 +79,18 @@ impl<'a> JsonResult<'a> {
 
 /// The report as pretty-printed JSON with a trailing newline.
 pub fn render(report: &Report) -> String {
+    let mut bytes = Vec::new();
+    if let Err(error) = write(report, &mut bytes) {
+        // Only plain strings and numbers go in, and a Vec takes every write; say so rather than panic.
+        return format!("{{\"tool\":\"{TOOL}\",\"error\":\"serializing the report: {error}\"}}\n");
+    }
+    // serde_json writes UTF-8 only.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+/// Writes the report as [`render`] does, straight into `out`: a large scan's report (tens of
+/// megabytes) is never held whole in memory.
+pub fn write(report: &Report, out: &mut impl std::io::Write) -> std::io::Result<()> {
     let json = JsonReport {
         tool: TOOL,
         version: VERSION,
@@ -101,10 +113,6 @@ pub fn render(report: &Report) -> String {
             controls: framework::summarize(report, framework),
         }),
     };
-    let mut text = serde_json::to_string_pretty(&json).unwrap_or_else(|error| {
-        // Only plain strings and numbers go in, so this cannot fail; say so rather than panic.
-        format!("{{\"tool\":\"{TOOL}\",\"error\":\"serializing the report: {error}\"}}")
-    });
-    text.push('\n');
-    text
+    serde_json::to_writer_pretty(&mut *out, &json).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")
 }

@@ -115,6 +115,14 @@ fn write_case(xml: &mut String, result: &CheckResult, fail_on: FailOn) {
                 xml_escape(&result.message)
             );
         }
+        // JUnit has no "does not apply"; a skipped case that says so is what CI tools show.
+        (None, Status::NotApplicable) => {
+            let _ = writeln!(
+                xml,
+                ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                xml_escape(&format!("not applicable: {}", result.message))
+            );
+        }
         (None, _) => {
             let _ = writeln!(
                 xml,
@@ -216,7 +224,7 @@ impl Counts {
                 Status::Fail => counts.failures += 1,
                 Status::Warn if fail_on == FailOn::Warn => counts.failures += 1,
                 Status::Error => counts.errors += 1,
-                Status::Skip => counts.skipped += 1,
+                Status::Skip | Status::NotApplicable => counts.skipped += 1,
                 Status::Pass | Status::Warn => {}
             }
         }

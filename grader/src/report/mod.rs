@@ -37,7 +37,7 @@ impl FailOn {
         match status {
             Status::Fail | Status::Error => true,
             Status::Warn => self == FailOn::Warn,
-            Status::Pass | Status::Skip => false,
+            Status::Pass | Status::NotApplicable | Status::Skip => false,
         }
     }
 }
@@ -77,6 +77,17 @@ impl Report {
     /// A report whose findings are all open (no suppressions, no baseline), field lines unknown.
     pub fn new(target: String, mode: String, results: Vec<CheckResult>, fail_on: FailOn) -> Self {
         let findings = pipeline::findings(&results, &[], &mut pipeline::Sources::default());
+        Self::with_findings(target, mode, results, fail_on, findings)
+    }
+
+    /// A report of findings made already (by [`pipeline::findings`], with field lines).
+    pub fn with_findings(
+        target: String,
+        mode: String,
+        results: Vec<CheckResult>,
+        fail_on: FailOn,
+        findings: Vec<Finding>,
+    ) -> Self {
         Self {
             target,
             mode,
@@ -101,6 +112,7 @@ impl Report {
                 Status::Fail => summary.fail += 1,
                 Status::Skip => summary.skip += 1,
                 Status::Error => summary.error += 1,
+                Status::NotApplicable => summary.not_applicable += 1,
             }
         }
         summary

@@ -22,7 +22,7 @@ const INFORMATION_URI: &str = "https://example.invalid/hardlab/docs/checks.md";
 
 pub fn render(report: &Report) -> String {
     let rules: Vec<Value> = report.results.iter().map(rule).collect();
-    let results: Vec<Value> = report
+    let mut results: Vec<Value> = report
         .findings
         .iter()
         .filter(|finding| matches!(finding.status, Status::Fail | Status::Warn))
@@ -31,6 +31,24 @@ pub fn render(report: &Report) -> String {
             Some(finding_result(report, finding, result))
         })
         .collect();
+    // SARIF's own word for a rule that was not evaluated because it does not apply here.
+    results.extend(
+        report
+            .results
+            .iter()
+            .enumerate()
+            .filter(|(_, result)| result.status == Status::NotApplicable)
+            .map(|(index, result)| {
+                json!({
+                    "ruleId": result.check,
+                    "ruleIndex": index,
+                    "kind": "notApplicable",
+                    "level": "none",
+                    "message": { "text": format!("not applicable: {}", result.message) },
+                    "properties": { "status": result.status.as_str() },
+                })
+            }),
+    );
     let notifications: Vec<Value> = report
         .results
         .iter()

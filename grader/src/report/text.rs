@@ -41,10 +41,18 @@ pub enum GroupBy {
 fn status_code(status: Status) -> &'static str {
     match status {
         Status::Pass => "32",
-        Status::Skip => "2",
+        Status::NotApplicable | Status::Skip => "2",
         Status::Warn => "33",
         Status::Fail => "1;31",
         Status::Error => "1;35",
+    }
+}
+
+/// A status as the text report's first column shows it, five characters wide.
+fn status_label(status: Status) -> String {
+    match status {
+        Status::NotApplicable => "N/A  ".to_owned(),
+        other => format!("{:<5}", other.as_str().to_uppercase()),
     }
 }
 
@@ -93,7 +101,7 @@ fn write_result(
 ) {
     let status = report.status_of(index);
     let findings: Vec<&Finding> = report.findings_of(index).collect();
-    let label = format!("{:<5}", status.as_str().to_uppercase());
+    let label = status_label(status);
     let accepted = accepted_note(&findings);
     let _ = writeln!(
         out,
@@ -272,7 +280,7 @@ fn by_file(out: &mut String, report: &Report, color: Color) {
             } else {
                 Status::Pass
             };
-            let label = format!("{:<5}", status.as_str().to_uppercase());
+            let label = status_label(status);
             let line = if finding.field_line > 0 {
                 format!("{:>5}", finding.field_line)
             } else {
@@ -350,12 +358,17 @@ fn write_summary(out: &mut String, report: &Report, color: Color) {
     let summary = report.summary();
     let _ = writeln!(
         out,
-        "\n{} passed, {} warnings, {} failed, {} skipped, {} errors",
+        "\n{} passed, {} warnings, {} failed, {} skipped, {} errors{}",
         color.paint(status_code(Status::Pass), &summary.pass.to_string()),
         color.paint(status_code(Status::Warn), &summary.warn.to_string()),
         color.paint(status_code(Status::Fail), &summary.fail.to_string()),
         summary.skip,
         color.paint(status_code(Status::Error), &summary.error.to_string()),
+        if summary.not_applicable > 0 {
+            format!(", {} not applicable", summary.not_applicable)
+        } else {
+            String::new()
+        },
     );
     // The same words the web app shows for a step.
     let verdict = crate::Verdict::of((0..report.results.len()).map(|i| report.status_of(i)));

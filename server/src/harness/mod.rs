@@ -318,7 +318,7 @@ fn rank(status: Status) -> i8 {
         Status::Pass => 2,
         Status::Warn => 1,
         Status::Fail => 0,
-        Status::Skip | Status::Error => -1,
+        Status::NotApplicable | Status::Skip | Status::Error => -1,
     }
 }
 

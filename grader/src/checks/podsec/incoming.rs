@@ -116,7 +116,7 @@ pub async fn incoming_manifests_clean(ctx: &Context) -> Result<Outcome> {
         });
     }
 
-    let objects = objects_in_documents(&read.documents);
+    let objects = objects_in_documents(read.documents);
     let workloads: Vec<Workload> = objects.iter().filter_map(Workload::of).collect();
     let mut findings = Vec::new();
     let mut locations: Vec<Location> = Vec::new();
