@@ -186,18 +186,7 @@ impl AttemptRow {
 
     /// `2026-11-26 19:40 UTC`.
     pub fn when(&self) -> String {
-        time::OffsetDateTime::from_unix_timestamp(self.started_at / 1000)
-            .map(|t| {
-                format!(
-                    "{}-{:02}-{:02} {:02}:{:02} UTC",
-                    t.year(),
-                    u8::from(t.month()),
-                    t.day(),
-                    t.hour(),
-                    t.minute()
-                )
-            })
-            .unwrap_or_default()
+        super::utc_minute(self.started_at)
     }
 }
 

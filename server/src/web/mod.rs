@@ -164,3 +164,19 @@ pub fn payload_too_large(limit: Option<usize>) -> Response {
     )
         .into_response()
 }
+
+/// A time in milliseconds since the epoch as the pages show it: `2026-12-02 17:00 UTC`.
+pub fn utc_minute(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(|t| {
+            format!(
+                "{}-{:02}-{:02} {:02}:{:02} UTC",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_default()
+}

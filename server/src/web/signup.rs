@@ -289,21 +289,6 @@ struct InvitesPage<'a> {
     error: Option<String>,
 }
 
-fn utc_minute(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
-        .map(|t| {
-            format!(
-                "{}-{:02}-{:02} {:02}:{:02} UTC",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        })
-        .unwrap_or_default()
-}
-
 /// id, created_by, the creator's username, created_at, expires_at, max_uses, uses.
 type InviteRecord = (String, Option<String>, Option<String>, i64, i64, i64, i64);
 
@@ -337,8 +322,8 @@ async fn invite_rows(state: &AppState, session: &Session) -> Result<Vec<InviteRo
                         (None, None) => "command line".to_owned(),
                         (Some(_), None) => "removed account".to_owned(),
                     },
-                    created: utc_minute(created_at),
-                    expires: utc_minute(expires_at),
+                    created: super::utc_minute(created_at),
+                    expires: super::utc_minute(expires_at),
                     uses,
                     max_uses,
                     state,

@@ -69,22 +69,6 @@ struct JoinPage<'a> {
     message: Option<String>,
 }
 
-/// `2026-12-02 17:00 UTC`.
-pub fn when(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .map(|t| {
-            format!(
-                "{}-{:02}-{:02} {:02}:{:02} UTC",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        })
-        .unwrap_or_default()
-}
-
 async fn workshop_of(state: &AppState, code: &str) -> Result<Workshop, WebError> {
     workshops::by_code(&state.db, code)
         .await?
@@ -164,8 +148,8 @@ async fn render(
         title: &workshop.title,
         code: &workshop.join_code,
         labs,
-        starts: when(workshop.starts_at),
-        ends: when(workshop.closes_at()),
+        starts: super::utc_minute(workshop.starts_at),
+        ends: super::utc_minute(workshop.closes_at()),
         scheduled: workshop.state(now_ms()) == WorkshopState::Scheduled,
         places_left: (workshop.capacity - joined).max(0),
         offer,
@@ -355,7 +339,7 @@ async fn render_list(
             .into_iter()
             .map(|w| WorkshopLine {
                 state: w.state(now).as_str(),
-                ends: when(w.closes_at()),
+                ends: super::utc_minute(w.closes_at()),
                 id: w.id,
                 title: w.title,
                 code: w.join_code,
@@ -556,7 +540,7 @@ async fn board_page(
         .map(|line| {
             let target = line.target.map(|t| format!(" ({t})")).unwrap_or_default();
             (
-                when(line.at),
+                super::utc_minute(line.at),
                 line.actor,
                 format!("{}{target}: {}", line.action, line.detail),
             )
@@ -579,7 +563,7 @@ async fn board_page(
         ends: format!(
             "{} {}",
             if board.ended { "ended" } else { "ends" },
-            when(workshop.closes_at())
+            super::utc_minute(workshop.closes_at())
         ),
         board: &board,
         audit,
